@@ -1,0 +1,108 @@
+"""Pure types shared by every layer: modes, states, roles, intents and statuses.
+
+Nothing here does I/O; everything is immutable so a snapshot read once can be
+passed around and compared safely.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class Mode(str, enum.Enum):
+    """What the operator asks for."""
+
+    ACTIVE = "active"
+    MAINTENANCE = "maintenance"
+
+
+class State(str, enum.Enum):
+    """Where one box is. ``entering``/``exiting`` are on the way."""
+
+    ACTIVE = "active"
+    ENTERING = "entering"
+    MAINTENANCE = "maintenance"
+    EXITING = "exiting"
+
+    @classmethod
+    def settled_for(cls, mode: Mode) -> State:
+        return cls.MAINTENANCE if mode is Mode.MAINTENANCE else cls.ACTIVE
+
+
+class Role(str, enum.Enum):
+    EDGE = "edge"
+    WEB = "web"
+    WORKER = "worker"
+    SCHEDULER = "scheduler"
+
+
+DEFAULT_ORDER: tuple[Role, ...] = (Role.EDGE, Role.WEB, Role.WORKER, Role.SCHEDULER)
+"""The order roles enter maintenance in; leaving runs it backwards."""
+
+
+@dataclass(frozen=True)
+class Intent:
+    """What the ``desired`` key asks for, with its identity (the key's ModifyIndex).
+
+    ``index`` 0 means "no key": the implicit ``active`` of a fresh environment.
+    """
+
+    mode: Mode
+    index: int = 0
+    reason: str = ""
+    by: str = ""
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    message: str = ""
+    release: tuple[str, ...] = ()
+    auto_end: bool = False
+
+    def to_json(self) -> str:
+        doc: dict[str, Any] = {"mode": self.mode.value}
+        for name in ("reason", "by", "message"):
+            if getattr(self, name):
+                doc[name] = getattr(self, name)
+        for name in ("starts_at", "ends_at"):
+            value = getattr(self, name)
+            if value is not None:
+                doc[name] = value.isoformat()
+        if self.release:
+            doc["release"] = list(self.release)
+        if self.auto_end:
+            doc["auto_end"] = True
+        return json.dumps(doc, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class Status:
+    """What a box reports under ``status/<node>``; written by that box only."""
+
+    node: str
+    roles: tuple[str, ...]
+    state: str
+    intent_index: int
+    since: str
+    error: str | None = None
+    blocked_on: str | None = None
+    version: str = ""
+    progress: dict[str, str] = field(default_factory=dict)
+    desired: str | None = None
+    scheduled_for: str | None = None
+    intent_error: str | None = None
+
+    def to_json(self) -> str:
+        doc = asdict(self)
+        doc["roles"] = list(self.roles)
+        return json.dumps(doc, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Status:
+        doc = json.loads(raw)
+        known = {f for f in cls.__dataclass_fields__}
+        doc = {k: v for k, v in doc.items() if k in known}
+        doc["roles"] = tuple(doc.get("roles", ()))
+        return cls(**doc)

@@ -1,0 +1,1 @@
+"""Steps: the smallest idempotent actions a role takes. See ``base.Step``."""
