@@ -27,7 +27,7 @@ class _Model(BaseModel):
 
 def _host_port(value: str, what: str) -> str:
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ValueError(f"expected {what} as host:port (e.g. 127.0.0.1:9464)")
     host = host.strip("[]")
     try:

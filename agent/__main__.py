@@ -1,0 +1,3 @@
+from agent.cli.agent_main import main
+
+main()

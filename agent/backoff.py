@@ -1,0 +1,56 @@
+"""Capped exponential backoff with jitter, and a token bucket.
+
+Used wherever the agent retries (Consul reads, failing steps) so a fleet of
+agents neither hammers a sick Consul nor retries in lockstep.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+
+
+class Backoff:
+    """``next()`` returns base·2^n seconds, capped, scaled by a random factor in [0.5, 1]."""
+
+    def __init__(self, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None):
+        self.base = base
+        self.cap = cap
+        self.failures = 0
+        self._rng = rng or random.Random()
+
+    def next(self) -> float:
+        delay = min(self.cap, self.base * (2 ** min(self.failures, 30)))
+        self.failures += 1
+        return delay * self._rng.uniform(0.5, 1.0)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class TokenBucket:
+    """Allows a burst of ``capacity`` actions, then ``rate`` per second.
+
+    ``delay()`` says how long to wait before the next action is allowed and
+    takes the token; the watcher sleeps that long before re-querying a key
+    that keeps changing, so a flapping key cannot hammer Consul.
+    """
+
+    def __init__(self, capacity: float, rate: float, clock: Callable[[], float] = time.monotonic):
+        self.capacity = capacity
+        self.rate = rate
+        self._clock = clock
+        self._tokens = capacity
+        self._stamp = clock()
+
+    def delay(self) -> float:
+        now = self._clock()
+        self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return 0.0
+        wait = (1 - self._tokens) / self.rate
+        self._tokens -= 1
+        return wait

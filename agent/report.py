@@ -1,0 +1,154 @@
+"""StatusReporter: keeps this box's status key, session and service registration alive.
+
+The status key ``<prefix>/<env>/status/<node>`` is written under a Consul
+session with behaviour ``delete``, so it disappears when the agent dies (the
+session's TTL runs out). One thread renews the session, passes the service's
+TTL check and (re)writes the latest status whenever it changed or was lost:
+after a Consul outage or a local Consul agent restart (sessions die with a
+cleanly stopped agent) both come back within one renew interval.
+
+The reconciler only hands it the newest ``Status``; writing never blocks a
+decision.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from agent.backoff import Backoff
+from agent.consul import ConsulGateway
+from agent.errors import MaintenanceAgentError
+from agent.model import Status
+from agent.statefile import StateFile
+
+
+class StatusReporter:
+    def __init__(
+        self,
+        gateway: ConsulGateway,
+        key: str,
+        service_id: str,
+        tags: list[str],
+        meta: dict[str, str],
+        memory: StateFile,
+        ttl: int = 15,
+        log: Any = None,
+        on_consul: Callable[[bool, str], None] | None = None,
+    ):
+        self.gateway = gateway
+        self.key = key
+        self.service_id = service_id
+        self.tags = tags
+        self.meta = meta
+        self.memory = memory
+        self.ttl = ttl
+        self.log = log
+        self.on_consul = on_consul or (lambda up, err: None)
+        self._lock = threading.Lock()
+        self._latest: Status | None = None
+        self._written: str | None = None
+        self._session: str | None = None
+        self._registered = False
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._backoff = Backoff(base=0.5, cap=min(10.0, ttl / 3))
+        self._thread = threading.Thread(target=self._run, name=f"report:{key}", daemon=True)
+        self.writes = 0
+
+    @property
+    def interval(self) -> float:
+        return max(1.0, self.ttl / 3)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def publish(self, status: Status) -> None:
+        with self._lock:
+            self._latest = status
+        self._wake.set()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until the latest status is written (tests, shutdown)."""
+        self._wake.set()
+        deadline = threading.Event()
+        for _ in range(int(timeout / 0.02)):
+            with self._lock:
+                if self._latest is not None and self._latest.to_json() == self._written:
+                    return True
+            deadline.wait(0.02)
+        return False
+
+    def stop(self, release: bool = True) -> None:
+        """Stop renewing; with ``release`` destroy the session (deleting the status key)."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=10)
+        if release and self._session:
+            try:
+                self.gateway.destroy_session(self._session)
+                self.memory.delete("session")
+            except MaintenanceAgentError:
+                pass  # the TTL will clean it up
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._tick()
+                self._backoff.reset()
+                self.on_consul(True, "")
+                wait = self.interval
+            except MaintenanceAgentError as exc:
+                self.on_consul(False, str(exc))
+                if self.log:
+                    self.log.warning("status report failed", error=str(exc))
+                wait = self._backoff.next()
+            self._wake.wait(wait)
+            self._wake.clear()
+
+    def _tick(self) -> None:
+        if not self._registered:
+            self.gateway.register_agent_service(self.service_id, self.tags, self.meta, check_ttl=self.ttl * 2)
+            self._registered = True
+        session = self._ensure_session()
+        self.gateway.pass_agent_check(self.service_id)
+        with self._lock:
+            latest = self._latest
+        if latest is None:
+            return
+        body = latest.to_json()
+        if body == self._written:
+            return
+        if not self.gateway.put_key(self.key, body, acquire=session):
+            self._take_over_key(session)
+            if not self.gateway.put_key(self.key, body, acquire=session):
+                raise MaintenanceAgentError(f"cannot acquire {self.key} with session {session}: held by another session")
+        self._written = body
+        self.writes += 1
+
+    def _ensure_session(self) -> str:
+        if self._session and self.gateway.renew_session(self._session):
+            return self._session
+        if self._session:
+            self._registered = False  # the local agent may have restarted: re-register too
+            self.gateway.register_agent_service(self.service_id, self.tags, self.meta, check_ttl=self.ttl * 2)
+            self._registered = True
+        previous = self.memory.get("session")
+        if previous and previous != self._session:
+            # Our previous incarnation's session (agent killed): its key would
+            # block our acquire until the TTL ran out, so end it now.
+            try:
+                self.gateway.destroy_session(previous)
+            except MaintenanceAgentError:
+                pass
+        self._session = self.gateway.create_session(f"maintenance-agent {self.key}", ttl=self.ttl)
+        self.memory.put("session", self._session)
+        self._written = None
+        return self._session
+
+    def _take_over_key(self, session: str) -> None:
+        """The key is held by a session that is not ours now: only this box writes it, so end that one."""
+        read = self.gateway.get_key(self.key)
+        if read.session and read.session != session:
+            self.gateway.destroy_session(read.session)
