@@ -33,7 +33,10 @@ def _host_port(value: str, what: str) -> str:
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        if not all(part and part.replace("-", "").isalnum() for part in host.split(".")):
+        labels = host.split(".")
+        if all(label.isdigit() for label in labels):
+            raise ValueError(f"{host!r} is not a valid IP address") from None
+        if not all(label and label.replace("-", "").isalnum() for label in labels):
             raise ValueError(f"{host!r} is neither an IP address nor a host name") from None
     return value
 

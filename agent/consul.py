@@ -151,7 +151,13 @@ class ConsulGateway:
 
     def renew_session(self, session_id: str) -> bool:
         """True if renewed, False if the session no longer exists."""
-        return self._call("session renew", lambda: self._client.session.renew(session_id), rule='session_prefix "" { policy = "write" }') is not None
+        def renew() -> bool:
+            try:
+                return self._client.session.renew(session_id) is not None
+            except consul.NotFound:
+                return False
+
+        return self._call("session renew", renew, rule='session_prefix "" { policy = "write" }')
 
     def destroy_session(self, session_id: str) -> None:
         self._call("session destroy", lambda: self._client.session.destroy(session_id), rule='session_prefix "" { policy = "write" }')

@@ -1,0 +1,100 @@
+"""Fakes for unit tests: a fleet, steps that record what they did, a collecting publisher.
+
+The real edges (Consul, HAProxy, supervisord) are tested against the real
+services in tests/integration; these fakes only let the pure core be tested
+fast and table-driven.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from agent.consul import KeyRead, Member
+from agent.errors import StepError, StepPending
+from agent.metrics import AgentMetrics
+from agent.model import Mode, Role, Status
+from agent.reconcile import Reconciler
+from agent.statefile import StateFile
+from agent.steps.base import Step, StepContext
+from agent.watcher import KeyChanged
+
+
+@dataclass
+class FakeFleet:
+    members_list: list[Member] = field(default_factory=list)
+    statuses: dict[str, Status | None] = field(default_factory=dict)
+    watched: list[tuple[str, ...]] = field(default_factory=list)
+
+    def members(self) -> list[Member]:
+        return list(self.members_list)
+
+    def snapshot(self, boxes: Sequence[str]) -> dict[str, Status | None]:
+        return {b: self.statuses.get(b) for b in boxes}
+
+    def watch(self, boxes: Sequence[str]) -> None:
+        self.watched.append(tuple(boxes))
+
+    def unwatch(self) -> None:
+        self.watched.append(())
+
+
+class RecordingStep(Step):
+    """Holds a boolean 'applied'; records every call; can be told to fail or be pending."""
+
+    def __init__(self, name: str, role: Role, journal: list[str]):
+        self.name = name
+        self.role = role
+        self.journal = journal
+        self.applied = False
+        self.fail_next = 0
+        self.pending: str | None = None
+        self.lie = False  # apply() reports success but nothing holds
+
+    def check(self, ctx: StepContext, target: Mode) -> bool:
+        return self.applied == (target is Mode.MAINTENANCE)
+
+    def apply(self, ctx: StepContext) -> None:
+        self._act("apply", True)
+
+    def revert(self, ctx: StepContext) -> None:
+        self._act("revert", False)
+
+    def _act(self, verb: str, value: bool) -> None:
+        self.journal.append(f"{verb}:{self.name}")
+        if self.fail_next:
+            self.fail_next -= 1
+            raise StepError(self.name, f"{verb} failed on purpose")
+        if self.pending:
+            raise StepPending(self.pending, recheck_after=0.01)
+        if not self.lie:
+            self.applied = value
+
+
+def read(value: bytes | None, modify_index: int) -> KeyChanged:
+    return KeyChanged("maintenance/t/desired", KeyRead(index=modify_index, value=value, modify_index=modify_index if value is not None else 0))
+
+
+def make_reconciler(tmp_path, roles: Sequence[Role], steps: dict[Role, list[Step]], fleet: FakeFleet | None = None,
+                    node: str = "box-1") -> tuple[Reconciler, list[Status]]:
+    published: list[Status] = []
+    reconciler = Reconciler(
+        node=node, roles=roles, order=list(Role), steps=steps,
+        memory=StateFile(tmp_path / "state.json"), fleet=fleet or FakeFleet(),
+        publish=published.append, metrics=AgentMetrics(), log=structlog.get_logger(),
+        retry_max=0.05, resync=0.05,
+    )
+    return reconciler, published
+
+
+def settle(reconciler: Reconciler, ticks: int = 20) -> None:
+    """Run ticks until the reconciler has nothing left to do right now (no sleeping)."""
+    import time
+
+    for _ in range(ticks):
+        wait = reconciler.tick()
+        if wait > 0 and reconciler.state.value in ("active", "maintenance"):
+            return
+        time.sleep(min(wait, 0.06))

@@ -1,0 +1,123 @@
+"""Config validation: every problem named with its dotted key path and what was expected."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.config import load
+from agent.errors import ConfigError
+from agent.model import Role
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_example_config_is_valid() -> None:
+    config = load(PROJECT / "config.toml")
+    assert config.agent.roles
+
+
+def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
+    config = load(write(tmp_path, '[agent]\nroles = ["web"]\nenvironment = "mock"\n'))
+    assert config.agent.node
+    assert config.consul.prefix == "maintenance"
+    assert config.env_prefix == "maintenance/mock"
+    assert config.agent.order == [Role.EDGE, Role.WEB, Role.WORKER, Role.SCHEDULER]
+
+
+BROKEN = """
+[agent]
+roles = ["web", "database"]
+environment = "Prod!"
+colour = "blue"
+order = ["edge", "web", "web", "worker"]
+
+[consul]
+address = "ftp://consul"
+wait_seconds = "sixty"
+token = "a"
+token_file = "/nonexistent"
+
+[metrics]
+listen = "everywhere"
+
+[web]
+smoke = [{ name = "ui", url = "localhost/" }]
+"""
+
+
+def test_every_problem_is_reported_with_its_key_path(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(write(tmp_path, BROKEN))
+    text = str(info.value)
+    assert str(tmp_path / "config.toml") in text
+    for expected in [
+        "agent.roles.1: 'database' is not one of 'edge', 'web', 'worker' or 'scheduler'",
+        "agent.environment:",
+        "agent.colour: unknown key",
+        "agent.order: the order names a role twice (a cycle)",
+        "consul.address: expected http(s)://host:port",
+        "consul.wait_seconds: Input should be a valid integer",
+        "metrics.listen: expected the metrics listen address as host:port",
+        "web.smoke.0.url: expected an http(s) URL",
+    ]:
+        assert expected in text, f"missing {expected!r} in:\n{text}"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[agent]\nenvironment = 'x'\n", "agent.roles: required key is missing"),
+        ("[agent]\nroles = []\nenvironment = 'x'\n", "agent.roles: List should have at least 1 item"),
+        ("[agent]\nroles = ['web', 'web']\nenvironment = 'x'\n", "agent.roles: a role is listed twice"),
+        ("[agent]\nroles = ['web']\nenvironment = 'x'\norder = ['web']\n", "must name every role"),
+        ("[agent]\nroles = ['web']\nenvironment = 'x'\n[consul]\naddress = 'http://300.1.1.1:8500'\n", "consul.address"),
+        ("[agent]\nroles = ['web']\nenvironment = 'x'\n[consul]\ncert_file = '/c'\n", "cert_file and key_file go together"),
+        ("[agent\nroles=", "not valid TOML"),
+        ("[agent]\nroles = ['web']\nenvironment = 'x'\n[consul]\ntoken = 'a'\ntoken_file = '/t'\n", "consul: set either token or token_file, not both"),
+        ("[agent]\nroles = 'web'\nenvironment = 'x'\n", "agent.roles"),
+    ],
+)
+def test_single_problems(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(write(tmp_path, text))
+    assert expected in str(info.value)
+
+
+def test_missing_and_non_utf8_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read the file"):
+        load(tmp_path / "nope.toml")
+    bad = tmp_path / "bin.toml"
+    bad.write_bytes(b"\xff\xfe[agent]")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load(bad)
+
+
+def test_token_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONSUL_HTTP_TOKEN", "from-env")
+    base = "[agent]\nroles = ['web']\nenvironment = 'x'\n"
+    assert load(write(tmp_path, base)).consul.resolved_token() == "from-env"
+    token_file = tmp_path / "token"
+    token_file.write_text("from-file\n")
+    assert load(write(tmp_path, base + f"[consul]\ntoken_file = '{token_file}'\n")).consul.resolved_token() == "from-file"
+    assert load(write(tmp_path, base + "[consul]\ntoken = 'inline'\n")).consul.resolved_token() == "inline"
+
+
+def test_check_config_command_exit_codes(tmp_path: Path) -> None:
+    good = subprocess.run([sys.executable, "-m", "agent", "check-config", "--config", str(PROJECT / "config.toml")],
+                          capture_output=True, text=True, cwd=PROJECT)
+    assert good.returncode == 0, good.stderr
+    assert "ok" in good.stdout
+    bad = subprocess.run([sys.executable, "-m", "agent", "check-config", "--config", str(write(tmp_path, BROKEN))],
+                         capture_output=True, text=True, cwd=PROJECT)
+    assert bad.returncode == 2
+    assert "agent.colour: unknown key" in bad.stderr and "metrics.listen" in bad.stderr

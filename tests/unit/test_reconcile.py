@@ -1,0 +1,167 @@
+"""The reconciler's decisions, with fake steps and a fake fleet (no services)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.consul import Member
+from agent.model import Role, State, Status
+from tests.fakes import FakeFleet, RecordingStep, make_reconciler, read, settle
+
+
+def steps_for(journal: list[str], *roles: Role) -> dict[Role, list[RecordingStep]]:
+    return {r: [RecordingStep(f"{r.value}-a", r, journal), RecordingStep(f"{r.value}-b", r, journal)] for r in roles}
+
+
+def test_enter_and_exit_run_steps_in_order_and_report(tmp_path: Path) -> None:
+    journal: list[str] = []
+    steps = steps_for(journal, Role.WEB, Role.WORKER)
+    rec, published = make_reconciler(tmp_path, [Role.WORKER, Role.WEB], steps)
+    rec.on_watch_event(read(b"maintenance", 11))
+    settle(rec)
+    assert rec.state is State.MAINTENANCE
+    assert journal == ["apply:web-a", "apply:web-b", "apply:worker-a", "apply:worker-b"]
+    last = published[-1]
+    assert (last.state, last.intent_index, last.progress) == ("maintenance", 11, {"web": "maintenance", "worker": "maintenance"})
+    journal.clear()
+    rec.on_watch_event(read(b"off", 12))
+    settle(rec)
+    assert rec.state is State.ACTIVE
+    assert journal == ["revert:worker-b", "revert:worker-a", "revert:web-b", "revert:web-a"]
+    assert published[-1].intent_index == 12
+
+
+def test_garbage_never_moves_the_box(tmp_path: Path) -> None:
+    journal: list[str] = []
+    rec, published = make_reconciler(tmp_path, [Role.WEB], steps_for(journal, Role.WEB))
+    rec.on_watch_event(read(b"on", 5))
+    settle(rec)
+    journal.clear()
+    for index, garbage in enumerate([b"of", b"{", b"\xff", b'{"mode":"off","x":1}', b""], start=6):
+        rec.on_watch_event(read(garbage, index))
+        settle(rec)
+        assert rec.state is State.MAINTENANCE
+        assert published[-1].intent_error and f"intent {index} refused" in published[-1].intent_error
+        assert published[-1].intent_index == 5
+    assert journal == []
+    assert rec.metrics.intent_errors._value.get() == 5
+    rec.on_watch_event(read(b"off", 20))
+    settle(rec)
+    assert rec.state is State.ACTIVE and published[-1].intent_error is None
+
+
+def test_missing_key_means_active_at_start_but_holds_in_maintenance(tmp_path: Path) -> None:
+    journal: list[str] = []
+    rec, published = make_reconciler(tmp_path, [Role.WEB], steps_for(journal, Role.WEB))
+    rec.on_watch_event(read(None, 0))
+    settle(rec)
+    assert rec.state is State.ACTIVE and journal == []
+    rec.on_watch_event(read(b"on", 8))
+    settle(rec)
+    rec.on_watch_event(read(None, 0))
+    settle(rec)
+    assert rec.state is State.MAINTENANCE
+    assert "intent missing" in published[-1].intent_error
+
+
+def test_failing_step_is_retried_reported_and_never_skipped(tmp_path: Path) -> None:
+    journal: list[str] = []
+    steps = steps_for(journal, Role.WEB, Role.WORKER)
+    steps[Role.WEB][1].fail_next = 2
+    rec, published = make_reconciler(tmp_path, [Role.WEB, Role.WORKER], steps)
+    rec.on_watch_event(read(b"on", 4))
+    rec.tick()
+    assert rec.state is State.ENTERING
+    assert "web-b: apply failed on purpose" in published[-1].error
+    assert "apply:worker-a" not in journal  # never skipped past
+    settle(rec)
+    assert rec.state is State.MAINTENANCE and published[-1].error is None
+    assert journal.count("apply:web-b") == 3
+    assert rec.metrics.step_failures.labels("web", "web-b")._value.get() == 2
+
+
+def test_step_that_does_not_hold_is_an_error(tmp_path: Path) -> None:
+    journal: list[str] = []
+    steps = steps_for(journal, Role.WEB)
+    steps[Role.WEB][0].lie = True
+    rec, published = make_reconciler(tmp_path, [Role.WEB], steps)
+    rec.on_watch_event(read(b"on", 4))
+    rec.tick()
+    assert rec.state is State.ENTERING
+    assert "did not hold" in published[-1].error
+
+
+def test_pending_step_shows_blocked_on(tmp_path: Path) -> None:
+    journal: list[str] = []
+    steps = steps_for(journal, Role.SCHEDULER)
+    steps[Role.SCHEDULER][0].pending = "draining nightly-report"
+    rec, published = make_reconciler(tmp_path, [Role.SCHEDULER], steps)
+    rec.on_watch_event(read(b"on", 4))
+    rec.tick()
+    assert rec.state is State.ENTERING and published[-1].blocked_on == "draining nightly-report"
+    steps[Role.SCHEDULER][0].pending = None
+    settle(rec)
+    assert rec.state is State.MAINTENANCE and published[-1].blocked_on is None
+
+
+def test_gate_blocks_until_earlier_roles_report_the_same_intent(tmp_path: Path) -> None:
+    journal: list[str] = []
+    fleet = FakeFleet(members_list=[Member("edge-1", ("edge",), "n1", True), Member("box-1", ("web",), "n2", True)])
+    rec, published = make_reconciler(tmp_path, [Role.WEB], steps_for(journal, Role.WEB), fleet=fleet)
+    rec.on_watch_event(read(b"on", 30))
+    rec.tick()
+    assert journal == [] and published[-1].blocked_on == "gate web: waiting for edge-1 (edge: no status yet)"
+    assert fleet.watched[-1] == ("edge-1",)
+    fleet.statuses["edge-1"] = Status("edge-1", ("edge",), "maintenance", 29, "", progress={"edge": "maintenance"})
+    rec.tick()
+    assert journal == [] and "still on intent 29" in published[-1].blocked_on
+    fleet.statuses["edge-1"] = Status("edge-1", ("edge",), "maintenance", 30, "", progress={"edge": "maintenance"})
+    settle(rec)
+    assert rec.state is State.MAINTENANCE and journal == ["apply:web-a", "apply:web-b"]
+
+
+def test_change_of_mind_midway_turns_around(tmp_path: Path) -> None:
+    journal: list[str] = []
+    steps = steps_for(journal, Role.WEB, Role.WORKER)
+    steps[Role.WORKER][0].fail_next = 100
+    rec, _ = make_reconciler(tmp_path, [Role.WEB, Role.WORKER], steps)
+    rec.on_watch_event(read(b"on", 4))
+    rec.tick()
+    assert rec.state is State.ENTERING and steps[Role.WEB][1].applied
+    rec.on_watch_event(read(b"off", 5))
+    steps[Role.WORKER][0].fail_next = 0
+    settle(rec)
+    assert rec.state is State.ACTIVE
+    assert not any(s.applied for ss in steps.values() for s in ss)
+
+
+def test_restart_mid_transition_converges_without_repeating_work(tmp_path: Path) -> None:
+    journal: list[str] = []
+    steps = steps_for(journal, Role.WEB, Role.WORKER)
+    steps[Role.WORKER][1].fail_next = 100
+    rec, _ = make_reconciler(tmp_path, [Role.WEB, Role.WORKER], steps)
+    rec.on_watch_event(read(b"on", 4))
+    rec.tick()
+    assert rec.state is State.ENTERING
+    # "Crash": a new reconciler over the same state file and the same world.
+    steps[Role.WORKER][1].fail_next = 0
+    journal.clear()
+    rec2, published = make_reconciler(tmp_path, [Role.WEB, Role.WORKER], steps)
+    assert rec2.state is State.ENTERING
+    rec2.on_watch_event(read(b"on", 4))
+    settle(rec2)
+    assert rec2.state is State.MAINTENANCE
+    assert journal == ["apply:worker-b"]  # web was settled, worker-a held: only the missing action runs
+    assert published[-1].progress == {"web": "maintenance", "worker": "maintenance"}
+
+
+def test_same_mode_new_intent_rechecks_steps_and_adopts_index(tmp_path: Path) -> None:
+    journal: list[str] = []
+    steps = steps_for(journal, Role.WEB)
+    rec, published = make_reconciler(tmp_path, [Role.WEB], steps)
+    rec.on_watch_event(read(b"on", 4))
+    settle(rec)
+    steps[Role.WEB][0].applied = False  # drifted
+    rec.on_watch_event(read(b'{"mode": "on", "message": "longer"}', 9))
+    settle(rec)
+    assert steps[Role.WEB][0].applied and published[-1].intent_index == 9
