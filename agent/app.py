@@ -54,6 +54,7 @@ class Agent:
         self.log = (log or structlog.get_logger()).bind(node=self.node, env=config.agent.environment)
         self.notifier = notifier or SystemdNotifier()
         self.metrics = AgentMetrics()
+        self.metrics.count_requests_of(self.gateway)
         self.memory = StateFile(config.agent.state_dir / "state.json")
         prefix = config.env_prefix
         self.desired_key = f"{prefix}/desired"

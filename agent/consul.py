@@ -83,6 +83,7 @@ class ConsulGateway:
         # Decide the token here, not through the environment behind our back.
         self._client.token = token
         self._client.http.timeout = self._timeout_for
+        self.requests = 0  # requests sent, for the metrics and the idle benchmark
 
     # -- plumbing ---------------------------------------------------------
 
@@ -94,6 +95,7 @@ class ConsulGateway:
         return blocking_read_timeout(wait, self.request_timeout)
 
     def _call(self, what: str, fn: Callable[[], T], rule: str = "") -> T:
+        self.requests += 1
         try:
             return fn()
         except (requests.ConnectionError, requests.Timeout) as exc:

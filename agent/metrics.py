@@ -10,6 +10,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram, Info, generate_latest
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from agent.model import Mode, State
@@ -38,8 +39,20 @@ class AgentMetrics:
         self.desired.state(Mode.ACTIVE.value)
         self.consul_up.set(0)
 
+    def count_requests_of(self, source: object) -> None:
+        """Expose ``source.requests`` (the Consul gateway's request count) as a counter."""
+        self.registry.register(_RequestCounter(source))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _RequestCounter:
+    def __init__(self, source: object):
+        self.source = source
+
+    def collect(self):  # noqa: ANN201 - prometheus-client collector protocol
+        yield CounterMetricFamily("maintenance_consul_requests", "Requests this agent sent to Consul", value=self.source.requests)
 
 
 class MetricsServer:

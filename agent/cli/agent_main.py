@@ -8,12 +8,10 @@ import threading
 from pathlib import Path
 
 import click
-import structlog
 
 from agent import __version__
 from agent.config import load
 from agent.errors import ConfigError
-from agent.logs import configure_logging
 
 DEFAULT_CONFIG = "/etc/maintenance-agent/config.toml"
 
@@ -46,16 +44,42 @@ def run(config_path: Path) -> None:
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         sys.exit(2)
-    configure_logging(config.log.format, config.log.level)
-    from agent.app import Agent  # imported late: check-config must not need the runtime
+    _without_rich()
+    import structlog
 
+    from agent.app import Agent  # imported late: check-config must not need the runtime
+    from agent.logs import configure_logging
+
+    configure_logging(config.log.format, config.log.level)
     agent = Agent(config, log=structlog.get_logger())
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     agent.start()
+    _release_start_up_memory()
     stop.wait()
     agent.stop()
+
+
+def _without_rich() -> None:
+    """Keep ``rich`` out of the daemon: structlog would load it and pygments (~5 MB)
+    only to pretty-print tracebacks, which the daemon logs as JSON anyway."""
+    sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
+
+
+def _release_start_up_memory() -> None:
+    """Give the heap that config validation and imports left behind back to the OS."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    libc = ctypes.util.find_library("c")
+    if libc:
+        try:
+            ctypes.CDLL(libc).malloc_trim(0)
+        except (OSError, AttributeError):
+            pass  # not glibc: nothing to trim
 
 
 def main() -> None:
