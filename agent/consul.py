@@ -22,6 +22,7 @@ import consul
 import requests
 
 from agent.errors import ConsulPermissionDenied, ConsulUnavailable, PermanentError
+from agent.model import Member
 
 T = TypeVar("T")
 
@@ -41,17 +42,6 @@ class KeyRead:
     @property
     def exists(self) -> bool:
         return self.value is not None
-
-
-@dataclass(frozen=True)
-class Member:
-    """A box registered for an environment: its name, roles and whether its agent is healthy."""
-
-    box: str
-    roles: tuple[str, ...]
-    consul_node: str
-    alive: bool
-    check_output: str = ""
 
 
 def blocking_read_timeout(wait: float, request_timeout: float) -> float:

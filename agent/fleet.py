@@ -13,9 +13,9 @@ import threading
 from collections.abc import Callable, Iterable
 
 from agent.backoff import Backoff
-from agent.consul import ConsulGateway, Member
+from agent.consul import ConsulGateway
 from agent.errors import MaintenanceAgentError
-from agent.model import Status
+from agent.model import Member, Status
 from agent.watcher import KeyChanged, KeyWatcher, WatchEvent, next_index
 
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from agent.consul import Member
-from agent.model import Intent, Mode, Role, State, Status
+from agent.model import Intent, Member, Mode, Role, State, Status
 
 
 def roles_in_direction(order: Sequence[Role], target: Mode) -> list[Role]:

@@ -78,6 +78,17 @@ class Intent:
 
 
 @dataclass(frozen=True)
+class Member:
+    """A box registered for an environment: its name, roles and whether its agent is healthy."""
+
+    box: str
+    roles: tuple[str, ...]
+    consul_node: str
+    alive: bool
+    check_output: str = ""
+
+
+@dataclass(frozen=True)
 class Status:
     """What a box reports under ``status/<node>``; written by that box only."""
 

@@ -21,13 +21,12 @@ from typing import Any
 
 from agent import __version__
 from agent.backoff import Backoff
-from agent.consul import Member
 from agent.errors import IntentError, MaintenanceAgentError, StepError, StepPending
 from agent.gates import evaluate_gate, roles_before, roles_in_direction
 from agent.intent import parse_intent
 from agent.machine import BoxMachine, trigger_towards
 from agent.metrics import AgentMetrics
-from agent.model import Intent, Mode, Role, State, Status
+from agent.model import Intent, Member, Mode, Role, State, Status
 from agent.statefile import StateFile
 from agent.steps.base import Step, StepContext
 from agent.watcher import ConsulReachability, KeyChanged, WatchEvent

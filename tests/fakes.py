@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from agent.consul import KeyRead, Member
+from agent.consul import KeyRead
 from agent.errors import StepError, StepPending
 from agent.metrics import AgentMetrics
-from agent.model import Mode, Role, Status
+from agent.model import Member, Mode, Role, Status
 from agent.reconcile import Reconciler
 from agent.statefile import StateFile
 from agent.steps.base import Step, StepContext

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent.consul import Member
 from agent.gates import evaluate_gate, roles_before
 from agent.machine import BoxMachine, MachineError, trigger_towards
-from agent.model import DEFAULT_ORDER, Intent, Mode, Role, State, Status
+from agent.model import DEFAULT_ORDER, Intent, Member, Mode, Role, State, Status
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.consul import Member
-from agent.model import Role, State, Status
+from agent.model import Member, Role, State, Status
 from tests.fakes import FakeFleet, RecordingStep, make_reconciler, read, settle
 
 
