@@ -19,6 +19,7 @@ from agent.backends.supervisor import SupervisorBackend
 from agent.errors import StepError
 from agent.model import Mode
 from agent.steps.jobs import SchedulerJobsStep
+from agent.steps.base import StepContext
 from agent.steps.services import WorkerServicesStep
 from tests.fixtures.processes import wait_until
 from tests.fixtures.steps import converge, step_context
@@ -98,7 +99,7 @@ def test_crash_midway_then_a_restarted_agent_restores_the_same_set(supervisord: 
     assert supervisord.states()["gamma:gamma"] == "STOPPED"
 
 
-def _converged(step: WorkerServicesStep, ctx) -> bool:  # type: ignore[no-untyped-def]
+def _converged(step: WorkerServicesStep, ctx: StepContext) -> bool:
     try:
         converge(step, ctx, Mode.MAINTENANCE)
     except StepError:

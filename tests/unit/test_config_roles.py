@@ -9,7 +9,7 @@ import pytest
 from agent.backends.command import CommandBackend
 from agent.backends.supervisor import SupervisorBackend
 from agent.backends.systemd import SystemdBackend
-from agent.config import from_mapping, load
+from agent.config import AgentConfig, from_mapping, load
 from agent.errors import ConfigError
 from agent.model import Role
 from agent.steps.hooks import FlagFileStep, HooksStep, build_hook_steps
@@ -20,7 +20,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "examples"
 AGENT = {"environment": "prod", "node": "box-1"}
 
 
-def _config(**tables: object):  # type: ignore[no-untyped-def]
+def _config(**tables: object) -> AgentConfig:
     roles = [name for name in ("worker", "scheduler") if name in tables]
     return from_mapping({"agent": {**AGENT, "roles": roles or ["web"]}, **tables})
 

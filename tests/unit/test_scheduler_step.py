@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -25,8 +26,8 @@ def _jobs() -> dict[str, FakeService]:
     return {"report": FakeService(running_job=True), "cleanup": FakeService(), "off": FakeService(active=False, enabled=False)}
 
 
-def _step(backend: FakeBackend, clock: Clock, action: str = "stop") -> SchedulerJobsStep:
-    return SchedulerJobsStep(backend, ["report", "cleanup", "off"], drain_timeout=60, on_drain_timeout=action, drain_poll=5, clock=clock)  # type: ignore[arg-type]
+def _step(backend: FakeBackend, clock: Clock, action: Literal["stop", "wait"] = "stop") -> SchedulerJobsStep:
+    return SchedulerJobsStep(backend, ["report", "cleanup", "off"], drain_timeout=60, on_drain_timeout=action, drain_poll=5, clock=clock)
 
 
 def test_a_running_job_may_finish_within_the_drain_timeout(tmp_path: Path) -> None:
