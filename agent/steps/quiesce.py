@@ -1,0 +1,81 @@
+"""Remember how a set of services looked before maintenance, stop them, restore exactly that.
+
+Shared by the worker step (services) and the scheduler step (jobs). The
+snapshot is a JSON list of ``{"name", "active", "enabled"}`` records kept in
+the step's notes: taken once per window, before anything is stopped, so a
+re-run after a crash never mistakes the half-stopped box for its normal state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypedDict
+
+from agent.backends.base import ServiceBackend
+
+
+class ServiceRecord(TypedDict):
+    name: str
+    active: bool
+    enabled: bool
+
+
+def take_snapshot(backend: ServiceBackend, names: Sequence[str]) -> list[ServiceRecord]:
+    """What each (expanded) service looks like now."""
+    return [
+        ServiceRecord(
+            name=name,
+            active=backend.is_active(name),
+            enabled=backend.tracks_enablement(name) and backend.is_enabled(name),
+        )
+        for name in backend.expand(names)
+    ]
+
+
+def snapshot_from_notes(notes: dict[str, Any]) -> list[ServiceRecord] | None:
+    raw = notes.get("snapshot")
+    if raw is None:
+        return None
+    return [ServiceRecord(name=str(r["name"]), active=bool(r["active"]), enabled=bool(r["enabled"])) for r in raw]
+
+
+def union(first: Sequence[str], second: Sequence[str]) -> list[str]:
+    """Both lists' names, each once, in order of first appearance."""
+    return list(dict.fromkeys([*first, *second]))
+
+
+def quiesce(backend: ServiceBackend, names: Sequence[str]) -> None:
+    """Disable (where the manager has that notion) and stop every service; idempotent."""
+    for name in names:
+        if backend.tracks_enablement(name) and backend.is_enabled(name):
+            backend.disable(name)
+        if backend.is_active(name):
+            backend.stop(name)
+
+
+def still_up(backend: ServiceBackend, names: Sequence[str]) -> list[str]:
+    """Services that are still running or still enabled; empty when ``quiesce`` holds."""
+    return [
+        name for name in names
+        if backend.is_active(name) or (backend.tracks_enablement(name) and backend.is_enabled(name))
+    ]
+
+
+def restore(backend: ServiceBackend, snapshot: Sequence[ServiceRecord]) -> None:
+    """Enable and start again exactly what the snapshot says was enabled/running, last stopped first."""
+    for record in reversed(snapshot):
+        if record["enabled"] and not backend.is_enabled(record["name"]):
+            backend.enable(record["name"])
+        if record["active"] and not backend.is_active(record["name"]):
+            backend.start(record["name"])
+
+
+def not_restored(backend: ServiceBackend, snapshot: Sequence[ServiceRecord]) -> list[str]:
+    """Snapshot entries that are not back as they were; empty when ``restore`` holds."""
+    missing = []
+    for record in snapshot:
+        if record["active"] and not backend.is_active(record["name"]):
+            missing.append(f"{record['name']} (not running)")
+        elif record["enabled"] and not backend.is_enabled(record["name"]):
+            missing.append(f"{record['name']} (not enabled)")
+    return missing

@@ -1,0 +1,142 @@
+"""The worker and scheduler steps against a real supervisord (Debian's /usr/bin/supervisord).
+
+Each test gets its own supervisord (temp dir, unix socket, authenticated
+inet server) from ``tests.fixtures.supervisor``; it is stopped by its PID even
+when the test fails. Process states are read back with ``supervisorctl``, not
+through the code under test.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.backends.base import BackendError
+from agent.backends.supervisor import SupervisorBackend
+from agent.errors import StepError
+from agent.model import Mode
+from agent.steps.jobs import SchedulerJobsStep
+from agent.steps.base import StepContext
+from agent.steps.services import WorkerServicesStep
+from tests.fixtures.processes import wait_until
+from tests.fixtures.steps import converge, step_context
+from tests.fixtures.supervisor import HTTP_PASSWORD, HTTP_USER, Supervisord, supervisord  # noqa: F401
+
+WORKERS = ["alpha", "beta", "gamma", "pool"]
+WORKER_NAMES = {"alpha:alpha", "beta:beta", "gamma:gamma", "pool:pool_a", "pool:pool_b"}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_enter_stops_workers_and_exit_starts_exactly_those_that_ran(supervisord: Supervisord, tmp_path: Path) -> None:
+    before = supervisord.running()
+    assert supervisord.states()["gamma:gamma"] == "STOPPED"
+    pids = supervisord.pids()
+    step = WorkerServicesStep(SupervisorBackend(supervisord.unix_url, timeout=20), WORKERS)
+    ctx = step_context(tmp_path / "state.json")
+
+    assert not step.check(ctx, Mode.MAINTENANCE)
+    converge(step, ctx, Mode.MAINTENANCE)
+
+    states = supervisord.states()
+    assert {name for name in WORKER_NAMES if states[name] == "RUNNING"} == set()
+    assert not any(_alive(pids[name]) for name in ("alpha", "beta", "pool:pool_a", "pool:pool_b"))
+    assert states["stubborn:stubborn"] == "RUNNING", "a program not listed is left alone"
+
+    converge(step, step_context(tmp_path / "state.json", Mode.ACTIVE, index=43), Mode.ACTIVE)
+    assert supervisord.running() == before
+    assert supervisord.states()["gamma:gamma"] == "STOPPED"
+    assert ctx.memory.path.exists() and step_context(tmp_path / "state.json").notes(step) == {}
+
+
+def test_group_and_glob_names_expand_to_their_processes(supervisord: Supervisord) -> None:
+    backend = SupervisorBackend(supervisord.unix_url, timeout=20)
+    assert backend.expand(["pool"]) == ["pool:pool_a", "pool:pool_b"]
+    assert backend.expand(["pool:pool_b", "al*"]) == ["pool:pool_b", "alpha:alpha"]
+    with pytest.raises(BackendError, match="no program or group 'nosuch'"):
+        backend.expand(["nosuch"])
+
+
+def test_a_group_is_stopped_and_restarted_as_a_whole(supervisord: Supervisord, tmp_path: Path) -> None:
+    step = WorkerServicesStep(SupervisorBackend(supervisord.unix_url, timeout=20), ["pool"])
+    converge(step, step_context(tmp_path / "s.json"), Mode.MAINTENANCE)
+    assert {supervisord.states()[n] for n in ("pool:pool_a", "pool:pool_b")} == {"STOPPED"}
+    assert "alpha:alpha" in supervisord.running()
+    converge(step, step_context(tmp_path / "s.json", Mode.ACTIVE, 43), Mode.ACTIVE)
+    assert {"pool:pool_a", "pool:pool_b"} <= supervisord.running()
+
+
+def test_crash_midway_then_a_restarted_agent_restores_the_same_set(supervisord: Supervisord, tmp_path: Path) -> None:
+    """A stop that times out interrupts entering; a new step over the same state file converges."""
+    before = supervisord.running()
+    services = ["alpha", "stubborn", "beta", "gamma"]
+    impatient = WorkerServicesStep(SupervisorBackend(supervisord.unix_url, timeout=1), services)
+    with pytest.raises(StepError) as failed:
+        impatient.apply(step_context(tmp_path / "state.json"))
+    assert "stopProcess(stubborn:stubborn) timed out after 1s" in failed.value.detail
+    assert "alpha:alpha" not in supervisord.running() and "beta:beta" in supervisord.running()
+
+    restarted = WorkerServicesStep(SupervisorBackend(supervisord.unix_url, timeout=20), services)
+    ctx = step_context(tmp_path / "state.json")
+    snapshot = ctx.notes(restarted)["snapshot"]
+    assert {r["name"] for r in snapshot if r["active"]} == {"alpha:alpha", "stubborn:stubborn", "beta:beta"}
+    # supervisord still SIGKILLs stubborn after its stopwaitsecs; the reconciler retries until then.
+    wait_until(lambda: _converged(restarted, ctx), timeout=15, interval=0.3, what="entering to converge")
+    assert not {"alpha:alpha", "stubborn:stubborn", "beta:beta"} & supervisord.running()
+    assert ctx.notes(restarted)["snapshot"] == snapshot, "a re-run must not overwrite the snapshot"
+
+    converge(restarted, step_context(tmp_path / "state.json", Mode.ACTIVE, 43), Mode.ACTIVE)
+    assert supervisord.running() == before
+    assert supervisord.states()["gamma:gamma"] == "STOPPED"
+
+
+def _converged(step: WorkerServicesStep, ctx: StepContext) -> bool:
+    try:
+        converge(step, ctx, Mode.MAINTENANCE)
+    except StepError:
+        return False
+    return True
+
+
+def test_failed_start_names_the_program_and_its_output(supervisord: Supervisord) -> None:
+    backend = SupervisorBackend(supervisord.unix_url, timeout=20)
+    with pytest.raises(BackendError) as failed:
+        backend.start("crasher:crasher")
+    assert "startProcess(crasher:crasher) failed" in failed.value.detail
+    assert "boom: cannot open queue" in failed.value.detail
+
+
+def test_supervisord_not_running_is_a_step_error_naming_the_socket(tmp_path: Path) -> None:
+    url = f"unix://{tmp_path}/absent.sock"
+    step = WorkerServicesStep(SupervisorBackend(url, timeout=2), ["alpha"])
+    with pytest.raises(StepError) as failed:
+        step.check(step_context(tmp_path / "s.json"), Mode.MAINTENANCE)
+    assert f"supervisord at {url} is not reachable" in failed.value.detail
+
+
+def test_http_with_credentials_and_a_wrong_password(supervisord: Supervisord) -> None:
+    good = SupervisorBackend(supervisord.http_url, username=HTTP_USER, password=HTTP_PASSWORD, timeout=10)
+    assert good.is_active("alpha:alpha")
+    bad = SupervisorBackend(supervisord.http_url, username=HTTP_USER, password="wrong", timeout=10)
+    with pytest.raises(BackendError, match="HTTP 401"):
+        bad.is_active("alpha:alpha")
+
+
+def test_scheduler_programs_are_stopped_and_started_again(supervisord: Supervisord, tmp_path: Path) -> None:
+    step = SchedulerJobsStep(SupervisorBackend(supervisord.unix_url, timeout=20), ["beta", "gamma"], drain_timeout=5, on_drain_timeout="stop")
+    started = time.monotonic()
+    converge(step, step_context(tmp_path / "s.json"), Mode.MAINTENANCE)
+    assert time.monotonic() - started < 5, "supervisor programs have no separate run to drain"
+    assert {supervisord.states()[n] for n in ("beta:beta", "gamma:gamma")} == {"STOPPED"}
+    converge(step, step_context(tmp_path / "s.json", Mode.ACTIVE, 43), Mode.ACTIVE)
+    assert supervisord.states()["beta:beta"] == "RUNNING"
+    assert supervisord.states()["gamma:gamma"] == "STOPPED"

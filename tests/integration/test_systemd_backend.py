@@ -1,0 +1,217 @@
+"""The systemd backend and the worker/scheduler steps through a stand-in ``systemctl``.
+
+systemd is not PID 1 on the machines that run these tests (containers, CI), so
+a real ``systemctl`` cannot be used. Instead each test writes a small
+``systemctl`` script into a temp dir, puts it first on PATH, and the script
+appends every call line to ``calls.log`` and keeps unit state in ``units.json``.
+The tests assert the exact command lines the agent runs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.backends.base import BackendError
+from agent.backends.systemd import SystemdBackend
+from agent.errors import StepError, StepPending
+from agent.model import Mode
+from agent.steps.jobs import SchedulerJobsStep
+from agent.steps.services import WorkerServicesStep
+from tests.fixtures.steps import converge, step_context
+
+FAKE_SYSTEMCTL = r'''#!PYTHON
+import fnmatch, json, sys, time
+from pathlib import Path
+HERE = Path(__file__).parent
+with open(HERE / "calls.log", "a") as log:
+    log.write(" ".join(sys.argv[1:]) + "\n")
+units = json.loads((HERE / "units.json").read_text())
+args = [a for a in sys.argv[1:] if not a.startswith("--")]
+verb, rest = args[0], args[1:]
+def save():
+    (HERE / "units.json").write_text(json.dumps(units))
+if verb in ("list-units", "list-unit-files"):
+    for name, unit in sorted(units.items()):
+        if fnmatch.fnmatchcase(name, rest[0]):
+            if verb == "list-units":
+                print(f"{name} loaded {unit['active']} running fake unit")
+            else:
+                print(f"{name} {unit['enabled']} enabled")
+    sys.exit(0)
+name = rest[0]
+unit = units.get(name)
+if verb == "is-active":
+    print(unit["active"] if unit else "inactive")
+    sys.exit(0 if unit and unit["active"] == "active" else 3)
+if unit is None:
+    print(f"Failed to {verb} {name}: Unit {name} not found.", file=sys.stderr)
+    sys.exit(5 if verb in ("start", "stop") else 1)
+if verb == "is-enabled":
+    print(unit["enabled"])
+    sys.exit(0 if unit["enabled"] == "enabled" else 1)
+if verb == "show":
+    print(unit.get("triggers", ""))
+    sys.exit(0)
+if verb in unit.get("fail", {}):
+    time.sleep(unit.get("hang", 0))
+    print(unit["fail"][verb], file=sys.stderr)
+    sys.exit(1)
+if verb == "stop":
+    unit["active"] = "inactive"
+elif verb == "start":
+    unit["active"] = "active"
+elif verb == "disable":
+    unit["enabled"] = "disabled"
+elif verb == "enable":
+    unit["enabled"] = "enabled"
+save()
+'''
+
+
+class FakeSystemd:
+    def __init__(self, directory: Path, units: dict[str, dict]):
+        self.directory = directory
+        script = directory / "systemctl"
+        script.write_text(FAKE_SYSTEMCTL.replace("PYTHON", sys.executable, 1))
+        script.chmod(0o755)
+        self.set_units(units)
+
+    def set_units(self, units: dict[str, dict]) -> None:
+        (self.directory / "units.json").write_text(json.dumps(units))
+
+    def units(self) -> dict[str, dict]:
+        return json.loads((self.directory / "units.json").read_text())
+
+    def calls(self) -> list[str]:
+        log = self.directory / "calls.log"
+        return log.read_text().splitlines() if log.exists() else []
+
+    def forget_calls(self) -> None:
+        (self.directory / "calls.log").unlink(missing_ok=True)
+
+
+def _unit(active: str = "active", enabled: str = "enabled", **extra: object) -> dict:
+    return {"active": active, "enabled": enabled, **extra}
+
+
+@pytest.fixture
+def systemd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeSystemd:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    return FakeSystemd(bin_dir, {
+        "billpay-worker@1.service": _unit(),
+        "billpay-worker@2.service": _unit(),
+        "billpay-worker@3.service": _unit("inactive", "disabled"),
+        "billpay-worker@.service": _unit("inactive", "indirect"),
+        "ledger-sync.service": _unit("active", "disabled"),
+        "other.service": _unit(),
+    })
+
+
+def test_glob_expansion_uses_list_units_and_list_unit_files(systemd: FakeSystemd) -> None:
+    backend = SystemdBackend()
+    assert backend.expand(["billpay-worker@*.service", "ledger-sync.service"]) == [
+        "billpay-worker@1.service", "billpay-worker@2.service", "billpay-worker@3.service", "ledger-sync.service",
+    ]
+    assert systemd.calls() == [
+        "list-units --all --plain --no-legend billpay-worker@*.service",
+        "list-unit-files --plain --no-legend billpay-worker@*.service",
+        "list-units --all --plain --no-legend ledger-sync.service",
+        "list-unit-files --plain --no-legend ledger-sync.service",
+    ]
+
+
+def test_enter_stops_and_disables_exit_restores_exactly_what_was_there(systemd: FakeSystemd, tmp_path: Path) -> None:
+    step = WorkerServicesStep(SystemdBackend(), ["billpay-worker@*.service", "ledger-sync.service"])
+    converge(step, step_context(tmp_path / "state.json"), Mode.MAINTENANCE)
+    changes = [c for c in systemd.calls() if c.split()[0] in ("stop", "start", "enable", "disable")]
+    assert changes == [
+        "disable billpay-worker@1.service", "stop billpay-worker@1.service",
+        "disable billpay-worker@2.service", "stop billpay-worker@2.service",
+        "stop ledger-sync.service",
+    ]
+    assert "is-active billpay-worker@3.service" in systemd.calls()
+    assert "is-enabled billpay-worker@3.service" in systemd.calls()
+    units = systemd.units()
+    assert {units[u]["active"] for u in units if u != "other.service"} == {"inactive"}
+
+    systemd.forget_calls()
+    converge(step, step_context(tmp_path / "state.json", Mode.ACTIVE, 43), Mode.ACTIVE)
+    changes = [c for c in systemd.calls() if c.split()[0] in ("stop", "start", "enable", "disable")]
+    assert changes == [
+        "start ledger-sync.service",
+        "enable billpay-worker@2.service", "start billpay-worker@2.service",
+        "enable billpay-worker@1.service", "start billpay-worker@1.service",
+    ]
+    after = systemd.units()
+    assert after["billpay-worker@3.service"] == _unit("inactive", "disabled"), "stopped before the window: stays stopped"
+    assert after["ledger-sync.service"] == _unit("active", "disabled"), "was not enabled: is not enabled afterwards"
+
+
+def test_a_unit_that_does_not_exist_is_a_step_error(systemd: FakeSystemd, tmp_path: Path) -> None:
+    step = WorkerServicesStep(SystemdBackend(), ["billpay-wrker.service"])
+    with pytest.raises(StepError) as failed:
+        step.apply(step_context(tmp_path / "s.json"))
+    assert "unit billpay-wrker.service does not exist" in failed.value.detail
+
+
+def test_a_failing_stop_carries_the_command_and_its_output(systemd: FakeSystemd, tmp_path: Path) -> None:
+    units = systemd.units()
+    units["ledger-sync.service"]["fail"] = {"stop": "Job for ledger-sync.service canceled."}
+    systemd.set_units(units)
+    step = WorkerServicesStep(SystemdBackend(), ["ledger-sync.service"])
+    with pytest.raises(StepError) as failed:
+        step.apply(step_context(tmp_path / "s.json"))
+    assert failed.value.detail == "`systemctl stop ledger-sync.service` exited with 1: Job for ledger-sync.service canceled."
+    assert not step.check(step_context(tmp_path / "s.json"), Mode.MAINTENANCE)
+
+
+def test_a_stop_that_hangs_is_killed_at_the_timeout(systemd: FakeSystemd, tmp_path: Path) -> None:
+    units = systemd.units()
+    units["ledger-sync.service"].update(fail={"stop": "never"}, hang=30)
+    systemd.set_units(units)
+    step = WorkerServicesStep(SystemdBackend(timeout=1), ["ledger-sync.service"])
+    with pytest.raises(StepError, match=r"`systemctl stop ledger-sync.service` timed out after 1s"):
+        step.apply(step_context(tmp_path / "s.json"))
+
+
+def test_timer_jobs_drain_then_stop_the_running_service(systemd: FakeSystemd, tmp_path: Path) -> None:
+    systemd.set_units({
+        "billpay-report.timer": _unit(triggers="billpay-report.service"),
+        "billpay-report.service": _unit("active", "static"),
+        "cleanup.timer": _unit("inactive", "disabled", triggers="cleanup.service"),
+        "cleanup.service": _unit("inactive", "static"),
+    })
+    now = [1000.0]
+    step = SchedulerJobsStep(SystemdBackend(), ["*.timer"], drain_timeout=60, on_drain_timeout="stop", clock=lambda: now[0])
+    with pytest.raises(StepPending) as pending:
+        step.apply(step_context(tmp_path / "s.json"))
+    assert pending.value.blocked_on.startswith("draining billpay-report.timer (billpay-report.service)")
+    assert "disable billpay-report.timer" in systemd.calls() and "stop billpay-report.timer" in systemd.calls()
+    assert "show --property=Triggers --value billpay-report.timer" in systemd.calls()
+    assert "disable cleanup.timer" not in systemd.calls()
+
+    now[0] += 61
+    systemd.forget_calls()
+    step.apply(step_context(tmp_path / "s.json"))
+    assert "stop billpay-report.service" in systemd.calls()
+    assert step.check(step_context(tmp_path / "s.json"), Mode.MAINTENANCE)
+
+    systemd.forget_calls()
+    converge(step, step_context(tmp_path / "s.json", Mode.ACTIVE, 43), Mode.ACTIVE)
+    changes = [c for c in systemd.calls() if c.split()[0] in ("stop", "start", "enable", "disable")]
+    assert changes == ["enable billpay-report.timer", "start billpay-report.timer"]
+    assert systemd.units()["cleanup.timer"] == _unit("inactive", "disabled", triggers="cleanup.service")
+
+
+def test_unexpected_is_active_answer_is_an_error(systemd: FakeSystemd) -> None:
+    units = systemd.units()
+    units["other.service"]["active"] = "bogus"
+    systemd.set_units(units)
+    with pytest.raises(BackendError, match="unexpected state of other.service"):
+        SystemdBackend().is_active("other.service")

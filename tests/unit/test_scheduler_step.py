@@ -1,0 +1,82 @@
+"""SchedulerJobsStep: disable, drain within the timeout, then stop or keep waiting; restart survives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from agent.errors import StepPending
+from agent.model import Mode
+from agent.steps.jobs import SchedulerJobsStep
+from tests.fixtures.fake_backend import FakeBackend, FakeService
+from tests.fixtures.steps import converge, step_context
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 10_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _jobs() -> dict[str, FakeService]:
+    return {"report": FakeService(running_job=True), "cleanup": FakeService(), "off": FakeService(active=False, enabled=False)}
+
+
+def _step(backend: FakeBackend, clock: Clock, action: Literal["stop", "wait"] = "stop") -> SchedulerJobsStep:
+    return SchedulerJobsStep(backend, ["report", "cleanup", "off"], drain_timeout=60, on_drain_timeout=action, drain_poll=5, clock=clock)
+
+
+def test_a_running_job_may_finish_within_the_drain_timeout(tmp_path: Path) -> None:
+    jobs, clock = _jobs(), Clock()
+    backend = FakeBackend(jobs)
+    step = _step(backend, clock)
+    with pytest.raises(StepPending) as pending:
+        step.apply(step_context(tmp_path / "s.json"))
+    assert pending.value.blocked_on == "draining report (report-run) (60s left of 60s)"
+    assert pending.value.recheck_after == 5
+    assert not jobs["report"].enabled and not jobs["cleanup"].enabled
+    assert not step.check(step_context(tmp_path / "s.json"), Mode.MAINTENANCE)
+
+    clock.now += 30
+    jobs["report"].running_job = False  # finished on its own
+    converge(step, step_context(tmp_path / "s.json"), Mode.MAINTENANCE)
+    assert "stop-run report" not in backend.calls
+    assert step.check(step_context(tmp_path / "s.json"), Mode.MAINTENANCE)
+
+
+def test_after_the_drain_timeout_stop_stops_the_run(tmp_path: Path) -> None:
+    jobs, clock = _jobs(), Clock()
+    backend = FakeBackend(jobs)
+    with pytest.raises(StepPending):
+        _step(backend, clock).apply(step_context(tmp_path / "s.json"))
+    clock.now += 61
+    # A restarted agent keeps the drain's start: no fresh timeout.
+    converge(_step(FakeBackend(jobs), clock), step_context(tmp_path / "s.json"), Mode.MAINTENANCE)
+    assert not jobs["report"].running_job
+
+
+def test_after_the_drain_timeout_wait_keeps_reporting(tmp_path: Path) -> None:
+    jobs, clock = _jobs(), Clock()
+    step = _step(FakeBackend(jobs), clock, action="wait")
+    with pytest.raises(StepPending):
+        step.apply(step_context(tmp_path / "s.json"))
+    clock.now += 100
+    with pytest.raises(StepPending) as pending:
+        step.apply(step_context(tmp_path / "s.json"))
+    assert pending.value.blocked_on.startswith("draining report (report-run): overdue by 40s")
+    assert jobs["report"].running_job
+
+
+def test_leaving_enables_only_what_was_enabled(tmp_path: Path) -> None:
+    jobs, clock = _jobs(), Clock()
+    jobs["report"].running_job = False
+    step = _step(FakeBackend(jobs), clock)
+    converge(step, step_context(tmp_path / "s.json"), Mode.MAINTENANCE)
+    converge(step, step_context(tmp_path / "s.json", Mode.ACTIVE, 43), Mode.ACTIVE)
+    assert jobs["report"].enabled and jobs["cleanup"].enabled and jobs["report"].active
+    assert not jobs["off"].enabled and not jobs["off"].active
+    assert step_context(tmp_path / "s.json").notes(step) == {}

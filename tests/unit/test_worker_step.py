@@ -1,0 +1,91 @@
+"""WorkerServicesStep's logic with an in-memory backend: snapshot once, crash, restart, converge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.errors import StepError
+from agent.model import Mode
+from agent.steps.services import WorkerServicesStep
+from tests.fixtures.fake_backend import FakeBackend, FakeService
+from tests.fixtures.steps import converge, step_context
+
+NAMES = ["a", "b", "c", "d"]
+
+
+def _box() -> dict[str, FakeService]:
+    return {
+        "a": FakeService(), "b": FakeService(), "c": FakeService(),
+        "d": FakeService(active=False, enabled=False),
+    }
+
+
+def _running(services: dict[str, FakeService]) -> set[str]:
+    return {n for n, s in services.items() if s.active}
+
+
+def test_check_reflects_reality_not_notes(tmp_path: Path) -> None:
+    services = _box()
+    step = WorkerServicesStep(FakeBackend(services), NAMES)
+    ctx = step_context(tmp_path / "s.json")
+    converge(step, ctx, Mode.MAINTENANCE)
+    services["b"].active = True  # someone started it by hand
+    assert not step.check(ctx, Mode.MAINTENANCE)
+    services["b"].active = False
+    assert step.check(ctx, Mode.MAINTENANCE)
+    assert not step.check(ctx, Mode.ACTIVE)
+
+
+def test_crash_midway_and_a_restarted_agent_restores_the_same_set_as_without_crash(tmp_path: Path) -> None:
+    clean = _box()
+    step = WorkerServicesStep(FakeBackend(clean), NAMES)
+    converge(step, step_context(tmp_path / "clean.json"), Mode.MAINTENANCE)
+    converge(step, step_context(tmp_path / "clean.json", Mode.ACTIVE, 43), Mode.ACTIVE)
+
+    crashed = _box()
+    failing = WorkerServicesStep(FakeBackend(crashed, fail_stop={"b"}), NAMES)
+    with pytest.raises(StepError, match="stop b: refused"):
+        failing.apply(step_context(tmp_path / "crash.json"))
+    assert _running(crashed) == {"b", "c"}
+
+    restarted = WorkerServicesStep(FakeBackend(crashed), NAMES)
+    converge(restarted, step_context(tmp_path / "crash.json"), Mode.MAINTENANCE)
+    assert _running(crashed) == set()
+    converge(restarted, step_context(tmp_path / "crash.json", Mode.ACTIVE, 43), Mode.ACTIVE)
+    assert _running(crashed) == _running(clean) == {"a", "b", "c"}
+    assert crashed == clean
+
+
+def test_snapshot_is_taken_once_per_window(tmp_path: Path) -> None:
+    services = _box()
+    step = WorkerServicesStep(FakeBackend(services, fail_stop={"c"}), NAMES)
+    ctx = step_context(tmp_path / "s.json")
+    with pytest.raises(StepError):
+        step.apply(ctx)
+    first = ctx.notes(step)["snapshot"]
+    with pytest.raises(StepError):
+        step.apply(step_context(tmp_path / "s.json"))
+    assert step_context(tmp_path / "s.json").notes(step)["snapshot"] == first
+    assert {r["name"] for r in first if r["active"]} == {"a", "b", "c"}
+
+
+def test_revert_that_does_not_hold_keeps_the_snapshot(tmp_path: Path) -> None:
+    services = _box()
+    backend = FakeBackend(services)
+    step = WorkerServicesStep(backend, NAMES)
+    converge(step, step_context(tmp_path / "s.json"), Mode.MAINTENANCE)
+    backend.start = lambda name: backend.calls.append(f"start {name}")  # type: ignore[method-assign]
+    with pytest.raises(StepError, match=r"not back after starting \(fake\): a \(not running\)"):
+        step.revert(step_context(tmp_path / "s.json", Mode.ACTIVE, 43))
+    assert step_context(tmp_path / "s.json").notes(step)["snapshot"]
+
+
+def test_without_a_snapshot_leaving_has_nothing_to_restore(tmp_path: Path) -> None:
+    services = _box()
+    step = WorkerServicesStep(FakeBackend(services), NAMES)
+    ctx = step_context(tmp_path / "s.json", Mode.ACTIVE)
+    assert step.check(ctx, Mode.ACTIVE)
+    step.revert(ctx)
+    assert FakeBackend(services).calls == []
