@@ -7,6 +7,7 @@ an Intent and looks at what an HTTP client gets.
 
 from __future__ import annotations
 
+import html
 import json
 import signal
 from collections.abc import Iterator
@@ -30,7 +31,7 @@ from tests.fixtures.haproxy import (
     http_get,
 )
 
-MESSAGE = 'Database upgrade <SQL-A> & "SQL-B"'
+MESSAGE = 'Database upgrade <SQL-A> & "SQL-B", 100% %[src] \\o/ \u00e9t\u00e9'  # must come out verbatim
 
 
 @pytest.fixture
@@ -77,7 +78,7 @@ def test_flip_changes_what_clients_get_and_back(tmp_path: Path, hap: HAProxyUnde
 
     ui = http_get(hap.url("/dashboard"))
     assert ui.status == 503 and ui.headers["content-type"].startswith("text/html")
-    assert PAGE_MARKER in ui.body and "Database upgrade &lt;SQL-A&gt; &amp; &quot;SQL-B&quot;" in ui.body
+    assert PAGE_MARKER in ui.body and html.escape(MESSAGE) in ui.body
     assert intent.ends_at.strftime("%Y-%m-%d %H:%M UTC") in ui.body
     assert 1790 <= int(ui.headers["retry-after"]) <= 1800
 

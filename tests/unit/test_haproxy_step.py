@@ -18,7 +18,8 @@ from agent.model import Intent, Mode
 from agent.statefile import StateFile
 from agent.steps.base import StepContext
 from agent.steps.haproxy import EdgeTrafficStep, active_entries, build_edge_steps, clean_text, maintenance_entries
-from agent.verify import describe_failure
+from agent.verify import FrontendVerifier, describe_failure
+from tests.fixtures.haproxy import LoopbackBackend
 from tests.fixtures.processes import PROJECT
 
 CHECK = {"name": "ui", "url": "http://127.0.0.1:8000/", "expect_status": 503, "expect_body": "marker"}
@@ -235,3 +236,25 @@ def test_templates_only_use_variables_the_config_sets() -> None:
     for name in ("maintenance.html", "maintenance.json"):
         used = set(re.findall(r"var\((txn\.\w+)\)", (deploy / "maintenance" / name).read_text()))
         assert used and used <= set_vars, (name, used - set_vars)
+
+
+def test_verifier_retries_until_the_checks_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    answers = [["ui: expected HTTP 503, got 200"], ["ui: expected HTTP 503, got 200"], []]
+    pauses: list[float] = []
+    verifier = FrontendVerifier([SmokeCheck(**CHECK)], attempts=3, interval=0.25, sleep=pauses.append)
+    monkeypatch.setattr(verifier, "run_once", lambda: answers.pop(0))
+    assert verifier.verify() == [] and pauses == [0.25, 0.25]
+
+    stubborn = FrontendVerifier([SmokeCheck(**CHECK)], attempts=2, interval=0, sleep=pauses.append)
+    monkeypatch.setattr(stubborn, "run_once", lambda: ["still 200"])
+    assert stubborn.verify() == ["still 200"]
+
+
+def test_verifier_ignores_proxy_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A box's HTTP_PROXY must not sit between the agent and its own frontend."""
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    with LoopbackBackend() as backend:
+        check = SmokeCheck(name="b", url=f"http://127.0.0.1:{backend.port}/x", expect_status=200, expect_body="backend-ok")
+        assert FrontendVerifier([check], attempts=1).verify() == []
+
