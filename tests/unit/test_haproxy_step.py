@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+import tomllib
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -258,3 +259,11 @@ def test_verifier_ignores_proxy_variables(monkeypatch: pytest.MonkeyPatch) -> No
         check = SmokeCheck(name="b", url=f"http://127.0.0.1:{backend.port}/x", expect_status=200, expect_body="backend-ok")
         assert FrontendVerifier([check], attempts=1).verify() == []
 
+
+
+def test_the_documented_edge_config_is_valid() -> None:
+    readme = (PROJECT / "deploy" / "haproxy" / "README.md").read_text()
+    example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    config = from_mapping(tomllib.loads(example))
+    assert config.edge is not None and len(config.edge.verify_maintenance) == 2
+    assert build_edge_steps(config)[0].describe() == "edge/edge-traffic"
