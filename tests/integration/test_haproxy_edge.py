@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import json
-import signal
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -23,7 +22,6 @@ from agent.steps.base import StepContext
 from agent.steps.haproxy import EdgeTrafficStep
 from tests.fixtures.haproxy import (
     BACKEND_MARKER,
-    JSON_MARKER,
     PAGE_MARKER,
     HAProxyUnderTest,
     LoopbackBackend,
