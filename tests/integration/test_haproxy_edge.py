@@ -122,6 +122,23 @@ def test_restart_with_the_on_disk_map_keeps_maintenance(tmp_path: Path, hap: HAP
     assert step.check(ctx, Mode.MAINTENANCE) is True
 
 
+def test_reload_keeps_the_state_both_ways(tmp_path: Path, backend: LoopbackBackend) -> None:
+    """A reload (new worker, config and map file re-read) keeps whatever the agent switched to."""
+    with HAProxyUnderTest(tmp_path / "h", backend.port, master_worker=True) as hap:
+        step = EdgeTrafficStep(edge_section(hap))
+        ctx = context(tmp_path, maintenance())
+        step.apply(ctx)
+        first_worker = hap.worker_pid()
+        hap.reload()
+        assert hap.worker_pid() != first_worker
+        assert http_get(hap.url("/api/x")).status == 503
+        assert step.check(ctx, Mode.MAINTENANCE) is True
+        step.revert(ctx)
+        hap.reload()
+        assert http_get(hap.url("/api/x")).status == 200
+        assert step.check(ctx, Mode.ACTIVE) is True
+
+
 def test_restart_with_an_old_map_is_drift_and_repaired(tmp_path: Path, hap: HAProxyUnderTest) -> None:
     step = EdgeTrafficStep(edge_section(hap))
     ctx = context(tmp_path, maintenance())
