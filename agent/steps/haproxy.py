@@ -19,8 +19,10 @@ import html
 import json
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timezone
+from pathlib import Path
+from typing import Protocol
 from urllib.parse import quote
 
 from agent.config import AgentConfig, EdgeSection, SmokeCheck
@@ -36,7 +38,25 @@ MAP_HEADER = (
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
-VerifierFactory = Callable[[Sequence[SmokeCheck], int, float], FrontendVerifier]
+
+
+class MapRuntime(Protocol):
+    """What the step needs from HAProxy (HAProxyRuntime; a fake in unit tests)."""
+
+    def show_map(self, map_path: Path) -> dict[str, str]: ...
+
+    def replace_map(self, map_path: Path, entries: Mapping[str, str]) -> None: ...
+
+
+class Verifier(Protocol):
+    """What the step needs from a verifier (FrontendVerifier; a fake in unit tests)."""
+
+    def verify(self) -> list[str]: ...
+
+    def run_once(self) -> list[str]: ...
+
+
+VerifierFactory = Callable[[Sequence[SmokeCheck], int, float], Verifier]
 
 
 def clean_text(text: str, limit: int) -> str:
@@ -85,7 +105,7 @@ def active_entries() -> dict[str, str]:
     return {"state": "off"}
 
 
-def _verifier(checks: Sequence[SmokeCheck], attempts: int, interval: float) -> FrontendVerifier:
+def _verifier(checks: Sequence[SmokeCheck], attempts: int, interval: float) -> Verifier:
     return FrontendVerifier(checks, attempts=attempts, interval=interval)
 
 
@@ -96,9 +116,9 @@ class EdgeTrafficStep(Step):
     role = Role.EDGE
     repairs_drift = True
 
-    def __init__(self, edge: EdgeSection, runtime: HAProxyRuntime | None = None, verifier: VerifierFactory = _verifier):
+    def __init__(self, edge: EdgeSection, runtime: MapRuntime | None = None, verifier: VerifierFactory = _verifier):
         self.edge = edge
-        self.runtime = runtime or HAProxyRuntime(edge.admin_socket, timeout=edge.socket_timeout_seconds)
+        self.runtime: MapRuntime = runtime or HAProxyRuntime(edge.admin_socket, timeout=edge.socket_timeout_seconds)
         self._verifier = verifier
 
     def expected(self, intent: Intent, target: Mode) -> dict[str, str]:
@@ -147,7 +167,7 @@ class EdgeTrafficStep(Step):
         ctx.log.info("edge traffic switched", step=self.name, target=target.value,
                      verify_seconds=round(time.monotonic() - started, 3))
 
-    def _checks(self, target: Mode) -> FrontendVerifier:
+    def _checks(self, target: Mode) -> Verifier:
         checks = self.edge.verify_maintenance if target is Mode.MAINTENANCE else self.edge.verify_active
         return self._verifier(checks, self.edge.verify_attempts, self.edge.verify_interval_seconds)
 

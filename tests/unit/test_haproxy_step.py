@@ -70,7 +70,7 @@ def make_step(tmp_path: Path, runtime: FakeRuntime, failures: list[str] | None =
     def factory(checks: Sequence[SmokeCheck], attempts: int, interval: float) -> FakeVerifier:
         return verifier
 
-    return EdgeTrafficStep(edge(tmp_path), runtime=runtime, verifier=factory), verifier  # type: ignore[arg-type]
+    return EdgeTrafficStep(edge(tmp_path), runtime=runtime, verifier=factory), verifier
 
 
 def ctx(tmp_path: Path, intent: Intent | None = None) -> StepContext:
@@ -166,7 +166,7 @@ def test_runtime_errors_become_step_errors_but_the_file_is_written(tmp_path: Pat
 def test_unwritable_map_file_is_a_step_error(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
-    step = EdgeTrafficStep(edge(tmp_path, map_file=str(blocker / "maintenance.map")), runtime=FakeRuntime())  # type: ignore[arg-type]
+    step = EdgeTrafficStep(edge(tmp_path, map_file=str(blocker / "maintenance.map")), runtime=FakeRuntime())
     with pytest.raises(StepError, match="cannot write map file"):
         step.apply(ctx(tmp_path))
 
