@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from agent.errors import StepError
+from agent.haproxy import HAProxyRuntime
 from agent.model import Intent, Mode
 from agent.statefile import StateFile
 from agent.steps.base import StepContext
@@ -157,7 +158,7 @@ def test_live_map_changed_behind_our_back_is_drift(tmp_path: Path, hap: HAProxyU
     step = EdgeTrafficStep(edge_section(hap))
     ctx = context(tmp_path, maintenance())
     step.apply(ctx)
-    step.runtime.command(f"set map {hap.map_file} state off")
+    HAProxyRuntime(hap.admin_socket).command(f"set map {hap.map_file} state off")
     assert step.check(ctx, Mode.MAINTENANCE) is False
 
 
