@@ -262,6 +262,36 @@ class SchedulerSection(_ServiceManagerTable):
             unstoppable = [n for n, c in self.commands.items() if c.running and not c.stop_running]
             if unstoppable:
                 raise ValueError(f"on_drain_timeout = \"stop\" needs stop_running for {', '.join(sorted(unstoppable))}")
+
+class EdgeSection(_Model):
+    """The edge role: HAProxy's admin socket, the maintenance map, and how to verify the switch.
+
+    ``verify_maintenance`` / ``verify_active`` request the *public* frontend
+    (from an address that is not in HAProxy's internal allowlist) and must see
+    the maintenance answers, resp. the normal ones, before the box reports the
+    new state. Both lists are required: an unverified switch is not a switch.
+    """
+
+    admin_socket: Path = Path("/run/haproxy/admin.sock")
+    map_file: Path = Path("/etc/haproxy/maintenance/maintenance.map")
+    socket_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    default_message: str = Field(default="We are doing planned maintenance and will be back shortly.", min_length=1, max_length=500)
+    message_max_chars: int = Field(default=500, ge=20, le=2000)
+    default_retry_after_seconds: int = Field(default=900, ge=1, le=86400)
+    min_retry_after_seconds: int = Field(default=60, ge=1, le=86400)
+    max_retry_after_seconds: int = Field(default=3600, ge=1, le=86400)
+    verify_maintenance: Annotated[list[SmokeCheck], Field(min_length=1)]
+    verify_active: Annotated[list[SmokeCheck], Field(min_length=1)]
+    verify_attempts: int = Field(default=3, ge=1, le=20)
+    verify_interval_seconds: float = Field(default=0.5, ge=0, le=60)
+
+    @model_validator(mode="after")
+    def _retry_bounds(self) -> EdgeSection:
+        low, default, high = self.min_retry_after_seconds, self.default_retry_after_seconds, self.max_retry_after_seconds
+        if not low <= default <= high:
+            raise ValueError(
+                f"expected min_retry_after_seconds <= default_retry_after_seconds <= max_retry_after_seconds (got {low}, {default}, {high})"
+            )
         return self
 
 
@@ -273,6 +303,7 @@ class AgentConfig(_Model):
     web: WebSection | None = None
     worker: WorkerSection | None = None
     scheduler: SchedulerSection | None = None
+    edge: EdgeSection | None = None
     hooks: HooksSection = HooksSection()
 
     @model_validator(mode="after")

@@ -1,0 +1,269 @@
+"""EdgeTrafficStep's decisions with a fake runtime and a fake verifier; the map content; the [edge] config."""
+
+from __future__ import annotations
+
+import html
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+
+from agent.config import AgentConfig, EdgeSection, SmokeCheck, from_mapping
+from agent.errors import ConfigError, StepError
+from agent.haproxy import AdminSocketMissing, check_token, read_map_file, write_map_file
+from agent.model import Intent, Mode
+from agent.statefile import StateFile
+from agent.steps.base import StepContext
+from agent.steps.haproxy import EdgeTrafficStep, active_entries, build_edge_steps, clean_text, maintenance_entries
+from agent.verify import FrontendVerifier, describe_failure
+from tests.fixtures.haproxy import LoopbackBackend
+from tests.fixtures.processes import PROJECT
+
+CHECK = {"name": "ui", "url": "http://127.0.0.1:8000/", "expect_status": 503, "expect_body": "marker"}
+
+
+def edge(tmp_path: Path, **overrides: object) -> EdgeSection:
+    doc: dict[str, object] = {
+        "admin_socket": str(tmp_path / "admin.sock"),
+        "map_file": str(tmp_path / "maintenance.map"),
+        "verify_maintenance": [CHECK],
+        "verify_active": [{**CHECK, "expect_status": 200}],
+    }
+    return EdgeSection.model_validate({**doc, **overrides})
+
+
+class FakeRuntime:
+    def __init__(self, live: dict[str, str] | None = None, error: Exception | None = None):
+        self.live = dict(live or {"state": "off"})
+        self.error = error
+
+    def show_map(self, map_path: Path) -> dict[str, str]:
+        if self.error:
+            raise self.error
+        return dict(self.live)
+
+    def replace_map(self, map_path: Path, entries: Mapping[str, str]) -> None:
+        if self.error:
+            raise self.error
+        self.live = dict(entries)
+
+
+class FakeVerifier:
+    def __init__(self, failures: list[str]):
+        self.failures = failures
+        self.runs = 0
+
+    def verify(self) -> list[str]:
+        self.runs += 1
+        return self.failures
+
+    run_once = verify
+
+
+def make_step(tmp_path: Path, runtime: FakeRuntime, failures: list[str] | None = None) -> tuple[EdgeTrafficStep, FakeVerifier]:
+    verifier = FakeVerifier(failures or [])
+
+    def factory(checks: Sequence[SmokeCheck], attempts: int, interval: float) -> FakeVerifier:
+        return verifier
+
+    return EdgeTrafficStep(edge(tmp_path), runtime=runtime, verifier=factory), verifier
+
+
+def ctx(tmp_path: Path, intent: Intent | None = None) -> StepContext:
+    intent = intent or Intent(mode=Mode.MAINTENANCE, index=9, message="Back soon", reason="db")
+    return StepContext(intent=intent, node="edge-1", memory=StateFile(tmp_path / "state.json"))
+
+
+# --- the map content --------------------------------------------------------------------
+
+
+def test_entries_encode_free_text_and_escape_html(tmp_path: Path) -> None:
+    message = 'Upgrade <SQL-A> & "B";\nthen\tcheck 100%'
+    entries = maintenance_entries(Intent(mode=Mode.MAINTENANCE, message=message, reason="db"), edge(tmp_path))
+    for key, value in entries.items():
+        check_token(value, key)  # every value is one CLI word and one map word
+    assert unquote(entries["message"]) == 'Upgrade <SQL-A> & "B"; then check 100%'
+    assert unquote(entries["message_html"]) == html.escape('Upgrade <SQL-A> & "B"; then check 100%')
+    assert entries["state"] == "on" and list(entries)[-1] == "state"
+    assert entries["ends_epoch"] == "0" and entries["ends_at_json"] == "null"
+
+
+def test_entries_convert_the_end_to_utc(tmp_path: Path) -> None:
+    ends = datetime(2026, 11, 25, 22, 30, tzinfo=timezone(timedelta(hours=1)))
+    entries = maintenance_entries(Intent(mode=Mode.MAINTENANCE, ends_at=ends), edge(tmp_path))
+    assert entries["ends_epoch"] == str(int(ends.timestamp()))
+    assert unquote(entries["ends_at_json"]) == '"2026-11-25T21:30:00Z"'
+    assert unquote(entries["ends_text"]) == "2026-11-25 21:30 UTC"
+
+
+def test_entries_fall_back_to_the_default_message_and_config_bounds(tmp_path: Path) -> None:
+    config = edge(tmp_path, default_message="Wartung", default_retry_after_seconds=120, min_retry_after_seconds=30)
+    entries = maintenance_entries(Intent(mode=Mode.MAINTENANCE, message=" \n "), config)
+    assert unquote(entries["message"]) == "Wartung" and unquote(entries["reason"]) == "planned maintenance"
+    assert (entries["retry_default"], entries["retry_min"], entries["retry_max"]) == ("120", "30", "3600")
+
+
+def test_clean_text_limits_length_to_one_line() -> None:
+    assert clean_text("a\r\nb\x00c  d", 100) == "a b c d"
+    long = clean_text("word " * 200, 50)
+    assert len(long) == 50 and long.endswith("\u2026")
+
+
+# --- check / apply / revert ------------------------------------------------------------
+
+
+def test_check_holds_only_when_live_map_file_and_frontend_agree(tmp_path: Path) -> None:
+    runtime = FakeRuntime()
+    step, verifier = make_step(tmp_path, runtime)
+    context = ctx(tmp_path)
+    wanted = maintenance_entries(context.intent, step.edge)
+
+    runtime.live = wanted
+    assert step.check(context, Mode.MAINTENANCE) is False  # no file on disk yet: a restart would lose it
+    write_map_file(step.edge.map_file, wanted)
+    assert step.check(context, Mode.MAINTENANCE) is True
+    write_map_file(step.edge.map_file, {**wanted, "message": "old"})
+    assert step.check(context, Mode.MAINTENANCE) is False  # another intent's message
+    write_map_file(step.edge.map_file, wanted)
+    verifier.failures = ["ui: expected HTTP 503, got 200"]
+    assert step.check(context, Mode.MAINTENANCE) is False
+
+
+def test_apply_writes_file_then_live_map_then_verifies(tmp_path: Path) -> None:
+    runtime = FakeRuntime()
+    step, verifier = make_step(tmp_path, runtime)
+    context = ctx(tmp_path)
+    step.apply(context)
+    assert runtime.live == read_map_file(step.edge.map_file) == maintenance_entries(context.intent, step.edge)
+    assert verifier.runs == 1
+    assert context.notes(step) == {"mode": "maintenance", "intent_index": 9, "state": "on"}
+    step.revert(context)
+    assert runtime.live == read_map_file(step.edge.map_file) == active_entries()
+    assert step.check(context, Mode.ACTIVE) is True
+
+
+def test_failed_verification_is_a_step_error_with_the_details(tmp_path: Path) -> None:
+    step, _ = make_step(tmp_path, FakeRuntime(), failures=["ui (http://x/): expected HTTP 503, got 200: 'hello'"])
+    with pytest.raises(StepError) as err:
+        step.apply(ctx(tmp_path))
+    assert err.value.step == "edge-traffic"
+    assert "state=on" in err.value.detail and "expected HTTP 503, got 200" in err.value.detail
+
+
+def test_runtime_errors_become_step_errors_but_the_file_is_written(tmp_path: Path) -> None:
+    step, _ = make_step(tmp_path, FakeRuntime(error=AdminSocketMissing("HAProxy admin socket /x is missing: fix")))
+    with pytest.raises(StepError, match="admin socket /x is missing: fix"):
+        step.apply(ctx(tmp_path))
+    assert read_map_file(step.edge.map_file) is not None and read_map_file(step.edge.map_file)["state"] == "on"
+    with pytest.raises(StepError, match="is missing"):
+        step.check(ctx(tmp_path), Mode.MAINTENANCE)
+
+
+def test_unwritable_map_file_is_a_step_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    step = EdgeTrafficStep(edge(tmp_path, map_file=str(blocker / "maintenance.map")), runtime=FakeRuntime())
+    with pytest.raises(StepError, match="cannot write map file"):
+        step.apply(ctx(tmp_path))
+
+
+def test_describe_failure() -> None:
+    check = SmokeCheck(name="api", url="http://h/api", expect_status=503, expect_body='"status":"maintenance"', max_latency_seconds=1)
+    assert describe_failure(check, 503, '{"status":"maintenance"}', 0.1) is None
+    assert "expected HTTP 503, got 200" in describe_failure(check, 200, "ok", 0.1)
+    assert "lacks" in describe_failure(check, 503, "<html>", 0.1)
+    assert "over the 1s limit" in describe_failure(check, 503, '{"status":"maintenance"}', 2.0)
+    assert "request failed: ConnectionError" in describe_failure(check, None, "", 0, error="ConnectionError: refused")
+
+
+# --- config and wiring --------------------------------------------------------------------
+
+
+def base_config(**edge_doc: object) -> dict[str, object]:
+    return {"agent": {"roles": ["edge"], "environment": "mock", "node": "edge-1"}, "edge": edge_doc}
+
+
+def test_edge_config_and_builder() -> None:
+    config = from_mapping(base_config(verify_maintenance=[CHECK], verify_active=[CHECK]))
+    assert isinstance(config, AgentConfig) and config.edge is not None
+    assert config.edge.admin_socket == Path("/run/haproxy/admin.sock")
+    steps = build_edge_steps(config)
+    assert [type(s) for s in steps] == [EdgeTrafficStep] and steps[0].repairs_drift is True
+
+
+def test_builder_is_empty_for_other_roles() -> None:
+    config = from_mapping({"agent": {"roles": ["web"], "environment": "mock", "node": "web-1"}})
+    assert build_edge_steps(config) == []
+
+
+@pytest.mark.parametrize(
+    ("edge_doc", "problem"),
+    [
+        ({"verify_active": [CHECK]}, "edge.verify_maintenance: required key is missing"),
+        ({"verify_maintenance": [], "verify_active": [CHECK]}, "edge.verify_maintenance"),
+        ({"verify_maintenance": [CHECK], "verify_active": [CHECK], "min_retry_after_seconds": 1000}, "min_retry_after_seconds <="),
+        ({"verify_maintenance": [CHECK], "verify_active": [CHECK], "socket": "/x"}, "edge.socket: unknown key"),
+    ],
+)
+def test_edge_config_errors(edge_doc: dict[str, object], problem: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        from_mapping(base_config(**edge_doc))
+    assert any(problem in p for p in err.value.problems), err.value.problems
+
+
+def test_edge_role_without_table_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"no \[edge\] table"):
+        from_mapping({"agent": {"roles": ["edge"], "environment": "mock", "node": "e"}})
+
+
+# --- the shipped HAProxy files ---------------------------------------------------------------
+
+
+def test_fragment_is_the_same_as_in_the_example_config() -> None:
+    deploy = PROJECT / "deploy" / "haproxy"
+    full = (deploy / "haproxy.cfg").read_text()
+    fragment = (deploy / "maintenance.fragment.cfg").read_text()
+    block = fragment[fragment.index("\t# BEGIN maintenance"):]
+    assert block.rstrip("\n") in full
+
+
+def test_templates_only_use_variables_the_config_sets() -> None:
+    deploy = PROJECT / "deploy" / "haproxy"
+    set_vars = set(re.findall(r"set-var\((txn\.\w+)\)", (deploy / "haproxy.cfg").read_text()))
+    for name in ("maintenance.html", "maintenance.json"):
+        used = set(re.findall(r"var\((txn\.\w+)\)", (deploy / "maintenance" / name).read_text()))
+        assert used and used <= set_vars, (name, used - set_vars)
+
+
+def test_verifier_retries_until_the_checks_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    answers = [["ui: expected HTTP 503, got 200"], ["ui: expected HTTP 503, got 200"], []]
+    pauses: list[float] = []
+    verifier = FrontendVerifier([SmokeCheck(**CHECK)], attempts=3, interval=0.25, sleep=pauses.append)
+    monkeypatch.setattr(verifier, "run_once", lambda: answers.pop(0))
+    assert verifier.verify() == [] and pauses == [0.25, 0.25]
+
+    stubborn = FrontendVerifier([SmokeCheck(**CHECK)], attempts=2, interval=0, sleep=pauses.append)
+    monkeypatch.setattr(stubborn, "run_once", lambda: ["still 200"])
+    assert stubborn.verify() == ["still 200"]
+
+
+def test_verifier_ignores_proxy_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A box's HTTP_PROXY must not sit between the agent and its own frontend."""
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    with LoopbackBackend() as backend:
+        check = SmokeCheck(name="b", url=f"http://127.0.0.1:{backend.port}/x", expect_status=200, expect_body="backend-ok")
+        assert FrontendVerifier([check], attempts=1).verify() == []
+
+
+
+def test_the_documented_edge_config_is_valid() -> None:
+    readme = (PROJECT / "deploy" / "haproxy" / "README.md").read_text()
+    example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    config = from_mapping(tomllib.loads(example))
+    assert config.edge is not None and len(config.edge.verify_maintenance) == 2
+    assert build_edge_steps(config)[0].describe() == "edge/edge-traffic"
