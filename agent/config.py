@@ -262,6 +262,8 @@ class SchedulerSection(_ServiceManagerTable):
             unstoppable = [n for n, c in self.commands.items() if c.running and not c.stop_running]
             if unstoppable:
                 raise ValueError(f"on_drain_timeout = \"stop\" needs stop_running for {', '.join(sorted(unstoppable))}")
+        return self
+
 
 class EdgeSection(_Model):
     """The edge role: HAProxy's admin socket, the maintenance map, and how to verify the switch.

@@ -2,8 +2,9 @@
 
 Within a role the steps run in list order when entering and in reverse
 order when leaving (so ``web`` turns Consul maintenance off *before* its
-smoke test runs). Hooks and the flag file belong to the box, not a role:
-they run after the box's last role has entered, and first when leaving.
+smoke test runs). The flag file and the hooks belong to the box, not to a
+role: they take the place of the box's last role in the entering order, so
+they run after everything else has entered and first when leaving.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ from agent.consul import ConsulGateway
 from agent.model import Role
 from agent.steps.base import Step
 from agent.steps.consul_maint import NodeMaintenanceStep
+from agent.steps.haproxy import build_edge_steps
+from agent.steps.hooks import build_hook_steps
+from agent.steps.jobs import build_scheduler_steps
+from agent.steps.services import build_worker_steps
 from agent.steps.smoke import SmokeTestStep
 
 
@@ -21,12 +26,14 @@ def build_steps(config: AgentConfig, gateway: ConsulGateway) -> dict[Role, list[
     for role in config.agent.roles:
         if role is Role.WEB:
             web = config.web
-            smoke = [SmokeTestStep(web.smoke, web.smoke_attempts)] if web and web.smoke else []
+            smoke: list[Step] = [SmokeTestStep(web.smoke, web.smoke_attempts)] if web and web.smoke else []
             steps[role] = [*smoke, NodeMaintenanceStep(gateway)]
-        else:
-            steps[role] = _role_steps(role, config)
+        elif role is Role.WORKER:
+            steps[role] = build_worker_steps(config)
+        elif role is Role.SCHEDULER:
+            steps[role] = build_scheduler_steps(config)
+        elif role is Role.EDGE:
+            steps[role] = build_edge_steps(config)
+    last = [r for r in config.agent.order if r in steps][-1]
+    steps[last] = [*steps[last], *build_hook_steps(config, last)]
     return steps
-
-
-def _role_steps(role: Role, config: AgentConfig) -> list[Step]:
-    raise ValueError(f"role {role.value!r} has no steps in this build")
