@@ -45,7 +45,10 @@ def parse_duration(text: str) -> timedelta:
 
 def format_duration(value: timedelta) -> str:
     """``1h05m``, ``45m``, ``50s``: the inverse of ``parse_duration`` for display."""
-    seconds = int(round(value.total_seconds()))
+    total = value.total_seconds()
+    if 0 < abs(total) < 10 and total != int(total):
+        return f"{total:.1f}s"  # in-process test windows take under a second; "0s" would hide them
+    seconds = int(round(total))
     sign = "-" if seconds < 0 else ""
     seconds = abs(seconds)
     hours, rest = divmod(seconds, 3600)

@@ -80,6 +80,7 @@ def test_format_duration() -> None:
     assert format_duration(timedelta(minutes=65)) == "1h05m"
     assert format_duration(timedelta(seconds=50)) == "50s"
     assert format_duration(timedelta(minutes=3, seconds=7)) == "3m07s"
+    assert format_duration(timedelta(seconds=0.42)) == "0.4s"
 
 
 def test_parse_time_forms() -> None:
