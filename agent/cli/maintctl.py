@@ -192,7 +192,7 @@ def _print_json(doc: Any) -> None:
 def on(settings: Settings, reason: str, length: timedelta | None, until_text: str | None, at_text: str | None,
        message: str, by: str, dry_run: bool, force: bool, replace_window: bool, as_json: bool) -> None:
     """Take the environment into maintenance (check-and-set write of the desired key)."""
-    now = _now()
+    now = _now().replace(microsecond=0)
     start = _time_option(at_text, "--at", now, settings.tz)
     until = _time_option(until_text, "--until", now, settings.tz)
     planned = window(now, start, length, until, settings.max_window, force)
@@ -275,7 +275,7 @@ def _flip(settings: Settings, reader: FleetReader, snapshot: FleetSnapshot, inte
                                   message=intent.message), now)
     else:
         history.record_closed(request)
-    click.echo(f"wrote {reader.desired_key} (intent {index}): {render.describe_intent(replace(intent, index=index), None)}")
+    click.echo(f"wrote {reader.desired_key} (intent {index}): {render.describe_intent(intent, None, written=False)}")
 
 
 # -- status / wait -------------------------------------------------------------------------

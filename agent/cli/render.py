@@ -7,6 +7,7 @@ to actions, and so every table is built from immutable data (a
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, tzinfo
 
 from rich.console import Group, RenderableType
@@ -31,12 +32,13 @@ def _short_time(text: str | None, tz: tzinfo) -> str:
         return text
 
 
-def describe_intent(intent: Intent | None, error: str | None) -> str:
+def describe_intent(intent: Intent | None, error: str | None, written: bool = True) -> str:
+    """One line for an intent; ``written=False`` for one not (yet) in Consul, so index 0 means nothing."""
     if intent is None:
         return f"invalid ({error})"
-    if intent.index == 0:
+    if written and intent.index == 0:
         return "active (no desired key)"
-    parts = [f"{intent.mode.value} (intent {intent.index})"]
+    parts = [f"{intent.mode.value} (intent {intent.index})" if written else intent.mode.value]
     if intent.by or intent.reason:
         parts.append(f"by {intent.by or '?'}: {intent.reason or 'no reason given'}")
     if intent.ends_at:
@@ -80,7 +82,7 @@ def status_view(snapshot: FleetSnapshot, now: datetime, tz: tzinfo) -> Renderabl
 def dry_run_view(snapshot: FleetSnapshot, intent: Intent, tz: tzinfo) -> RenderableType:
     """Which boxes of which roles will act, in which order, with their current state."""
     target = State.settled_for(intent.mode).value
-    table = Table(title=f"plan: {describe_intent(intent, None)} → every box {target}")
+    table = Table(title=f"plan: {describe_intent(intent, None, written=False)} → every box {target}")
     for column in ("step", "role", "box", "current state", "will"):
         table.add_column(column)
     step = 0
@@ -135,5 +137,6 @@ def plan_view(plan: Plan, tz: tzinfo, source: str) -> RenderableType:
                   if plan.cut_scope else "ok")
     start = plan.slot_starts_at.astimezone(tz)
     table.add_row("next Wednesday slot", f"{start:%a %Y-%m-%d %H:%M %Z} → {plan.slot_ends_at.astimezone(tz):%H:%M}")
-    table.add_row("command", f"maintctl on --at {start.isoformat()} --for {format_duration(plan.estimate)} --reason ...")
+    whole_minutes = math.ceil(plan.estimate.total_seconds() / 60)
+    table.add_row("command", f"maintctl on --at {start.isoformat()} --for {whole_minutes}m --reason ...")
     return table
