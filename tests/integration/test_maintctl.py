@@ -12,7 +12,7 @@ import requests
 from agent.consul import ConsulGateway
 from agent.planning import format_duration
 from tests.fixtures.consul import ConsulAgentProcess
-from tests.fixtures.maintctl import maintctl, web_fleet
+from tests.fixtures.maintctl import AclConsul, maintctl, web_fleet
 
 
 def _desired(environment: str) -> str:
@@ -173,3 +173,28 @@ def test_window_length_and_announced_end(consul_server: ConsulAgentProcess, envi
         status = maintctl(consul_server, environment, "status", "--json")
         assert status.exit_code == 1
         assert json.loads(status.stdout)["phase"].startswith("scheduled for")
+
+
+def test_acl_refusals_name_the_rule(tmp_path: Path) -> None:
+    consul = AclConsul(tmp_path / "consul-acl").start()
+    try:
+        anonymous = maintctl(consul, "prod", "status")
+        assert anonymous.exit_code == 2
+        # Consul filters a recursive list it may not show (no 403), so the first refusal is the desired key's read
+        assert 'needs ACL rule: key_prefix "maintenance/prod/desired" { policy = "read" }' in anonymous.stderr
+        assert "no token given" in anonymous.stderr
+
+        reader = consul.token_with('key_prefix "maintenance/" { policy = "list" }\nservice "maintenance-agent" { policy = "read" }\n'
+                                   'node_prefix "" { policy = "read" }')
+        gateway = ConsulGateway(consul.address, token=consul.master_token)
+        gateway.register_agent_service("maintenance-agent:prod:web-1", ["env:prod", "role:web"], {"box": "web-1"}, check_ttl=60)
+        token_file = tmp_path / "token"
+        token_file.write_text(reader + "\n")
+        readonly = maintctl(consul, "prod", "on", "--reason", "r", "--for", "5m", extra=("--token-file", str(token_file)))
+        assert readonly.exit_code == 2
+        assert readonly.stderr.strip().splitlines() == [
+            'maintctl: error: ACL: Consul refused write of maintenance/prod/desired (403 Permission denied) '
+            '(needs ACL rule: key "maintenance/prod/desired" { policy = "write" })']
+        assert maintctl(consul, "prod", "status", extra=("--token", reader)).exit_code == 1  # readable: one silent box
+    finally:
+        consul.stop()
