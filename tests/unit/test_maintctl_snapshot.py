@@ -97,3 +97,20 @@ def test_intent_writer_refuses_to_overwrite_a_newer_value() -> None:
     with pytest.raises(CasConflict, match=r"someone else changed maintenance/prod/desired since it was read \(now: .*\"reason\": \"a\".*\); not overwritten"):
         writer.write(Intent(mode=Mode.ACTIVE), read_at=0)
     assert writer.write(Intent(mode=Mode.ACTIVE), read_at=first) > first
+
+
+def test_follow_blocks_on_the_status_prefix_instead_of_polling() -> None:
+    calls: list[tuple[int, float | None]] = []
+
+    class Recording(FakeGateway):
+        def read_prefix(self, prefix: str, index: int = 0, wait: float | None = None):  # type: ignore[no-untyped-def]
+            calls.append((index, wait))
+            self.index += 1  # Consul returned because something changed
+            return super().read_prefix(prefix, index, wait)
+
+    reader = FleetReader(Recording(), "maintenance", "prod", wait=7.0)  # type: ignore[arg-type]
+    follow = reader.follow()
+    first, second, third = next(follow), next(follow), next(follow)
+    assert calls[0] == (0, None)
+    assert calls[1] == (first.index, 7.0) and calls[2] == (second.index, 7.0)
+    assert first.index < second.index < third.index
