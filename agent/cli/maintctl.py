@@ -12,12 +12,14 @@ Every error is one line on stderr starting with ``maintctl: error:``.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import getpass
 import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -73,8 +75,12 @@ class Settings:
     tz: tzinfo
     make_gateway: GatewayFactory
 
-    def gateway(self) -> ConsulGateway:
+    @functools.cached_property
+    def _gateway(self) -> ConsulGateway:
         return self.make_gateway(self.address, self.token)
+
+    def gateway(self) -> ConsulGateway:
+        return self._gateway
 
     def env(self) -> str:
         if not self.environment:
@@ -253,8 +259,9 @@ def release(settings: Settings, node: str, reason: str, by: str) -> None:
         return
     intent = replace(snapshot.intent, index=0, release=tuple(sorted({*snapshot.intent.release, node})))
     index = IntentWriter(settings.gateway(), reader.desired_key).write(intent, snapshot.desired_modify_index)
-    settings.history().record_release(Request(at=now.isoformat(), by=by, reason=reason, intent_index=index, node=node))
     click.echo(f"released {node}: the gates no longer wait for it (intent {index})")
+    with _history_is_best_effort():
+        settings.history().record_release(Request(at=now.isoformat(), by=by, reason=reason, intent_index=index, node=node))
 
 
 def _flip(settings: Settings, reader: FleetReader, snapshot: FleetSnapshot, intent: Intent, dry_run: bool, as_json: bool,
@@ -267,15 +274,25 @@ def _flip(settings: Settings, reader: FleetReader, snapshot: FleetSnapshot, inte
         return
     index = IntentWriter(settings.gateway(), reader.desired_key).write(intent, snapshot.desired_modify_index)
     request = Request(at=now.isoformat(), by=intent.by, reason=intent.reason, intent_index=index)
-    history = settings.history()
-    if intent.mode is Mode.MAINTENANCE:
-        starts_at = intent.starts_at or now
-        assert intent.ends_at is not None
-        history.open(WindowRecord(opened=request, starts_at=starts_at.isoformat(), ends_at=intent.ends_at.isoformat(),
-                                  message=intent.message), now)
-    else:
-        history.record_closed(request)
     click.echo(f"wrote {reader.desired_key} (intent {index}): {render.describe_intent(intent, None, written=False)}")
+    history = settings.history()
+    with _history_is_best_effort():
+        if intent.mode is Mode.MAINTENANCE:
+            starts_at = intent.starts_at or now
+            assert intent.ends_at is not None
+            history.open(WindowRecord(opened=request, starts_at=starts_at.isoformat(), ends_at=intent.ends_at.isoformat(),
+                                      message=intent.message), now)
+        else:
+            history.record_closed(request)
+
+
+@contextlib.contextmanager
+def _history_is_best_effort() -> Iterator[None]:
+    """The intent is what matters: a history write that fails is reported, it does not fail the command."""
+    try:
+        yield
+    except MaintenanceAgentError as exc:
+        click.echo(f"maintctl: warning: history not updated: {' '.join(str(exc).split())}", err=True)
 
 
 # -- status / wait -------------------------------------------------------------------------
@@ -291,7 +308,8 @@ def _observe(settings: Settings, snapshot: FleetSnapshot) -> None:
     """Record a phase the fleet reached in the open window's history record (no-op when nothing is new)."""
     reached = snapshot.reached_at()
     if reached is not None and snapshot.intent is not None and snapshot.intent.index > 0:
-        settings.history(snapshot.environment).record_reached(snapshot.intent.mode, reached)
+        with _history_is_best_effort():
+            settings.history(snapshot.environment).record_reached(snapshot.intent.mode, reached)
 
 
 @cli.command("status")

@@ -196,5 +196,13 @@ def test_acl_refusals_name_the_rule(tmp_path: Path) -> None:
             'maintctl: error: ACL: Consul refused write of maintenance/prod/desired (403 Permission denied) '
             '(needs ACL rule: key "maintenance/prod/desired" { policy = "write" })']
         assert maintctl(consul, "prod", "status", extra=("--token", reader)).exit_code == 1  # readable: one silent box
+
+        # may flip the key but not write the history: the window opens, the missing audit record is said loudly
+        flipper = consul.token_with('key_prefix "maintenance/" { policy = "list" }\nkey "maintenance/prod/desired" { policy = "write" }\n'
+                                    'service "maintenance-agent" { policy = "read" }\nnode_prefix "" { policy = "read" }')
+        opened = maintctl(consul, "prod", "on", "--reason", "r", "--for", "5m", extra=("--token", flipper))
+        assert opened.exit_code == 0, opened.output
+        assert "maintctl: warning: history not updated" in opened.stderr
+        assert 'needs ACL rule: key "maintenance/prod/history/' in opened.stderr
     finally:
         consul.stop()
