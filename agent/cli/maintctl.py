@@ -12,126 +12,28 @@ Every error is one line on stderr starting with ``maintctl: error:``.
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import getpass
 import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta, tzinfo
+from dataclasses import replace
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
-from rich.console import Console
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from agent.cli import render
-from agent.consul import ConsulGateway
-from agent.errors import ConsulPermissionDenied, MaintenanceAgentError
-from agent.history import HistoryStore, Request, WindowRecord
+from agent.cli.options import (
+    DURATION, EXIT_ERROR, EXIT_NOT_YET, EXIT_OK, MaintctlGroup, OperatorError, Settings, console,
+    default_gateway, history_is_best_effort, login_user, utc_now,
+)
+from agent.history import Request, WindowRecord
 from agent.model import Intent, Mode
 from agent.operator import FleetReader, FleetSnapshot, IntentWriter, NoAgents
-from agent.planning import (
-    DEFAULT_MAX_WINDOW, PlanningError, format_duration, parse_clock, parse_duration, parse_time, plan, window, zone,
-)
-
-EXIT_OK, EXIT_NOT_YET, EXIT_ERROR = 0, 1, 2
-GatewayFactory = Callable[[str, "str | None"], ConsulGateway]
-
-
-class OperatorError(MaintenanceAgentError):
-    """A request maintctl refuses on purpose (a window in progress, an unknown node, ...)."""
-
-
-class Duration(click.ParamType):
-    name = "duration"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> timedelta:
-        if isinstance(value, timedelta):
-            return value
-        try:
-            return parse_duration(str(value))
-        except PlanningError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-DURATION = Duration()
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The global options, resolved once (token: --token, else --token-file, else CONSUL_HTTP_TOKEN)."""
-
-    address: str
-    token: str | None
-    environment: str | None
-    prefix: str
-    max_window: timedelta
-    tz: tzinfo
-    make_gateway: GatewayFactory
-
-    @functools.cached_property
-    def _gateway(self) -> ConsulGateway:
-        return self.make_gateway(self.address, self.token)
-
-    def gateway(self) -> ConsulGateway:
-        return self._gateway
-
-    def env(self) -> str:
-        if not self.environment:
-            raise click.UsageError("which environment? give --env (or set MAINTCTL_ENV)")
-        return self.environment
-
-    def reader(self) -> FleetReader:
-        return FleetReader(self.gateway(), self.prefix, self.env())
-
-    def history(self, environment: str | None = None) -> HistoryStore:
-        return HistoryStore(self.gateway(), f"{self.prefix}/{environment or self.env()}")
-
-
-class MaintctlGroup(click.Group):
-    """Turns every expected failure into one line on stderr and exit code 2."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except ConsulPermissionDenied as exc:
-            settings = ctx.obj if isinstance(ctx.obj, Settings) else None
-            hint = "" if settings is None or settings.token else " — no token given: use --token, --token-file or CONSUL_HTTP_TOKEN"
-            _fail(f"ACL: {exc}{hint}")
-        except (MaintenanceAgentError, PlanningError) as exc:
-            _fail(str(exc))
-
-
-def _fail(message: str) -> NoReturn:
-    click.echo(f"maintctl: error: {' '.join(message.split())}", err=True)
-    sys.exit(EXIT_ERROR)
-
-
-def _console() -> Console:
-    stdout = click.get_text_stream("stdout")
-    return Console(file=stdout, width=None if stdout.isatty() else 160)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _default_gateway(address: str, token: str | None) -> ConsulGateway:
-    return ConsulGateway(address, token=token)
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
+from agent.planning import DEFAULT_MAX_WINDOW, PlanningError, format_duration, parse_clock, parse_time, plan, window, zone
 
 @click.group(cls=MaintctlGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--consul", "address", envvar="CONSUL_HTTP_ADDR", default="http://127.0.0.1:8500", show_default=True,
@@ -156,7 +58,7 @@ def cli(ctx: click.Context, address: str, token: str | None, token_file: Path | 
         tz = zone(tz_name)
     except PlanningError as exc:
         raise click.BadParameter(str(exc), param_hint="--tz") from None
-    factory = ctx.obj if callable(ctx.obj) else _default_gateway
+    factory = ctx.obj if callable(ctx.obj) else default_gateway
     ctx.obj = Settings(address=address, token=token, environment=environment, prefix=prefix.strip("/"),
                        max_window=max_window, tz=tz, make_gateway=factory)
 
@@ -189,7 +91,7 @@ def _print_json(doc: Any) -> None:
 @click.option("--until", "until_text", default=None, help="Announced end instead of --for: 23:00 or an ISO time.")
 @click.option("--at", "at_text", default=None, help="Scheduled start (default now): 22:00 or an ISO time.")
 @click.option("--message", default="", help="Text for the maintenance page.")
-@click.option("--by", default=_user, show_default="the login user", help="Who asks.")
+@click.option("--by", default=login_user, show_default="the login user", help="Who asks.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and write nothing.")
 @click.option("--force", is_flag=True, help="Allow a window longer than the policy maximum.")
 @click.option("--replace", "replace_window", is_flag=True, help="Replace a maintenance window already in progress.")
@@ -198,7 +100,7 @@ def _print_json(doc: Any) -> None:
 def on(settings: Settings, reason: str, length: timedelta | None, until_text: str | None, at_text: str | None,
        message: str, by: str, dry_run: bool, force: bool, replace_window: bool, as_json: bool) -> None:
     """Take the environment into maintenance (check-and-set write of the desired key)."""
-    now = _now().replace(microsecond=0)
+    now = utc_now().replace(microsecond=0)
     start = _time_option(at_text, "--at", now, settings.tz)
     until = _time_option(until_text, "--until", now, settings.tz)
     planned = window(now, start, length, until, settings.max_window, force)
@@ -218,13 +120,13 @@ def on(settings: Settings, reason: str, length: timedelta | None, until_text: st
 
 @cli.command("off")
 @click.option("--reason", default="", help="Why (kept in the history).")
-@click.option("--by", default=_user, show_default="the login user", help="Who asks.")
+@click.option("--by", default=login_user, show_default="the login user", help="Who asks.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON.")
 @click.pass_obj
 def off(settings: Settings, reason: str, by: str, dry_run: bool, as_json: bool) -> None:
     """Bring the environment back from maintenance (check-and-set write of the desired key)."""
-    now = _now()
+    now = utc_now()
     reader = settings.reader()
     snapshot = reader.read()
     _require_agents(snapshot)
@@ -241,11 +143,11 @@ def off(settings: Settings, reason: str, by: str, dry_run: bool, as_json: bool) 
 @cli.command("release")
 @click.argument("node")
 @click.option("--reason", required=True, help="Why the fleet may go on without this box (kept in the history).")
-@click.option("--by", default=_user, show_default="the login user", help="Who decides.")
+@click.option("--by", default=login_user, show_default="the login user", help="Who decides.")
 @click.pass_obj
 def release(settings: Settings, node: str, reason: str, by: str) -> None:
     """Let the gates pass without NODE (e.g. a dead box): adds it to the intent's release list."""
-    now = _now()
+    now = utc_now()
     reader = settings.reader()
     snapshot = reader.read()
     _require_agents(snapshot)
@@ -260,7 +162,7 @@ def release(settings: Settings, node: str, reason: str, by: str) -> None:
     intent = replace(snapshot.intent, index=0, release=tuple(sorted({*snapshot.intent.release, node})))
     index = IntentWriter(settings.gateway(), reader.desired_key).write(intent, snapshot.desired_modify_index)
     click.echo(f"released {node}: the gates no longer wait for it (intent {index})")
-    with _history_is_best_effort():
+    with history_is_best_effort():
         settings.history().record_release(Request(at=now.isoformat(), by=by, reason=reason, intent_index=index, node=node))
 
 
@@ -270,13 +172,13 @@ def _flip(settings: Settings, reader: FleetReader, snapshot: FleetSnapshot, inte
         if as_json:
             _print_json({"dry_run": True, "intent": json.loads(intent.to_json()), "fleet": snapshot.to_dict(now)})
         else:
-            _console().print(render.dry_run_view(snapshot, intent, settings.tz))
+            console().print(render.dry_run_view(snapshot, intent, settings.tz))
         return
     index = IntentWriter(settings.gateway(), reader.desired_key).write(intent, snapshot.desired_modify_index)
     request = Request(at=now.isoformat(), by=intent.by, reason=intent.reason, intent_index=index)
     click.echo(f"wrote {reader.desired_key} (intent {index}): {render.describe_intent(intent, None, written=False)}")
     history = settings.history()
-    with _history_is_best_effort():
+    with history_is_best_effort():
         if intent.mode is Mode.MAINTENANCE:
             starts_at = intent.starts_at or now
             assert intent.ends_at is not None
@@ -284,15 +186,6 @@ def _flip(settings: Settings, reader: FleetReader, snapshot: FleetSnapshot, inte
                                       message=intent.message), now)
         else:
             history.record_closed(request)
-
-
-@contextlib.contextmanager
-def _history_is_best_effort() -> Iterator[None]:
-    """The intent is what matters: a history write that fails is reported, it does not fail the command."""
-    try:
-        yield
-    except MaintenanceAgentError as exc:
-        click.echo(f"maintctl: warning: history not updated: {' '.join(str(exc).split())}", err=True)
 
 
 # -- status / wait -------------------------------------------------------------------------
@@ -308,7 +201,7 @@ def _observe(settings: Settings, snapshot: FleetSnapshot) -> None:
     """Record a phase the fleet reached in the open window's history record (no-op when nothing is new)."""
     reached = snapshot.reached_at()
     if reached is not None and snapshot.intent is not None and snapshot.intent.index > 0:
-        with _history_is_best_effort():
+        with history_is_best_effort():
             settings.history(snapshot.environment).record_reached(snapshot.intent.mode, reached)
 
 
@@ -323,21 +216,21 @@ def status(settings: Settings, watch: bool, as_json: bool) -> None:
         snapshot = reader.read()
         _require_agents(snapshot)
         if as_json:
-            _print_json(snapshot.to_dict(_now()))
+            _print_json(snapshot.to_dict(utc_now()))
         else:
-            _console().print(render.status_view(snapshot, _now(), settings.tz))
+            console().print(render.status_view(snapshot, utc_now(), settings.tz))
         sys.exit(_verdict(snapshot))
     verdict = EXIT_NOT_YET
     try:
         if as_json:
             for snapshot in reader.follow():
                 verdict = _follow_step(settings, snapshot)
-                click.echo(json.dumps(snapshot.to_dict(_now()), sort_keys=True))
+                click.echo(json.dumps(snapshot.to_dict(utc_now()), sort_keys=True))
         else:
-            with Live(console=_console(), auto_refresh=False) as live:
+            with Live(console=console(), auto_refresh=False) as live:
                 for snapshot in reader.follow():
                     verdict = _follow_step(settings, snapshot)
-                    live.update(render.status_view(snapshot, _now(), settings.tz), refresh=True)
+                    live.update(render.status_view(snapshot, utc_now(), settings.tz), refresh=True)
     except KeyboardInterrupt:
         pass
     sys.exit(verdict)
@@ -356,11 +249,11 @@ def _follow_step(settings: Settings, snapshot: FleetSnapshot) -> int:
 def wait(settings: Settings, timeout: timedelta, as_json: bool) -> None:
     """A progress bar per phase until the fleet converges: exit 0 converged, 1 timed out, 2 error."""
     reader = settings.reader()
-    console = _console()
+    out = console()
     deadline = time.monotonic() + timeout.total_seconds()
     snapshot: FleetSnapshot | None = None
     columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, disable=as_json) as progress:
+    with Progress(*columns, console=out, disable=as_json) as progress:
         tasks: dict[str, Any] = {}
         for snapshot in reader.follow(deadline=deadline):
             _require_agents(snapshot)
@@ -374,7 +267,7 @@ def wait(settings: Settings, timeout: timedelta, as_json: bool) -> None:
             if snapshot.converged:
                 break
     assert snapshot is not None
-    now = _now()
+    now = utc_now()
     if as_json:
         _print_json(snapshot.to_dict(now))
     if snapshot.converged:
@@ -399,13 +292,13 @@ def wait(settings: Settings, timeout: timedelta, as_json: bool) -> None:
 def history(settings: Settings, limit: int, as_json: bool) -> None:
     """The audit trail: who, when, why, when each phase was reached, how long it really took, overrun or not."""
     records = settings.history().records()[:limit]
-    now = _now()
+    now = utc_now()
     if as_json:
         _print_json([r.to_dict(now) for r in records])
     elif not records:
         click.echo(f"no maintenance windows recorded under {settings.prefix}/{settings.env()}/history/")
     else:
-        _console().print(render.history_view(records, now, settings.tz))
+        console().print(render.history_view(records, now, settings.tz))
 
 
 @cli.command("plan")
@@ -421,7 +314,7 @@ def plan_command(settings: Settings, mock_minutes: float | None, history_env: st
     """Estimate a production window from Mock: exit 0 when it fits the policy, 1 when over the limit."""
     if (mock_minutes is None) == (history_env is None):
         raise click.UsageError("give exactly one of --mock-minutes N or --from-history ENV")
-    now = _now()
+    now = utc_now()
     after = _time_option(after_text, "--after", now, settings.tz) or now
     try:
         clock = parse_clock(slot_time)
@@ -439,10 +332,10 @@ def plan_command(settings: Settings, mock_minutes: float | None, history_env: st
     if as_json:
         _print_json({**result.to_dict(), "source": source})
     else:
-        console = _console()
-        console.print(render.plan_view(result, settings.tz, source))
+        out = console()
+        out.print(render.plan_view(result, settings.tz, source))
         for warning in result.warnings():
-            console.print(f"[bold red]![/] {warning}")
+            out.print(f"[bold red]![/] {warning}")
     sys.exit(EXIT_OK if result.fits else EXIT_NOT_YET)
 
 

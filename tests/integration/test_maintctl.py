@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -13,6 +18,7 @@ from agent.consul import ConsulGateway
 from agent.planning import format_duration
 from tests.fixtures.consul import ConsulAgentProcess
 from tests.fixtures.maintctl import AclConsul, maintctl, web_fleet
+from tests.fixtures.processes import wait_until
 
 
 def _desired(environment: str) -> str:
@@ -206,3 +212,29 @@ def test_acl_refusals_name_the_rule(tmp_path: Path) -> None:
         assert 'needs ACL rule: key "maintenance/prod/history/' in opened.stderr
     finally:
         consul.stop()
+
+
+def test_status_watch_follows_live_and_records_the_phase(consul_server: ConsulAgentProcess, environment: str, tmp_path: Path) -> None:
+    with web_fleet(consul_server, environment, tmp_path, count=2):
+        argv = [sys.executable, "-c", "from agent.cli.maintctl import main; main()",
+                "--consul", consul_server.address, "--env", environment, "status", "--watch", "--json"]
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+        watcher = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            time.sleep(1.0)  # the first snapshot is read and the blocking query is parked
+            assert maintctl(consul_server, environment, "on", "--reason", "watched", "--for", "5m").exit_code == 0
+            wait_until(lambda: consul_server.kv_get_json(f"maintenance/{environment}/status/{environment}-web-2")["state"] == "maintenance",
+                       10.0, what="fleet in maintenance")
+            time.sleep(0.5)
+            watcher.send_signal(signal.SIGINT)
+            out, err = watcher.communicate(timeout=10)
+        finally:
+            if watcher.poll() is None:
+                watcher.kill()
+                watcher.wait()
+        phases = [json.loads(line)["phase"] for line in out.splitlines()]
+        assert phases[0] == "active" and phases[-1] == "maintenance", (phases, err)
+        assert len(phases) >= 2  # a document per change, not one at the end
+        assert watcher.returncode == 0, err
+        [record] = json.loads(maintctl(consul_server, environment, "history", "--json").stdout)
+        assert record["maintenance_reached"] is not None
