@@ -2,11 +2,13 @@
 
 Thin by design: options are parsed and validated here, the work is done by
 ``agent.operator`` (snapshots, check-and-set writes), ``agent.history`` (the
-audit trail) and ``agent.planning`` (the window rules), and ``render`` draws.
+audit trail) and ``agent.planning`` (the window rules); ``options`` holds the
+shared plumbing and ``render`` draws.
 
 Exit codes: 0 done / converged; 1 not converged yet, blocked, timed out, or a
 plan over the limit; 2 an error (Consul unreachable, ACL refusal, a
-check-and-set conflict, bad input, no agents registered, an invalid intent).
+check-and-set conflict, bad input, no agents registered, an invalid intent);
+130 interrupted (``status --watch`` instead exits with its last verdict).
 Every error is one line on stderr starting with ``maintctl: error:``.
 """
 
