@@ -123,6 +123,20 @@ class ConsulGateway:
             out[item["Key"]] = KeyRead(index=int(raw_index or 0), value=item.get("Value") or b"", modify_index=int(item["ModifyIndex"]), session=item.get("Session"))
         return out
 
+    def read_prefix(self, prefix: str, index: int = 0, wait: float | None = None) -> tuple[int, dict[str, KeyRead]]:
+        """Every key under ``prefix`` and the query's index; blocks like ``get_key`` when ``index`` > 0."""
+        kwargs: dict[str, Any] = {"recurse": True}
+        if index > 0:
+            kwargs["index"] = index
+            kwargs["wait"] = f"{int(wait or 60)}s"
+        raw_index, items = self._call(f"list of {prefix}", lambda: self._client.kv.get(prefix, **kwargs),
+                                      rule=f'key_prefix "{prefix}" {{ policy = "list" }}')
+        idx = int(raw_index or 0)
+        out = {}
+        for item in items or []:
+            out[item["Key"]] = KeyRead(index=idx, value=item.get("Value") or b"", modify_index=int(item["ModifyIndex"]), session=item.get("Session"))
+        return idx, out
+
     def put_key(self, key: str, value: bytes | str, cas: int | None = None, acquire: str | None = None) -> bool:
         """Write; returns False when a ``cas`` or ``acquire`` condition was not met."""
         rule = f'key "{key}" {{ policy = "write" }}'
