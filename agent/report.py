@@ -93,16 +93,21 @@ class StatusReporter:
                 pass  # the TTL will clean it up
 
     def _run(self) -> None:
+        failing = False
         while not self._stop.is_set():
             try:
                 self._tick()
                 self._backoff.reset()
                 self.on_consul(True, "")
+                if failing and self.log:
+                    self.log.info("status report recovered", key=self.key)
+                failing = False
                 wait = self.interval
             except MaintenanceAgentError as exc:
                 self.on_consul(False, str(exc))
-                if self.log:
-                    self.log.warning("status report failed", error=str(exc))
+                if not failing and self.log:  # once per outage, not once per retry
+                    self.log.warning("status report failing; retrying with backoff", key=self.key, error=str(exc))
+                failing = True
                 wait = self._backoff.next()
             self._wake.wait(wait)
             self._wake.clear()
