@@ -165,7 +165,10 @@ def release(settings: Settings, node: str, reason: str, by: str) -> None:
     index = IntentWriter(settings.gateway(), reader.desired_key).write(intent, snapshot.desired_modify_index)
     click.echo(f"released {node}: the gates no longer wait for it (intent {index})")
     with history_is_best_effort():
-        settings.history().record_release(Request(at=now.isoformat(), by=by, reason=reason, intent_index=index, node=node))
+        record = settings.history().record_release(Request(at=now.isoformat(), by=by, reason=reason, intent_index=index, node=node))
+        if record is None or not any(r.node == node and r.intent_index == index for r in record.releases):
+            click.echo(f"maintctl: warning: no open window in the history to record the release of {node} in "
+                       "(the intent was not written with maintctl on)", err=True)
 
 
 def _flip(settings: Settings, reader: FleetReader, snapshot: FleetSnapshot, intent: Intent, dry_run: bool, as_json: bool,
