@@ -24,6 +24,7 @@ from agent.statefile import StateFile
 from agent.steps.base import Step
 from agent.model import Role
 from agent.watcher import KeyWatcher
+from agent.windows import EntryScheduler
 
 
 def gateway_for(config: AgentConfig) -> ConsulGateway:
@@ -73,6 +74,7 @@ class Agent:
         resync = config.agent.resync_seconds
         if self.notifier.watchdog_interval:
             resync = min(resync, self.notifier.watchdog_interval)
+        self.windows = EntryScheduler(wake=self._wake, log=self.log)
         self.fleet = FleetView(self.gateway, config.agent.environment, f"{prefix}/status", wake=self._wake, wait=config.consul.wait_seconds)
         self.reconciler = Reconciler(
             node=self.node,
@@ -87,6 +89,7 @@ class Agent:
             retry_max=config.agent.retry_max_seconds,
             resync=resync,
             on_tick=self.notifier.watchdog,
+            on_intent=self.windows.arm,
         )
         self.watcher = KeyWatcher(self.gateway, self.desired_key, self.reconciler.on_watch_event,
                                   wait=config.consul.wait_seconds, consistent=True, name=f"watch:{self.node}")
@@ -106,6 +109,7 @@ class Agent:
         if self.metrics_server:
             self.metrics_server.start()
         self.reporter.start()
+        self.windows.start()
         self.reconciler.start()
         self.watcher.start()
         self.log.info("agent started", roles=[r.value for r in self.config.agent.roles], desired_key=self.desired_key,
@@ -117,6 +121,7 @@ class Agent:
         self.notifier.stopping()
         self.watcher.stop()
         self.reconciler.stop()
+        self.windows.stop()
         self.fleet.stop()
         self.reporter.stop(release=True)
         if self.metrics_server:
