@@ -16,6 +16,7 @@ from agent.config import AgentConfig
 from agent.consul import ConsulGateway
 from agent.fleet import FleetView
 from agent.metrics import AgentMetrics, MetricsServer
+from agent.notice_dispatch import NoticeDispatcher
 from agent.reconcile import Reconciler
 from agent.report import StatusReporter
 from agent.roles import build_steps
@@ -75,6 +76,9 @@ class Agent:
         if self.notifier.watchdog_interval:
             resync = min(resync, self.notifier.watchdog_interval)
         self.windows = EntryScheduler(wake=self._wake, log=self.log)
+        # Edge boxes see the actual start and end first: they tell partners (claimed once per partner in Consul).
+        self.notices = (NoticeDispatcher(self.gateway, prefix, config.agent.environment, self.node, config.notices, self.log)
+                        if Role.EDGE in config.agent.roles and config.notices.partners else None)
         self.fleet = FleetView(self.gateway, config.agent.environment, f"{prefix}/status", wake=self._wake, wait=config.consul.wait_seconds)
         self.reconciler = Reconciler(
             node=self.node,
@@ -90,6 +94,7 @@ class Agent:
             resync=resync,
             on_tick=self.notifier.watchdog,
             on_intent=self.windows.arm,
+            on_transition=self.notices.on_transition if self.notices else None,
         )
         self.watcher = KeyWatcher(self.gateway, self.desired_key, self.reconciler.on_watch_event,
                                   wait=config.consul.wait_seconds, consistent=True, name=f"watch:{self.node}")
@@ -110,6 +115,8 @@ class Agent:
             self.metrics_server.start()
         self.reporter.start()
         self.windows.start()
+        if self.notices:
+            self.notices.resume()
         self.reconciler.start()
         self.watcher.start()
         self.log.info("agent started", roles=[r.value for r in self.config.agent.roles], desired_key=self.desired_key,
@@ -122,6 +129,8 @@ class Agent:
         self.watcher.stop()
         self.reconciler.stop()
         self.windows.stop()
+        if self.notices:
+            self.notices.stop()
         self.fleet.stop()
         self.reporter.stop(release=True)
         if self.metrics_server:
