@@ -6,10 +6,12 @@ import json
 import time
 from pathlib import Path
 
+import icalendar
 import requests
 
 from agent.notices import Delivery
 from tests.fixtures.consul import ConsulAgentProcess
+from tests.fixtures.maintctl import maintctl, web_fleet
 from tests.fixtures.processes import wait_until
 from tests.fixtures.webhooks import WebhookReceiver, webhook_receiver
 from tests.fixtures.windows import window_fleet
@@ -95,3 +97,60 @@ def test_a_partner_that_never_answers_does_not_block_the_fleet(consul_server: Co
         assert failed.state == "failed" and len(failed.attempts) == 3  # type: ignore[union-attr]
         assert all("Timeout" in (a.error or "") for a in failed.attempts)  # type: ignore[union-attr]
         assert len(alive.delivered()) == 2
+
+
+def _notices_file(path: Path, receiver: WebhookReceiver, events: list[str]) -> Path:
+    path.write_text(f"""[notices]
+timeout_seconds = 1
+attempts = 2
+backoff_seconds = 0.1
+calendar_domain = "payments.example"
+
+[[notices.partners]]
+name = "acme"
+url = "{receiver.url}"
+secret = "{ACME}"
+events = {json.dumps(events)}
+""")
+    return path
+
+
+def test_maintctl_announce_sends_once_writes_the_ics_and_on_off_notify_when_configured(
+        consul_server: ConsulAgentProcess, environment: str, tmp_path: Path) -> None:
+    with webhook_receiver() as acme, web_fleet(consul_server, environment, tmp_path / "fleet", count=1):
+        config = _notices_file(tmp_path / "notices.toml", acme, ["announce", "on", "off"])
+        on = maintctl(consul_server, environment, "on", "--reason", "SQL-A patch", "--at", "2030-01-02T21:00:00Z", "--for", "45m",
+                      "--message", "Back by 21:45 UTC", "--notices", str(config))
+        assert on.exit_code == 0, on.output
+        assert "partner acme: delivered after 1 attempt(s)" in on.stdout
+        ics = tmp_path / "window.ics"
+        first = maintctl(consul_server, environment, "announce", "--notices", str(config), "--ics", str(ics))
+        assert first.exit_code == 0, first.output
+        again = maintctl(consul_server, environment, "announce", "--notices", str(config), "--json")
+        assert again.exit_code == 0, again.output
+        assert json.loads(again.stdout)["partners"][0]["state"] == "already-claimed"
+        forced = maintctl(consul_server, environment, "announce", "--notices", str(config), "--again")
+        assert forced.exit_code == 0 and "delivered" in forced.stdout
+        off = maintctl(consul_server, environment, "off", "--reason", "postponed", "--notices", str(config))
+        assert off.exit_code == 0, off.output
+    kinds = [r.doc["type"] for r in acme.delivered()]
+    assert kinds == ["maintenance.on", "maintenance.announce", "maintenance.announce", "maintenance.off"]
+    assert all(r.signed_by(ACME.encode()) for r in acme.received)
+    announced = acme.delivered()[1].doc
+    assert announced["window"] == {"starts_at": "2030-01-02T21:00:00Z", "ends_at": "2030-01-02T21:45:00Z"}
+    assert announced["message"] == "Back by 21:45 UTC" and "HTTP 503" in announced["summary"]
+    event = next(iter(icalendar.Calendar.from_ical(ics.read_bytes()).walk("VEVENT")))
+    assert event.decoded("DTSTART").isoformat() == "2030-01-02T21:00:00+00:00"
+    assert event.decoded("DTEND").isoformat() == "2030-01-02T21:45:00+00:00"
+    assert str(event["SUMMARY"]) == f"Planned maintenance: {environment} (API answers HTTP 503 with Retry-After)"
+    assert str(event["UID"]).endswith("@payments.example")
+
+
+def test_maintctl_refuses_a_bad_notices_file_before_writing_anything(consul_server: ConsulAgentProcess, environment: str,
+                                                                    tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[notices]\n[[notices.partners]]\nname = "acme"\nurl = "ftp://x"\n')
+    with web_fleet(consul_server, environment, tmp_path / "fleet", count=1):
+        result = maintctl(consul_server, environment, "on", "--reason", "x", "--notices", str(bad))
+        assert result.exit_code == 2 and "notices.partners.0" in result.output
+        assert requests.get(f"{consul_server.address}/v1/kv/maintenance/{environment}/desired", timeout=5).status_code == 404
