@@ -21,6 +21,7 @@ from agent.reconcile import Reconciler
 from agent.report import StatusReporter
 from agent.roles import build_steps
 from agent.sdnotify import SystemdNotifier
+from agent.silences import AlertmanagerClient, SilenceLease, fleet_is_back, matchers_for
 from agent.statefile import StateFile
 from agent.steps.base import Step
 from agent.model import Role
@@ -99,6 +100,18 @@ class Agent:
         self.watcher = KeyWatcher(self.gateway, self.desired_key, self.reconciler.on_watch_event,
                                   wait=config.consul.wait_seconds, consistent=True, name=f"watch:{self.node}")
         self.metrics_server = MetricsServer(self.metrics, config.metrics.listen, self.healthy) if serve_metrics else None
+        self.silence = self._silence_lease(config, prefix)
+
+    def _silence_lease(self, config: AgentConfig, prefix: str) -> SilenceLease | None:
+        """Edge boxes (first in, last out) hold the Alertmanager silence lease of a window."""
+        am = config.alertmanager
+        if am is None or Role.EDGE not in config.agent.roles:
+            return None
+        return SilenceLease(
+            self.gateway, f"{prefix}/silence", AlertmanagerClient(am.url, am.timeout_seconds),
+            matchers_for(am.matchers, config.agent.environment), am.lease_seconds, am.renew_seconds, self.node, am.created_by,
+            box=lambda: (self.reconciler.state, self.reconciler.intent),
+            fleet_back=lambda intent: fleet_is_back(self.fleet, intent), log=self.log)
 
     def _wake(self) -> None:
         self.reconciler.wake()
@@ -115,6 +128,8 @@ class Agent:
             self.metrics_server.start()
         self.reporter.start()
         self.windows.start()
+        if self.silence and self.config.alertmanager:
+            self.windows.every("alert-silence", self.config.alertmanager.renew_seconds, self.silence.tick)
         if self.notices:
             self.notices.resume()
         self.reconciler.start()
