@@ -76,7 +76,7 @@ class Agent:
         resync = config.agent.resync_seconds
         if self.notifier.watchdog_interval:
             resync = min(resync, self.notifier.watchdog_interval)
-        self.windows = EntryScheduler(wake=self._wake, log=self.log)
+        self.windows = EntryScheduler(wake=self._wake, log=self.log, start_gauge=self.metrics.window_start)
         # Edge boxes see the actual start and end first: they tell partners (claimed once per partner in Consul).
         self.notices = (NoticeDispatcher(self.gateway, prefix, config.agent.environment, self.node, config.notices, self.log)
                         if Role.EDGE in config.agent.roles and config.notices.partners else None)

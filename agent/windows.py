@@ -45,8 +45,10 @@ def moments_to_wake(intent: Intent, now: datetime) -> dict[str, datetime]:
 class EntryScheduler:
     """One agent's scheduler: date jobs that wake the reconciler, and periodic helper jobs."""
 
-    def __init__(self, wake: Callable[[], None], log: Any, clock: Callable[[], datetime] | None = None):
+    def __init__(self, wake: Callable[[], None], log: Any, clock: Callable[[], datetime] | None = None,
+                 start_gauge: Any = None):
         self._wake = wake
+        self._start_gauge = start_gauge
         self.log = log
         self._clock = clock or (lambda: datetime.now(timezone.utc))
         self._scheduler = BackgroundScheduler(
@@ -70,6 +72,10 @@ class EntryScheduler:
         Called by the reconciler whenever it accepts an intent; idempotent.
         """
         wanted = moments_to_wake(intent, self._clock())
+        if self._start_gauge is not None:
+            # Alerting tells "diverged" from "scheduled" with this (see deploy/prometheus/rules).
+            scheduled = intent.starts_at if intent.mode is Mode.MAINTENANCE and intent.starts_at else None
+            self._start_gauge.set(scheduled.timestamp() if scheduled else 0)
         for job_id in (START_JOB, END_JOB):
             moment = wanted.get(job_id)
             if moment is None:

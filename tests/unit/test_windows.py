@@ -8,6 +8,7 @@ from pathlib import Path
 
 import structlog
 
+from agent.metrics import AgentMetrics
 from agent.model import Intent, Mode, Role, State
 from agent.windows import END_JOB, START_JOB, EntryScheduler, moments_to_wake
 from tests.fakes import make_reconciler, read, settle
@@ -87,3 +88,13 @@ def test_a_failing_hook_does_not_stop_the_decisions(tmp_path: Path) -> None:
     settle(rec)
     assert rec.state is State.MAINTENANCE
     assert transitions == [("active", "entering"), ("entering", "maintenance")]
+
+
+def test_the_scheduled_start_is_exported_for_alerting() -> None:
+    metrics = AgentMetrics()
+    scheduler = EntryScheduler(wake=lambda: None, log=structlog.get_logger(), start_gauge=metrics.window_start)
+    start = datetime.now(timezone.utc) + timedelta(hours=2)
+    scheduler.arm(Intent(Mode.MAINTENANCE, 3, starts_at=start))
+    assert metrics.window_start._value.get() == start.timestamp()
+    scheduler.arm(Intent(Mode.ACTIVE, 4))
+    assert metrics.window_start._value.get() == 0
