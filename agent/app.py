@@ -16,14 +16,17 @@ from agent.config import AgentConfig
 from agent.consul import ConsulGateway
 from agent.fleet import FleetView
 from agent.metrics import AgentMetrics, MetricsServer
+from agent.notice_dispatch import NoticeDispatcher
 from agent.reconcile import Reconciler
 from agent.report import StatusReporter
 from agent.roles import build_steps
 from agent.sdnotify import SystemdNotifier
+from agent.silences import AlertmanagerClient, SilenceLease, fleet_is_back, matchers_for
 from agent.statefile import StateFile
 from agent.steps.base import Step
 from agent.model import Role
 from agent.watcher import KeyWatcher
+from agent.windows import EntryScheduler
 
 
 def gateway_for(config: AgentConfig) -> ConsulGateway:
@@ -73,6 +76,10 @@ class Agent:
         resync = config.agent.resync_seconds
         if self.notifier.watchdog_interval:
             resync = min(resync, self.notifier.watchdog_interval)
+        self.windows = EntryScheduler(wake=self._wake, log=self.log, start_gauge=self.metrics.window_start)
+        # Edge boxes see the actual start and end first: they tell partners (claimed once per partner in Consul).
+        self.notices = (NoticeDispatcher(self.gateway, prefix, config.agent.environment, self.node, config.notices, self.log)
+                        if Role.EDGE in config.agent.roles and config.notices.partners else None)
         self.fleet = FleetView(self.gateway, config.agent.environment, f"{prefix}/status", wake=self._wake, wait=config.consul.wait_seconds)
         self.reconciler = Reconciler(
             node=self.node,
@@ -87,10 +94,24 @@ class Agent:
             retry_max=config.agent.retry_max_seconds,
             resync=resync,
             on_tick=self.notifier.watchdog,
+            on_intent=self.windows.arm,
+            on_transition=self.notices.on_transition if self.notices else None,
         )
         self.watcher = KeyWatcher(self.gateway, self.desired_key, self.reconciler.on_watch_event,
                                   wait=config.consul.wait_seconds, consistent=True, name=f"watch:{self.node}")
         self.metrics_server = MetricsServer(self.metrics, config.metrics.listen, self.healthy) if serve_metrics else None
+        self.silence = self._silence_lease(config, prefix)
+
+    def _silence_lease(self, config: AgentConfig, prefix: str) -> SilenceLease | None:
+        """Edge boxes (first in, last out) hold the Alertmanager silence lease of a window."""
+        am = config.alertmanager
+        if am is None or Role.EDGE not in config.agent.roles:
+            return None
+        return SilenceLease(
+            self.gateway, f"{prefix}/silence", AlertmanagerClient(am.url, am.timeout_seconds),
+            matchers_for(am.matchers, config.agent.environment), am.lease_seconds, am.renew_seconds, self.node, am.created_by,
+            box=lambda: (self.reconciler.state, self.reconciler.intent),
+            fleet_back=lambda intent: fleet_is_back(self.fleet, intent), log=self.log)
 
     def _wake(self) -> None:
         self.reconciler.wake()
@@ -106,6 +127,11 @@ class Agent:
         if self.metrics_server:
             self.metrics_server.start()
         self.reporter.start()
+        self.windows.start()
+        if self.silence and self.config.alertmanager:
+            self.windows.every("alert-silence", self.config.alertmanager.renew_seconds, self.silence.tick)
+        if self.notices:
+            self.notices.resume()
         self.reconciler.start()
         self.watcher.start()
         self.log.info("agent started", roles=[r.value for r in self.config.agent.roles], desired_key=self.desired_key,
@@ -117,6 +143,9 @@ class Agent:
         self.notifier.stopping()
         self.watcher.stop()
         self.reconciler.stop()
+        self.windows.stop()
+        if self.notices:
+            self.notices.stop()
         self.fleet.stop()
         self.reporter.stop(release=True)
         if self.metrics_server:

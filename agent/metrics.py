@@ -34,6 +34,8 @@ class AgentMetrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800), registry=r)
         self.window_overrun = Gauge("maintenance_window_overrun_seconds", "Seconds past the announced end while still in maintenance", registry=r)
         self.seconds_to_end = Gauge("maintenance_window_seconds_until_end", "Seconds until the announced end (negative after it)", registry=r)
+        self.window_start = Gauge("maintenance_window_start_timestamp_seconds",
+                                  "Scheduled start (UNIX time) of the accepted maintenance intent; 0 when none", registry=r)
         self.info = Info("maintenance_agent", "Agent build and identity", registry=r)
         self.state.state(State.ACTIVE.value)
         self.desired.state(Mode.ACTIVE.value)

@@ -83,6 +83,8 @@ class Reconciler:
         resync: float = 30.0,
         on_tick: Callable[[], None] | None = None,
         clock: Callable[[], datetime] = utc_now,
+        on_intent: Callable[[Intent], None] | None = None,
+        on_transition: Callable[[State, State, Intent | None], None] | None = None,
     ):
         self.node = node
         self.order = list(order)
@@ -96,6 +98,8 @@ class Reconciler:
         self.resync = resync
         self.on_tick = on_tick or (lambda: None)
         self.clock = clock
+        self.on_intent = on_intent or (lambda intent: None)
+        self.on_transition = on_transition or (lambda source, dest, intent: None)
         self.backoff = Backoff(base=1.0, cap=retry_max)
 
         saved = memory.get("machine", {}) or {}
@@ -218,7 +222,15 @@ class Reconciler:
         self.metrics.intent_index.set(intent.index)
         self._retry_at = 0.0
         self.backoff.reset()
+        self._hook("on_intent", self.on_intent, intent)
         self._publish()
+
+    def _hook(self, name: str, hook: Callable[..., None], *args: Any) -> None:
+        """Run an optional hook (scheduler, notices); its failure is logged, never the loop's."""
+        try:
+            hook(*args)
+        except Exception as exc:  # noqa: BLE001 - a hook must not stop the decisions
+            self.log.exception("hook failed", hook=name, error=str(exc))
 
     def _refuse(self, message: str) -> None:
         if message != self.intent_error:
@@ -249,6 +261,7 @@ class Reconciler:
         self.log.info("state changed", from_state=source.value, to_state=dest.value,
                       intent_index=self.intent.index if self.intent else None)
         self._publish()
+        self._hook("on_transition", self.on_transition, source, dest, self.intent)
 
     def _converge(self, intent: Intent, target: Mode) -> float:
         settled = State.settled_for(target).value

@@ -28,10 +28,12 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from agent.cli import render
+from agent.cli.announce import announce, notices_option, notify_on_flip
 from agent.cli.options import (
     DURATION, EXIT_ERROR, EXIT_NOT_YET, EXIT_OK, MaintctlGroup, OperatorError, Settings, console,
     default_gateway, history_is_best_effort, login_user, utc_now,
 )
+from agent.config import NoticesSection
 from agent.history import Request, WindowRecord
 from agent.model import Intent, Mode
 from agent.operator import FleetReader, FleetSnapshot, IntentWriter, NoAgents
@@ -98,9 +100,10 @@ def _print_json(doc: Any) -> None:
 @click.option("--force", is_flag=True, help="Allow a window longer than the policy maximum.")
 @click.option("--replace", "replace_window", is_flag=True, help="Replace a maintenance window already in progress.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON.")
+@notices_option
 @click.pass_obj
 def on(settings: Settings, reason: str, length: timedelta | None, until_text: str | None, at_text: str | None,
-       message: str, by: str, dry_run: bool, force: bool, replace_window: bool, as_json: bool) -> None:
+       message: str, by: str, dry_run: bool, force: bool, replace_window: bool, as_json: bool, notices: NoticesSection | None) -> None:
     """Take the environment into maintenance (check-and-set write of the desired key)."""
     now = utc_now().replace(microsecond=0)
     start = _time_option(at_text, "--at", now, settings.tz)
@@ -115,7 +118,9 @@ def on(settings: Settings, reason: str, length: timedelta | None, until_text: st
                             "pass --replace to replace it")
     intent = Intent(mode=Mode.MAINTENANCE, reason=reason, by=by, message=message,
                     starts_at=start, ends_at=planned.ends_at)
-    _flip(settings, reader, snapshot, intent, dry_run, as_json, now)
+    index = _flip(settings, reader, snapshot, intent, dry_run, as_json, now)
+    if index is not None:
+        notify_on_flip(settings, notices, "on", replace(intent, index=index), None)
     if not dry_run:
         click.echo(f"follow with: maintctl --env {snapshot.environment} wait")
 
@@ -125,8 +130,9 @@ def on(settings: Settings, reason: str, length: timedelta | None, until_text: st
 @click.option("--by", default=login_user, show_default="the login user", help="Who asks.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON.")
+@notices_option
 @click.pass_obj
-def off(settings: Settings, reason: str, by: str, dry_run: bool, as_json: bool) -> None:
+def off(settings: Settings, reason: str, by: str, dry_run: bool, as_json: bool, notices: NoticesSection | None) -> None:
     """Bring the environment back from maintenance (check-and-set write of the desired key)."""
     now = utc_now()
     reader = settings.reader()
@@ -137,7 +143,10 @@ def off(settings: Settings, reason: str, by: str, dry_run: bool, as_json: bool) 
         return
     if not dry_run:
         _observe(settings, snapshot)  # the entry may have completed unobserved: record it before it is gone
-    _flip(settings, reader, snapshot, Intent(mode=Mode.ACTIVE, reason=reason, by=by), dry_run, as_json, now)
+    closing = Intent(mode=Mode.ACTIVE, reason=reason, by=by)
+    index = _flip(settings, reader, snapshot, closing, dry_run, as_json, now)
+    if index is not None:
+        notify_on_flip(settings, notices, "off", replace(closing, index=index), snapshot.intent)
     if not dry_run:
         click.echo(f"follow with: maintctl --env {snapshot.environment} wait")
 
@@ -172,13 +181,14 @@ def release(settings: Settings, node: str, reason: str, by: str) -> None:
 
 
 def _flip(settings: Settings, reader: FleetReader, snapshot: FleetSnapshot, intent: Intent, dry_run: bool, as_json: bool,
-          now: datetime) -> None:
+          now: datetime) -> int | None:
+    """Write ``intent`` (check-and-set) and record it; returns the new intent index, None on a dry run."""
     if dry_run:
         if as_json:
             _print_json({"dry_run": True, "intent": json.loads(intent.to_json()), "fleet": snapshot.to_dict(now)})
         else:
             console().print(render.dry_run_view(snapshot, intent, settings.tz))
-        return
+        return None
     index = IntentWriter(settings.gateway(), reader.desired_key).write(intent, snapshot.desired_modify_index)
     request = Request(at=now.isoformat(), by=intent.by, reason=intent.reason, intent_index=index)
     click.echo(f"wrote {reader.desired_key} (intent {index}): {render.describe_intent(intent, None, written=False)}")
@@ -191,6 +201,7 @@ def _flip(settings: Settings, reader: FleetReader, snapshot: FleetSnapshot, inte
                                       message=intent.message), now)
         else:
             history.record_closed(request)
+    return index
 
 
 # -- status / wait -------------------------------------------------------------------------
@@ -342,6 +353,9 @@ def plan_command(settings: Settings, mock_minutes: float | None, history_env: st
         for warning in result.warnings():
             out.print(f"[bold red]![/] {warning}")
     sys.exit(EXIT_OK if result.fits else EXIT_NOT_YET)
+
+
+cli.add_command(announce)
 
 
 def main() -> None:

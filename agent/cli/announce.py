@@ -1,0 +1,158 @@
+"""``maintctl announce`` and the automatic partner notices of ``on``/``off``.
+
+Apart from ``maintctl.py`` because it is its own concern (partners, signing,
+calendars) with its own option (``--notices FILE``: a TOML file with a
+``[notices]`` table, e.g. an edge box's agent config) and its own exit rules:
+0 every partner has the notice (now or already), 1 a delivery failed, 2 an
+error. The claims in Consul are the agents' (``agent.notice_dispatch``), so
+an operator announcing twice, or an edge box and maintctl, never notify a
+partner twice about the same event; ``--again`` makes a new event on purpose.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from concurrent.futures import Future
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from agent.calendar import CalendarWindow, to_ics
+from agent.cli.options import EXIT_NOT_YET, EXIT_OK, OperatorError, Settings, login_user, utc_now
+from agent.config import NoticesSection
+from agent.errors import ConfigError
+from agent.model import Intent, Mode
+from agent.notice_dispatch import NoticeDispatcher
+from agent.notices import Delivery, Notice
+
+def _load_option(ctx: click.Context, param: click.Parameter, value: Path | None) -> NoticesSection | None:
+    """Validate the file before anything is written, so a typo never leaves a window unannounced."""
+    if value is None:
+        return None
+    try:
+        return load_notices(value)
+    except ConfigError as exc:
+        raise click.BadParameter(" ".join(str(exc).split()), param=param) from None
+
+
+notices_option = click.option(
+    "--notices", "notices", envvar="MAINTCTL_NOTICES", default=None, callback=_load_option,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="TOML file with a [notices] table (partners); env MAINTCTL_NOTICES. With it, on/off notify partners too.")
+
+
+def load_notices(path: Path) -> NoticesSection:
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(str(path), [f"cannot read it as TOML: {exc}"]) from None
+    if "notices" not in doc:
+        raise ConfigError(str(path), ["notices: required table is missing"])
+    try:
+        return NoticesSection.model_validate(doc["notices"])
+    except ValidationError as exc:
+        raise ConfigError(str(path), [f"notices.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]) from None
+
+
+class _QuietLog:
+    """maintctl prints its own lines; the dispatcher's log goes nowhere."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
+def _dispatcher(settings: Settings, section: NoticesSection) -> NoticeDispatcher:
+    return NoticeDispatcher(settings.gateway(), f"{settings.prefix}/{settings.env()}", settings.env(),
+                            f"maintctl:{login_user()}", section, _QuietLog())
+
+
+def send_and_report(settings: Settings, section: NoticesSection, notice: Notice) -> list[dict[str, Any]]:
+    """Send ``notice`` to every partner that wants it, wait, and say what happened to each."""
+    dispatcher = _dispatcher(settings, section)
+    kind = notice.event.split("-", 1)[0]
+    wanted = [p.name for p in section.partners if kind in p.events]
+    try:
+        futures: list[Future[Delivery | None]] = dispatcher.send(notice)
+        results = [f.result() for f in futures]
+    finally:
+        dispatcher.stop()
+    out = []
+    for name, result in zip(wanted, results):
+        if result is None:
+            existing = settings.gateway().get_key(dispatcher.key(f"{notice.intent_index}-{notice.event}", name))
+            earlier = Delivery.from_json(existing.value) if existing.value else None
+            out.append({"partner": name, "state": "already-claimed",
+                        "by": earlier.claimed_by if earlier else None, "earlier_state": earlier.state if earlier else None})
+        else:
+            last = result.attempts[-1] if result.attempts else None
+            out.append({"partner": name, "state": result.state, "attempts": len(result.attempts),
+                        "last_error": last.error if last else None})
+    return out
+
+
+def notify_on_flip(settings: Settings, section: NoticesSection | None, event: str, intent: Intent, window: Intent | None) -> None:
+    """After ``on``/``off`` wrote ``intent``: tell the partners that want ``event`` (when configured)."""
+    if section is None or not section.partners:
+        return
+    notice = _dispatcher(settings, section).notice(event, intent, window)
+    for line in send_and_report(settings, section, notice):
+        click.echo(_describe(line))
+
+
+def _describe(line: dict[str, Any]) -> str:
+    if line["state"] == "already-claimed":
+        return f"partner {line['partner']}: already notified by {line['by']} ({line['earlier_state']})"
+    error = f", last error: {line['last_error']}" if line.get("last_error") and line["state"] != "delivered" else ""
+    return f"partner {line['partner']}: {line['state']} after {line['attempts']} attempt(s){error}"
+
+
+def calendar_window(settings: Settings, intent: Intent, section: NoticesSection, now: datetime, impact: str) -> CalendarWindow:
+    if intent.ends_at is None:
+        raise OperatorError("the intent has no ends_at: a calendar entry needs the announced end")
+    starts_at = intent.starts_at or now
+    summary = f"Planned maintenance: {settings.env()} (API answers HTTP 503 with Retry-After)"
+    description = "\n".join(x for x in (intent.message, f"Reason: {intent.reason}" if intent.reason else "", impact) if x)
+    return CalendarWindow(uid=f"maintenance-{settings.env()}-{intent.index}@{section.calendar_domain}", starts_at=starts_at,
+                          ends_at=intent.ends_at, summary=summary, description=description)
+
+
+@click.command("announce")
+@notices_option
+@click.option("--ics", "ics_path", type=click.Path(dir_okay=False, writable=True, path_type=Path), default=None,
+              help="Also write the window as an iCalendar file (to mail or publish).")
+@click.option("--again", is_flag=True, help="Send a new announcement even if this window was announced already.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def announce(settings: Settings, notices: NoticesSection | None, ics_path: Path | None, again: bool, as_json: bool) -> None:
+    """Tell partners about the current window: signed webhook notices and/or an .ics file."""
+    if notices is None and ics_path is None:
+        raise click.UsageError("nothing to do: give --notices FILE (or MAINTCTL_NOTICES) and/or --ics FILE")
+    section = notices or NoticesSection()
+    snapshot = settings.reader().read()
+    intent = snapshot.intent
+    if intent is None or intent.mode is not Mode.MAINTENANCE or not snapshot.desired.exists:
+        raise OperatorError(f"nothing to announce: {snapshot.desired_key} does not ask for maintenance (write it with maintctl on)")
+    now = utc_now()
+    doc: dict[str, Any] = {"intent_index": intent.index, "partners": []}
+    if ics_path is not None:
+        ics_path.write_text(to_ics(calendar_window(settings, intent, section, now, section.api_impact), now), encoding="utf-8",
+                            newline="")
+        doc["ics"] = str(ics_path)
+    if notices is not None:
+        event = f"announce-{int(now.timestamp())}" if again else "announce"
+        notice = _dispatcher(settings, section).notice(event, intent)
+        doc["notice"] = notice.id
+        doc["partners"] = send_and_report(settings, section, notice)
+    if as_json:
+        click.echo(json.dumps(doc, indent=2, sort_keys=True))
+    else:
+        if ics_path is not None:
+            click.echo(f"wrote {ics_path}")
+        for line in doc["partners"]:
+            click.echo(_describe(line))
+    failed = any(p["state"] == "failed" for p in doc["partners"])
+    raise SystemExit(EXIT_NOT_YET if failed else EXIT_OK)

@@ -1,0 +1,122 @@
+"""The alert silence lease against a real Alertmanager and a real Consul: created, extended, removed, self-expiring."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import requests
+import structlog
+
+from agent.config import AlertmanagerMatcher
+from agent.consul import ConsulGateway
+from agent.model import Intent, Mode, State
+from agent.silences import AlertmanagerClient, SilenceLease, matchers_for
+from tests.fixtures.alertmanager import Alertmanager, alertmanager
+from tests.fixtures.consul import ConsulAgentProcess
+from tests.fixtures.processes import wait_until
+from tests.fixtures.windows import window_fleet
+
+WINDOW = Intent(Mode.MAINTENANCE, 50, reason="SQL-A")
+
+
+class Box:
+    """A controllable edge box: its state, intent, whether the fleet is back, and its clock."""
+
+    def __init__(self) -> None:
+        self.state = State.ENTERING
+        self.intent: Intent = WINDOW
+        self.back = False
+        self.now = datetime.now(timezone.utc)
+
+
+def _lease(consul: ConsulAgentProcess, am: Alertmanager, environment: str, node: str, box: Box, lease: float = 60,
+           renew: float = 10) -> SilenceLease:
+    return SilenceLease(ConsulGateway(consul.address), f"maintenance/{environment}/silence", AlertmanagerClient(am.url),
+                        matchers_for([AlertmanagerMatcher(name="alertname", value="WorkerStopped|JobStale", is_regex=True)], environment),
+                        lease, renew, node, "maintenance-agent", box=lambda: (box.state, box.intent),
+                        fleet_back=lambda intent: box.back, log=structlog.get_logger(), clock=lambda: box.now)
+
+
+def _record(consul: ConsulAgentProcess, environment: str) -> dict | None:
+    r = requests.get(f"{consul.address}/v1/kv/maintenance/{environment}/silence?raw", timeout=5)
+    return r.json() if r.status_code == 200 else None
+
+
+def _ends(silence: dict) -> datetime:
+    return datetime.fromisoformat(silence["endsAt"].replace("Z", "+00:00"))
+
+
+def test_silence_is_created_once_extended_and_removed(consul_server: ConsulAgentProcess, environment: str, tmp_path: Path) -> None:
+    with alertmanager(tmp_path / "am") as am:
+        box = Box()
+        edge1, edge2 = _lease(consul_server, am, environment, "edge-1", box), _lease(consul_server, am, environment, "edge-2", box)
+        edge1.tick()
+        edge2.tick()
+        record = _record(consul_server, environment)
+        assert record and record["holder"] == "edge-1" and record["intent_index"] == 50
+        assert len(am.silences()) == 1, "two edge boxes, one silence"
+        created = am.silence(record["id"])
+        assert created["status"]["state"] == "active"
+        assert {(m["name"], m["value"], m["isRegex"]) for m in created["matchers"]} == {
+            ("alertname", "WorkerStopped|JobStale", True), ("env", environment, False)}
+        first_end = _ends(created)
+        assert abs((first_end - box.now).total_seconds() - 60) < 1
+
+        box.state, box.now = State.MAINTENANCE, box.now + timedelta(seconds=5)
+        edge2.tick()
+        assert _ends(am.silence(record["id"])) == first_end, "not due yet: no write"
+        box.now += timedelta(seconds=30)
+        edge2.tick()
+        extended = am.silence(_record(consul_server, environment)["id"])  # type: ignore[index]
+        assert _ends(extended) - first_end >= timedelta(seconds=34)
+        assert extended["id"] == record["id"], "extended in place, not replaced"
+        assert len([s for s in am.silences() if s["status"]["state"] == "active"]) == 1
+
+        box.state, box.intent = State.ACTIVE, Intent(Mode.ACTIVE, 51)
+        edge1.tick()
+        assert _record(consul_server, environment) is not None, "the fleet is not back yet: keep it"
+        box.back = True
+        edge1.tick()
+        edge2.tick()
+        assert _record(consul_server, environment) is None
+        assert [s["status"]["state"] for s in am.silences()] == ["expired"]
+
+
+def test_a_silence_nobody_extends_ends_on_its_own(consul_server: ConsulAgentProcess, environment: str, tmp_path: Path) -> None:
+    with alertmanager(tmp_path / "am") as am:
+        box = Box()
+        lease = _lease(consul_server, am, environment, "edge-1", box, lease=2, renew=0.5)
+        lease.tick()  # ...and then the holder "crashes": nobody ticks again
+        silence_id = _record(consul_server, environment)["id"]  # type: ignore[index]
+        assert am.silence(silence_id)["status"]["state"] == "active"
+        wait_until(lambda: am.silence(silence_id)["status"]["state"] == "expired", 6, what="the lease to run out")
+        box.now = datetime.now(timezone.utc)
+        lease.tick()  # a holder back in the window makes a new silence
+        assert am.silence(_record(consul_server, environment)["id"])["status"]["state"] == "active"  # type: ignore[index]
+
+
+def test_edge_agents_silence_the_window_and_unsilence_when_the_fleet_is_back(consul_server: ConsulAgentProcess, environment: str,
+                                                                            tmp_path: Path) -> None:
+    with alertmanager(tmp_path / "am") as am:
+        section = {"url": am.url, "lease_seconds": 60, "renew_seconds": 0.5}
+        with window_fleet(consul_server, environment, tmp_path / "fleet", alertmanager=section) as fleet:
+            fleet.add("edge-1", ["edge"])
+            fleet.add("edge-2", ["edge"])
+            fleet.add("worker-1", ["worker"])
+            fleet.wait_states("active")
+            assert am.silences() == []
+            on = consul_server.kv_put(f"maintenance/{environment}/desired", json.dumps({"mode": "maintenance", "reason": "x"}))
+            fleet.wait_states("maintenance", intent_index=on)
+            record = wait_until(lambda: (r := _record(consul_server, environment)) and r["id"] and r, 5, what="silence created")
+            first = _ends(am.silence(record["id"]))  # type: ignore[index]
+            wait_until(lambda: _ends(am.silence(_record(consul_server, environment)["id"])) > first, 5,  # type: ignore[index]
+                       what="the silence extended")
+            assert len(am.silences()) == 1 and am.silences()[0]["status"]["state"] == "active"
+            off = consul_server.kv_put(f"maintenance/{environment}/desired", "active")
+            fleet.wait_states("active", intent_index=off)
+            wait_until(lambda: _record(consul_server, environment) is None, 5, what="silence removed")
+            time.sleep(1.0)  # another renewal round: nothing re-creates it
+            assert [s["status"]["state"] for s in am.silences()] == ["expired"]
