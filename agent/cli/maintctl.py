@@ -360,3 +360,7 @@ cli.add_command(announce)
 
 def main() -> None:
     cli(prog_name="maintctl")
+
+
+if __name__ == "__main__":
+    main()
