@@ -290,9 +290,11 @@ class Reconciler:
         return 0.0
 
     def _pass_gate(self, role: Role, intent: Intent) -> float | None:
+        earlier = {r.value for r in roles_before(role, self.order, intent.mode)}
+        if not earlier:
+            return None  # the first role of the direction waits for nobody
         try:
             members = self.fleet.members()
-            earlier = {r.value for r in roles_before(role, self.order, intent.mode)}
             needed = [m.box for m in members if m.box != self.node and earlier & set(m.roles)]
             statuses = self.fleet.snapshot(needed)
         except MaintenanceAgentError as exc:
