@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agent.errors import ConfigError
 from agent.model import DEFAULT_ORDER, Role
@@ -39,6 +39,17 @@ def _host_port(value: str, what: str) -> str:
         if not all(label and label.replace("-", "").isalnum() for label in labels):
             raise ValueError(f"{host!r} is neither an IP address nor a host name") from None
     return value
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected an http(s) URL")
+    return value
+
+
+HttpUrlText = Annotated[str, AfterValidator(_http_url)]
+"""An http(s) URL kept as the text the operator wrote."""
 
 
 class AgentSection(_Model):
@@ -132,20 +143,13 @@ class LogSection(_Model):
 
 class SmokeCheck(_Model):
     name: str = Field(min_length=1)
-    url: str
+    url: HttpUrlText
     expect_status: int = Field(default=200, ge=100, le=599)
     expect_body: str | None = None
     timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     max_latency_seconds: float | None = Field(default=None, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)
 
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("expected an http(s) URL")
-        return value
 
 
 class WebSection(_Model):
@@ -304,18 +308,11 @@ class PartnerSection(_Model):
     """One partner told about windows: where its webhook is, its signing secret, which events it wants."""
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-    url: str
+    url: HttpUrlText
     secret: str | None = Field(default=None, min_length=16)
     secret_file: Path | None = None
     events: list[NoticeEvent] = Field(default_factory=lambda: list(ALL_NOTICE_EVENTS))
 
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("expected an http(s) URL")
-        return value
 
     @model_validator(mode="after")
     def _one_secret(self) -> PartnerSection:
@@ -374,7 +371,7 @@ class AlertmanagerSection(_Model):
     later on its own. Matchers get ``env = <environment>`` added unless given.
     """
 
-    url: str
+    url: HttpUrlText
     lease_seconds: int = Field(default=900, ge=60, le=6 * 3600)
     renew_seconds: float = Field(default=60.0, gt=0, le=3600)
     timeout_seconds: float = Field(default=5.0, gt=0, le=60)
@@ -384,10 +381,7 @@ class AlertmanagerSection(_Model):
 
     @field_validator("url")
     @classmethod
-    def _url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("expected an http(s) URL")
+    def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
     @model_validator(mode="after")

@@ -125,17 +125,8 @@ class SchedulerJobsStep(Step):
             ctx.save_notes(self, {k: v for k, v in notes.items() if k != "drain_started_at"})
 
     def revert(self, ctx: StepContext) -> None:
-        snapshot = quiesce.snapshot_from_notes(ctx.notes(self))
-        if snapshot is None:
-            return
-        try:
-            quiesce.restore(self.backend, snapshot)
-            missing = quiesce.not_restored(self.backend, snapshot)
-        except BackendError as exc:
-            raise StepError(self.name, exc.detail) from None
-        if missing:
-            raise StepError(self.name, f"not back after enabling ({self.backend.kind}): {', '.join(missing)}")
-        ctx.save_notes(self, None)
+        if quiesce.restore_from_notes(self.name, self.backend, ctx.notes(self), verb="enabling"):
+            ctx.save_notes(self, None)
 
 
 def _describe_runs(running: dict[str, list[str]]) -> str:

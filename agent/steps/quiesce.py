@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypedDict
 
-from agent.backends.base import ServiceBackend
+from agent.backends.base import BackendError, ServiceBackend
+from agent.errors import StepError
 
 
 class ServiceRecord(TypedDict):
@@ -79,3 +80,22 @@ def not_restored(backend: ServiceBackend, snapshot: Sequence[ServiceRecord]) -> 
         elif record["enabled"] and not backend.is_enabled(record["name"]):
             missing.append(f"{record['name']} (not enabled)")
     return missing
+
+
+def restore_from_notes(step_name: str, backend: ServiceBackend, notes: dict[str, Any], verb: str) -> bool:
+    """Bring back what the snapshot in ``notes`` says ran (or was enabled) before the window.
+
+    Returns False when there is no snapshot (nothing was ever stopped), True once
+    everything is back; raises ``StepError`` naming what did not come back.
+    """
+    snapshot = snapshot_from_notes(notes)
+    if snapshot is None:
+        return False
+    try:
+        restore(backend, snapshot)
+        missing = not_restored(backend, snapshot)
+    except BackendError as exc:
+        raise StepError(step_name, exc.detail) from None
+    if missing:
+        raise StepError(step_name, f"not back after {verb} ({backend.kind}): {', '.join(missing)}")
+    return True

@@ -62,17 +62,8 @@ class WorkerServicesStep(Step):
         return snapshot
 
     def revert(self, ctx: StepContext) -> None:
-        snapshot = quiesce.snapshot_from_notes(ctx.notes(self))
-        if snapshot is None:
-            return
-        try:
-            quiesce.restore(self.backend, snapshot)
-            missing = quiesce.not_restored(self.backend, snapshot)
-        except BackendError as exc:
-            raise StepError(self.name, exc.detail) from None
-        if missing:
-            raise StepError(self.name, f"not back after starting ({self.backend.kind}): {', '.join(missing)}")
-        ctx.save_notes(self, None)
+        if quiesce.restore_from_notes(self.name, self.backend, ctx.notes(self), verb="starting"):
+            ctx.save_notes(self, None)
 
 
 def build_worker_steps(config: AgentConfig) -> list[Step]:
