@@ -72,7 +72,7 @@ class FleetView:
             self.wake()
 
     def _watch_members(self) -> None:
-        index, backoff = 0, Backoff(base=0.5, cap=30.0)
+        index, backoff = 0, Backoff(base=0.5, cap=30.0, first_spread=2.0)  # jittered reconnect (issue 8)
         while not self._stop.is_set():
             try:
                 new_index, _ = self.gateway.members(self.environment, index=index, wait=self.wait)

@@ -53,7 +53,8 @@ class StatusReporter:
         self._registered = False
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._backoff = Backoff(base=0.5, cap=min(10.0, ttl / 3))
+        # first_spread: reconnect after an outage with jitter, not in fleet lockstep (issue 8).
+        self._backoff = Backoff(base=0.5, cap=min(10.0, ttl / 3), first_spread=min(2.0, ttl / 5))
         self._thread = threading.Thread(target=self._run, name=f"report:{key}", daemon=True)
         self.writes = 0
 
