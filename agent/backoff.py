@@ -7,6 +7,7 @@ agents neither hammers a sick Consul nor retries in lockstep.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable
 
@@ -51,8 +52,13 @@ class TokenBucket:
         self._clock = clock
         self._tokens = capacity
         self._stamp = clock()
+        self._lock = threading.Lock()  # one bucket may be shared by several watchers
 
     def delay(self) -> float:
+        with self._lock:
+            return self._take()
+
+    def _take(self) -> float:
         now = self._clock()
         self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
         self._stamp = now
