@@ -7,23 +7,32 @@ agents neither hammers a sick Consul nor retries in lockstep.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable
 
 
 class Backoff:
-    """``next()`` returns base·2^n seconds, capped, scaled by a random factor in [0.5, 1]."""
+    """``next()`` returns base·2^n seconds, capped, scaled by a random factor in [0.5, 1].
 
-    def __init__(self, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None):
+    ``first_spread`` adds a uniformly random [0, first_spread) seconds to the
+    first delay of a run of failures: when Consul goes away, every agent of the
+    fleet sees it at the same instant, and without this spread hundreds of
+    them would retry (and reconnect) in the same half second.
+    """
+
+    def __init__(self, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None, first_spread: float = 0.0):
         self.base = base
         self.cap = cap
+        self.first_spread = first_spread
         self.failures = 0
         self._rng = rng or random.Random()
 
     def next(self) -> float:
         delay = min(self.cap, self.base * (2 ** min(self.failures, 30)))
+        spread = self._rng.uniform(0.0, self.first_spread) if self.failures == 0 and self.first_spread > 0 else 0.0
         self.failures += 1
-        return delay * self._rng.uniform(0.5, 1.0)
+        return delay * self._rng.uniform(0.5, 1.0) + spread
 
     def reset(self) -> None:
         self.failures = 0
@@ -43,8 +52,13 @@ class TokenBucket:
         self._clock = clock
         self._tokens = capacity
         self._stamp = clock()
+        self._lock = threading.Lock()  # one bucket may be shared by several watchers
 
     def delay(self) -> float:
+        with self._lock:
+            return self._take()
+
+    def _take(self) -> float:
         now = self._clock()
         self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
         self._stamp = now

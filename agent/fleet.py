@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 
-from agent.backoff import Backoff
+from agent.backoff import Backoff, TokenBucket
 from agent.consul import ConsulGateway
 from agent.errors import MaintenanceAgentError
 from agent.model import Member, Status
@@ -29,11 +29,22 @@ class FleetView:
         self._watchers: dict[str, KeyWatcher] = {}
         self._members_thread: threading.Thread | None = None
         self._stop = threading.Event()
+        # One budget for every gate read of this box (issue 8): the reads the
+        # decision thread makes and the gate watchers' re-queries share it, so
+        # a flapping intent (each change opens and closes gates) costs Consul
+        # a burst, then 2 reads a second, however fast the key churns.
+        self.bucket = TokenBucket(capacity=10, rate=2.0)
+
+    def _budget(self) -> None:
+        pause = self.bucket.delay()
+        if pause:
+            self._stop.wait(pause)
 
     def status_key(self, box: str) -> str:
         return self.status_prefix + box
 
     def members(self) -> list[Member]:
+        self._budget()  # issue 8: bounded gate reads
         return self.gateway.members(self.environment)[1]
 
     def read_status(self, box: str) -> Status | None:
@@ -46,6 +57,7 @@ class FleetView:
             return None  # unreadable: treated as "no status", which blocks
 
     def snapshot(self, boxes: Iterable[str]) -> dict[str, Status | None]:
+        self._budget()  # issue 8: bounded gate reads
         return {box: self.read_status(box) for box in boxes}
 
     def watch(self, boxes: Iterable[str]) -> None:
@@ -55,7 +67,8 @@ class FleetView:
             if key not in wanted:
                 self._watchers.pop(key).stop()
         for key in wanted - set(self._watchers):
-            self._watchers[key] = KeyWatcher(self.gateway, key, self._on_event, wait=self.wait, name=f"gate:{key}").start()
+            self._watchers[key] = KeyWatcher(self.gateway, key, self._on_event, wait=self.wait, name=f"gate:{key}",
+                                             bucket=self.bucket).start()
         if wanted and self._members_thread is None:
             self._members_thread = threading.Thread(target=self._watch_members, name="gate:members", daemon=True)
             self._members_thread.start()
@@ -72,7 +85,7 @@ class FleetView:
             self.wake()
 
     def _watch_members(self) -> None:
-        index, backoff = 0, Backoff(base=0.5, cap=30.0)
+        index, backoff = 0, Backoff(base=0.5, cap=30.0, first_spread=2.0)  # jittered reconnect (issue 8)
         while not self._stop.is_set():
             try:
                 new_index, _ = self.gateway.members(self.environment, index=index, wait=self.wait)

@@ -166,7 +166,12 @@ class Reconciler:
                 self.error = f"internal error: {exc}"
                 self._publish()
                 wait = self.backoff.next()
-            self._wake.wait(timeout=max(0.0, wait))
+            # Never sleep longer than ``resync`` (which the app caps at the
+            # watchdog interval): a retry delay or a pending step's recheck may
+            # be longer, and a sleeping loop that stops pinging the watchdog
+            # would be restarted though it is alive. Waking early is harmless:
+            # tick() is level-triggered (issue 8).
+            self._wake.wait(timeout=max(0.0, min(wait, self.resync)))
             self._wake.clear()
 
     def tick(self) -> float:
@@ -323,6 +328,7 @@ class Reconciler:
         log = self.log.bind(role=role.value, intent_index=intent.index)
         ctx = StepContext(intent=intent, node=self.node, memory=self.memory, log=log)
         for step in steps:
+            self.on_tick()  # alive between steps too: a tick may run several steps, each bounded by its timeout (issue 8)
             try:
                 if step.check(ctx, target):
                     continue

@@ -14,10 +14,11 @@ decision.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
-from agent.backoff import Backoff
+from agent.backoff import Backoff, TokenBucket
 from agent.consul import ConsulGateway
 from agent.errors import MaintenanceAgentError
 from agent.model import Status
@@ -53,9 +54,15 @@ class StatusReporter:
         self._registered = False
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._backoff = Backoff(base=0.5, cap=min(10.0, ttl / 3))
+        # first_spread: reconnect after an outage with jitter, not in fleet lockstep (issue 8).
+        self._backoff = Backoff(base=0.5, cap=min(10.0, ttl / 3), first_spread=min(2.0, ttl / 5))
         self._thread = threading.Thread(target=self._run, name=f"report:{key}", daemon=True)
         self.writes = 0
+        # Issue 8: a status that changes many times a second (a flapping
+        # intent) is written as a burst, then at most 2 a second (the newest
+        # wins), and the session is renewed once per interval, not per write.
+        self._bucket = TokenBucket(capacity=5, rate=2.0)
+        self._renewed_at = 0.0
 
     @property
     def interval(self) -> float:
@@ -95,6 +102,9 @@ class StatusReporter:
     def _run(self) -> None:
         failing = False
         while not self._stop.is_set():
+            pause = self._bucket.delay()  # issue 8
+            if pause and self._stop.wait(pause):
+                break
             try:
                 self._tick()
                 self._backoff.reset()
@@ -108,6 +118,7 @@ class StatusReporter:
                 if not failing and self.log:  # once per outage, not once per retry
                     self.log.warning("status report failing; retrying with backoff", key=self.key, error=str(exc))
                 failing = True
+                self._renewed_at = 0.0  # renew (or recreate) the session on the next try
                 wait = self._backoff.next()
             self._wake.wait(wait)
             self._wake.clear()
@@ -116,8 +127,12 @@ class StatusReporter:
         if not self._registered:
             self.gateway.register_agent_service(self.service_id, self.tags, self.meta, check_ttl=self.ttl * 2)
             self._registered = True
-        session = self._ensure_session()
-        self.gateway.pass_agent_check(self.service_id)
+        if self._session is None or time.monotonic() - self._renewed_at >= self.interval * 0.9:  # issue 8: once per interval
+            session = self._ensure_session()
+            self.gateway.pass_agent_check(self.service_id)
+            self._renewed_at = time.monotonic()
+        else:
+            session = self._session
         with self._lock:
             latest = self._latest
         if latest is None:

@@ -57,7 +57,9 @@ class KeyWatcher:
         self.on_event = on_event
         self.wait = wait
         self.consistent = consistent
-        self.backoff = backoff or Backoff(base=0.5, cap=30.0)
+        # first_spread: the first retry after Consul goes away is spread over
+        # 2 s so a fleet's agents do not reconnect in lockstep (issue 8).
+        self.backoff = backoff or Backoff(base=0.5, cap=30.0, first_spread=2.0)
         self.bucket = bucket or TokenBucket(capacity=10, rate=2.0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name or f"watch:{key}", daemon=True)

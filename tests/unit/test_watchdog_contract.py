@@ -1,0 +1,113 @@
+"""The loop-level watchdog contract: ``on_tick`` is called while the reconcile loop is alive, and only then.
+
+systemd restarts the agent when WATCHDOG=1 stops arriving; the agent pings
+from ``Reconciler.on_tick``. So: a loop that keeps retrying a failing step
+(with retry delays longer than the watchdog interval) must keep pinging, and
+a loop that is stuck inside a step (a deadlock no timeout catches) must stop.
+Also: the first retry after Consul goes away is spread, so a fleet does not
+reconnect in lockstep.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from pathlib import Path
+
+import structlog
+
+from agent.backoff import Backoff
+from agent.errors import StepError
+from agent.metrics import AgentMetrics
+from agent.model import Mode, Role
+from agent.reconcile import Reconciler
+from agent.statefile import StateFile
+from agent.steps.base import Step, StepContext
+from tests.fakes import FakeFleet, read
+
+
+class FailingStep(Step):
+    name = "always-fails"
+
+    def check(self, ctx: StepContext, target: Mode) -> bool:
+        return target is Mode.ACTIVE
+
+    def apply(self, ctx: StepContext) -> None:
+        raise StepError(self.name, "timed out after 1s (hung systemctl)")
+
+    def revert(self, ctx: StepContext) -> None:
+        pass
+
+
+class DeadlockedStep(FailingStep):
+    name = "deadlocked"
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def apply(self, ctx: StepContext) -> None:
+        self.entered.set()
+        self.release.wait()  # a lock never released: no timeout catches it
+
+
+class Pings:
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def __call__(self) -> None:
+        self.times.append(time.monotonic())
+
+    def max_gap(self, since: float, until: float) -> float:
+        stamps = [since] + [t for t in self.times if since <= t <= until] + [until]
+        return max(b - a for a, b in zip(stamps, stamps[1:]))
+
+
+def _reconciler(tmp_path: Path, step: Step, pings: Pings, retry_max: float, resync: float) -> Reconciler:
+    return Reconciler(node="box-w", roles=[Role.WEB], order=list(Role), steps={Role.WEB: [step]},
+                      memory=StateFile(tmp_path / "state.json"), fleet=FakeFleet(), publish=lambda s: None,
+                      metrics=AgentMetrics(), log=structlog.get_logger(), retry_max=retry_max, resync=resync, on_tick=pings)
+
+
+def test_a_loop_retrying_a_failing_step_keeps_pinging(tmp_path: Path) -> None:
+    pings = Pings()
+    # Retry delays grow to 5 s, ten times the 0.5 s "watchdog interval" (resync).
+    rec = _reconciler(tmp_path, FailingStep(), pings, retry_max=5.0, resync=0.5)
+    rec.on_watch_event(read(b"maintenance", 3))
+    rec.start()
+    try:
+        started = time.monotonic()
+        time.sleep(4.0)
+        assert rec.error and "timed out" in rec.error
+        assert pings.max_gap(started + 0.1, time.monotonic()) < 0.5 + 0.3, "the watchdog would fire on a live loop"
+    finally:
+        rec.stop()
+
+
+def test_a_deadlocked_loop_stops_pinging(tmp_path: Path) -> None:
+    pings = Pings()
+    step = DeadlockedStep()
+    rec = _reconciler(tmp_path, step, pings, retry_max=0.2, resync=0.2)
+    rec.on_watch_event(read(b"maintenance", 3))
+    rec.start()
+    try:
+        assert step.entered.wait(5)
+        stuck_at = time.monotonic()
+        time.sleep(1.5)
+        assert [t for t in pings.times if t > stuck_at] == [], "a stuck loop must not ping: systemd would never restart it"
+    finally:
+        step.release.set()
+        rec.stop()
+
+
+def test_first_retry_after_an_outage_is_spread_across_the_fleet() -> None:
+    firsts = [Backoff(base=0.5, cap=30.0, first_spread=2.0, rng=random.Random(seed)).next() for seed in range(300)]
+    assert min(firsts) < 0.5 and max(firsts) > 2.0
+    in_any_half_second = max(sum(1 for f in firsts if lo <= f < lo + 0.5) for lo in (x / 10 for x in range(0, 25)))
+    assert in_any_half_second < 0.35 * len(firsts), "most of the fleet would reconnect in the same half second"
+    without = [Backoff(base=0.5, cap=30.0, rng=random.Random(seed)).next() for seed in range(300)]
+    assert max(without) <= 0.5  # the old behaviour: everyone within [0.25, 0.5]
+    second = Backoff(base=0.5, cap=30.0, first_spread=2.0)
+    second.next()
+    assert 0.5 <= second.next() <= 1.0  # the spread is only added once per run of failures
