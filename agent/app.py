@@ -71,7 +71,6 @@ class Agent:
             tags=[f"env:{config.agent.environment}", *(f"role:{r}" for r in roles)],
             meta={"box": self.node, "env": config.agent.environment, "version": __version__},
             memory=self.memory, ttl=config.consul.session_ttl_seconds, log=self.log,
-            on_consul=lambda up, err: self.metrics.consul_up.set(1 if up else 0),
         )
         resync = config.agent.resync_seconds
         if self.notifier.watchdog_interval:
@@ -121,6 +120,9 @@ class Agent:
         limit = 2 * self.reconciler.resync + 10
         if age > limit:
             return False, f"reconcile loop silent for {age:.0f}s"
+        for name, alive in (("intent watcher", self.watcher.alive), ("status reporter", self.reporter.alive)):
+            if not alive():
+                return False, f"{name} thread is not running"
         return True, f"ok state={self.reconciler.state.value}"
 
     def start(self) -> Agent:

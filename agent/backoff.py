@@ -58,6 +58,21 @@ class TokenBucket:
         with self._lock:
             return self._take()
 
+    def try_take(self) -> float:
+        """Take a token if one is there (returns 0); else how long until one is, taking nothing.
+
+        For the decision thread, which must never sleep on a budget (it would
+        starve the watchdog) and must not run up a debt either.
+        """
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return 0.0
+            return (1 - self._tokens) / self.rate
+
     def _take(self) -> float:
         now = self._clock()
         self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)

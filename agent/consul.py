@@ -90,6 +90,11 @@ class ConsulGateway:
             return fn()
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise ConsulUnavailable(f"Consul at {self.address} unreachable during {what}: {type(exc).__name__}", delay=1.0) from None
+        except (requests.RequestException, ValueError) as exc:
+            # A response cut short (Consul restarting mid-answer) or not JSON:
+            # worth a retry, and must not kill the thread that asked.
+            raise ConsulUnavailable(f"Consul at {self.address} gave a broken answer to {what}: {type(exc).__name__}: {str(exc)[:200]}",
+                                    delay=1.0) from None
         except consul.ACLPermissionDenied as exc:
             raise ConsulPermissionDenied(f"Consul refused {what} (403 {str(exc).strip()[:200]})", rule=rule) from None
         except consul.ConsulException as exc:
@@ -176,8 +181,9 @@ class ConsulGateway:
 
     def register_agent_service(self, service_id: str, tags: list[str], meta: dict[str, str], check_ttl: int) -> None:
         rule = f'service "{AGENT_SERVICE}" {{ policy = "write" }}'
-        check = {"CheckID": f"{service_id}:ttl", "Name": "maintenance-agent alive", "TTL": f"{check_ttl}s", "Status": "passing",
-                 "DeregisterCriticalServiceAfter": "72h"}
+        # No DeregisterCriticalServiceAfter: a dead agent must keep blocking the
+        # gates visibly until an operator releases or deregisters its box.
+        check = {"CheckID": f"{service_id}:ttl", "Name": "maintenance-agent alive", "TTL": f"{check_ttl}s", "Status": "passing"}
         body = {"ID": service_id, "Name": AGENT_SERVICE, "Tags": tags, "Meta": meta, "Check": check}
         self._call("service register", lambda: self._client.http.put(consul.callback.CB.boolean(), "/v1/agent/service/register",
                                                                     data=json.dumps(body), headers=self._client.prepare_headers()), rule=rule)

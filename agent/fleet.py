@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable
 
 from agent.backoff import Backoff, TokenBucket
 from agent.consul import ConsulGateway
-from agent.errors import MaintenanceAgentError
 from agent.model import Member, Status
 from agent.watcher import KeyChanged, KeyWatcher, WatchEvent, next_index
 
@@ -29,22 +28,20 @@ class FleetView:
         self._watchers: dict[str, KeyWatcher] = {}
         self._members_thread: threading.Thread | None = None
         self._stop = threading.Event()
-        # One budget for every gate read of this box (issue 8): the reads the
-        # decision thread makes and the gate watchers' re-queries share it, so
-        # a flapping intent (each change opens and closes gates) costs Consul
-        # a burst, then 2 reads a second, however fast the key churns.
+        # Gate reads of the decision thread are budgeted (issue 8: a flapping
+        # intent opens and closes gates as fast as it changes): a burst, then
+        # 2 reads a second. The reconciler asks ``read_budget()`` and, when it
+        # is spent, comes back later instead of sleeping (the watchdog).
         self.bucket = TokenBucket(capacity=10, rate=2.0)
 
-    def _budget(self) -> None:
-        pause = self.bucket.delay()
-        if pause:
-            self._stop.wait(pause)
+    def read_budget(self) -> float:
+        """0 when a gate read may happen now (and takes it), else seconds until it may."""
+        return self.bucket.try_take()
 
     def status_key(self, box: str) -> str:
         return self.status_prefix + box
 
     def members(self) -> list[Member]:
-        self._budget()  # issue 8: bounded gate reads
         return self.gateway.members(self.environment)[1]
 
     def read_status(self, box: str) -> Status | None:
@@ -57,7 +54,6 @@ class FleetView:
             return None  # unreadable: treated as "no status", which blocks
 
     def snapshot(self, boxes: Iterable[str]) -> dict[str, Status | None]:
-        self._budget()  # issue 8: bounded gate reads
         return {box: self.read_status(box) for box in boxes}
 
     def watch(self, boxes: Iterable[str]) -> None:
@@ -67,8 +63,10 @@ class FleetView:
             if key not in wanted:
                 self._watchers.pop(key).stop()
         for key in wanted - set(self._watchers):
+            # Each watcher has its own small budget: a shared one would let N
+            # watchers run up a debt that stalls all of them.
             self._watchers[key] = KeyWatcher(self.gateway, key, self._on_event, wait=self.wait, name=f"gate:{key}",
-                                             bucket=self.bucket).start()
+                                             bucket=TokenBucket(capacity=3, rate=1.0)).start()
         if wanted and self._members_thread is None:
             self._members_thread = threading.Thread(target=self._watch_members, name="gate:members", daemon=True)
             self._members_thread.start()
@@ -89,7 +87,7 @@ class FleetView:
         while not self._stop.is_set():
             try:
                 new_index, _ = self.gateway.members(self.environment, index=index, wait=self.wait)
-            except MaintenanceAgentError:
+            except Exception:  # noqa: BLE001 - typed errors expected; nothing may end this watch
                 index = 0
                 self._stop.wait(backoff.next())
                 continue

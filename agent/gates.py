@@ -42,6 +42,7 @@ def evaluate_gate(
     members: Sequence[Member],
     statuses: Mapping[str, Status | None],
     self_box: str,
+    target: Mode | None = None,
 ) -> GateVerdict:
     """Whether ``role`` of ``self_box`` may act for ``intent`` now, and who it waits for.
 
@@ -49,7 +50,7 @@ def evaluate_gate(
     the agent is down or never started). The box's own earlier roles are
     ordered locally by the reconciler, so ``self_box`` is not waited on.
     """
-    target = intent.mode
+    target = target or intent.mode  # differs from the intent's mode when auto_end ends the window
     settled = State.settled_for(target).value
     waiting: list[str] = []
     released: list[str] = []

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -39,13 +39,15 @@ def utc_now() -> datetime:
 def effective_mode(intent: Intent, state: State, now: datetime) -> Mode:
     """What the box should move towards right now, given the intent and the clock.
 
-    A future ``starts_at`` holds a settled-active box (the entry is scheduled);
-    ``auto_end`` with a passed ``ends_at`` asks for active.
+    A future ``starts_at`` keeps a box that is active, or on its way back to
+    active, where it is (the entry is scheduled; a box already entering or in
+    maintenance is not pulled out); ``auto_end`` with a passed ``ends_at`` asks
+    for active.
     """
     if intent.mode is Mode.MAINTENANCE:
         if intent.auto_end and intent.ends_at is not None and now >= intent.ends_at:
             return Mode.ACTIVE
-        if intent.starts_at is not None and now < intent.starts_at and state is State.ACTIVE:
+        if intent.starts_at is not None and now < intent.starts_at and state in (State.ACTIVE, State.EXITING):
             return Mode.ACTIVE
     return intent.mode
 
@@ -57,6 +59,7 @@ class Fleet:
     def snapshot(self, boxes: Sequence[str]) -> Mapping[str, Status | None]: ...  # pragma: no cover
     def watch(self, boxes: Sequence[str]) -> None: ...  # pragma: no cover
     def unwatch(self) -> None: ...  # pragma: no cover
+    def read_budget(self) -> float: ...  # pragma: no cover
 
 
 @dataclass
@@ -201,7 +204,9 @@ class Reconciler:
             return
         read = event.read
         if not read.exists:
-            if self.state is State.ACTIVE and (self.intent is None or self.intent.mode is Mode.ACTIVE or self.intent.index == 0):
+            if self.state is State.ACTIVE:
+                # Missing at start-up, or deleted before a scheduled window
+                # began: active (and a scheduled entry is cancelled).
                 self._accept(Intent(mode=Mode.ACTIVE, index=0))
             else:
                 self._refuse("intent missing: the desired key was deleted; holding (write 'active' to leave maintenance)")
@@ -278,7 +283,7 @@ class Reconciler:
                 continue
             if self.progress.roles.get(role.value) != self.state.value:
                 self.progress.roles[role.value] = self.state.value
-            wait = self._pass_gate(role, intent)
+            wait = self._pass_gate(role, intent, target)
             if wait is not None:
                 return wait
             wait = self._run_steps(role, intent, target)
@@ -294,17 +299,30 @@ class Reconciler:
         self.machine.fire("entered" if target is Mode.MAINTENANCE else "exited")
         return 0.0
 
-    def _pass_gate(self, role: Role, intent: Intent) -> float | None:
-        earlier = {r.value for r in roles_before(role, self.order, intent.mode)}
+    def _pass_gate(self, role: Role, intent: Intent, target: Mode) -> float | None:
+        """None when ``role`` may act towards ``target`` now, else how long to wait.
+
+        ``target`` is the effective direction, which differs from the intent's
+        mode when ``auto_end`` ends a window.
+        """
+        earlier = {r.value for r in roles_before(role, self.order, target)}
         if not earlier:
             return None  # the first role of the direction waits for nobody
+        budget = self.fleet.read_budget()
+        if budget > 0:
+            return budget  # reads spent (a flapping intent): come back, never sleep here
         try:
             members = self.fleet.members()
             needed = [m.box for m in members if m.box != self.node and earlier & set(m.roles)]
             statuses = self.fleet.snapshot(needed)
         except MaintenanceAgentError as exc:
             return self._failed(role, "gate", f"cannot read the fleet from Consul: {exc}")
-        verdict = evaluate_gate(role, self.order, intent, members, statuses, self.node)
+        if not any(m.box == self.node for m in members):
+            # An empty or partial catalog (a token that may not read nodes,
+            # a lost registration) must not look like "nobody to wait for".
+            return self._failed(role, "gate", "this box is not among the registered maintenance-agent services of "
+                                "its environment: the membership read is incomplete (ACL node/service read?), refusing to pass")
+        verdict = evaluate_gate(role, self.order, intent, members, statuses, self.node, target=target)
         if verdict.released:
             self.log.warning("gate passes without released boxes", role=role.value, released=list(verdict.released))
         if not verdict.open:
@@ -326,7 +344,7 @@ class Reconciler:
     def _run_steps(self, role: Role, intent: Intent, target: Mode) -> float | None:
         steps = self.steps[role] if target is Mode.MAINTENANCE else list(reversed(self.steps[role]))
         log = self.log.bind(role=role.value, intent_index=intent.index)
-        ctx = StepContext(intent=intent, node=self.node, memory=self.memory, log=log)
+        ctx = StepContext(intent=intent, node=self.node, memory=self.memory, log=log, heartbeat=self.on_tick)
         for step in steps:
             self.on_tick()  # alive between steps too: a tick may run several steps, each bounded by its timeout (issue 8)
             try:
@@ -391,7 +409,7 @@ class Reconciler:
         return self._next_wake(intent, now)
 
     def _repair(self, role: Role, step: Step, intent: Intent, target: Mode) -> float | None:
-        ctx = StepContext(intent=intent, node=self.node, memory=self.memory, log=self.log.bind(role=role.value))
+        ctx = StepContext(intent=intent, node=self.node, memory=self.memory, log=self.log.bind(role=role.value, heartbeat=self.on_tick))
         try:
             if step.check(ctx, target):
                 if self.error:

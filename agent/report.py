@@ -71,6 +71,9 @@ class StatusReporter:
     def start(self) -> None:
         self._thread.start()
 
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def publish(self, status: Status) -> None:
         with self._lock:
             self._latest = status
@@ -119,6 +122,12 @@ class StatusReporter:
                     self.log.warning("status report failing; retrying with backoff", key=self.key, error=str(exc))
                 failing = True
                 self._renewed_at = 0.0  # renew (or recreate) the session on the next try
+                wait = self._backoff.next()
+            except Exception as exc:  # noqa: BLE001 - e.g. the state file's disk full: keep reporting
+                if self.log:
+                    self.log.exception("status report failed unexpectedly; retrying with backoff", key=self.key, error=str(exc))
+                failing = True
+                self._renewed_at = 0.0
                 wait = self._backoff.next()
             self._wake.wait(wait)
             self._wake.clear()

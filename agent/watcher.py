@@ -76,6 +76,9 @@ class KeyWatcher:
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
 
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     @property
     def stopped(self) -> bool:
         return self._stop.is_set()
@@ -91,7 +94,9 @@ class KeyWatcher:
             self.requests += 1
             try:
                 read = self.gateway.get_key(self.key, index=index, wait=self.wait, consistent=self.consistent)
-            except MaintenanceAgentError as exc:
+            except Exception as exc:  # noqa: BLE001 - typed errors expected; anything else must not kill the watch
+                if not isinstance(exc, MaintenanceAgentError):
+                    exc = MaintenanceAgentError(f"unexpected {type(exc).__name__} reading {self.key}: {exc}")
                 if up is not False:
                     up = False
                     self.on_event(ConsulReachability(False, str(exc)))

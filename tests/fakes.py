@@ -40,6 +40,9 @@ class FakeFleet:
     def unwatch(self) -> None:
         self.watched.append(())
 
+    def read_budget(self) -> float:
+        return 0.0
+
 
 class RecordingStep(Step):
     """Holds a boolean 'applied'; records every call; can be told to fail or be pending."""
@@ -80,9 +83,12 @@ def read(value: bytes | None, modify_index: int) -> KeyChanged:
 def make_reconciler(tmp_path, roles: Sequence[Role], steps: dict[Role, list[Step]], fleet: FakeFleet | None = None,
                     node: str = "box-1") -> tuple[Reconciler, list[Status]]:
     published: list[Status] = []
+    fleet = fleet or FakeFleet()
+    if not any(m.box == node for m in fleet.members_list):
+        fleet.members_list.append(Member(node, tuple(r.value for r in roles), node, True))
     reconciler = Reconciler(
         node=node, roles=roles, order=list(Role), steps=steps,
-        memory=StateFile(tmp_path / "state.json"), fleet=fleet or FakeFleet(),
+        memory=StateFile(tmp_path / "state.json"), fleet=fleet,
         publish=published.append, metrics=AgentMetrics(), log=structlog.get_logger(),
         retry_max=0.05, resync=0.05,
     )

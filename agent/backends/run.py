@@ -58,7 +58,15 @@ def run_command(
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_session(proc)
-        stdout, stderr = proc.communicate()
+        try:
+            stdout, stderr = proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            # A grandchild that left our session still holds the pipes: stop
+            # reading rather than hang the decision thread on it.
+            for pipe in (proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
+            stdout, stderr = "", ""
         partial = truncate("\n".join(p for p in (stdout or "", stderr or "") if p.strip()))
         raise BackendError(f"`{shown}` timed out after {timeout:g}s and was killed; output so far: {partial or '(none)'}") from None
     return CommandResult(shown, proc.returncode, stdout, stderr)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -35,6 +36,9 @@ class StepContext:
     node: str
     memory: StateFile
     log: Any = structlog.get_logger()
+    #: Call between the blocking calls of a long step (one per service, per
+    #: check): it feeds systemd's watchdog, so a slow but alive step is not killed.
+    heartbeat: Callable[[], None] = lambda: None
 
     def notes(self, step: "Step") -> dict[str, Any]:
         """This step's notes in the state file (what it saw before acting)."""

@@ -59,8 +59,10 @@ class SchedulerJobsStep(Step):
             if target is Mode.MAINTENANCE:
                 names = self.backend.expand(self.jobs)
                 return not quiesce.still_up(self.backend, names) and not self._running(names)
-            snapshot = quiesce.snapshot_from_notes(ctx.notes(self))
-            return snapshot is None or not quiesce.not_restored(self.backend, snapshot)
+            # Back to normal only once the window's snapshot is consumed: a
+            # snapshot left by a window that never completed must not be
+            # reused by the next one (revert restores what is missing, then clears it).
+            return quiesce.snapshot_from_notes(ctx.notes(self)) is None
         except BackendError as exc:
             raise StepError(self.name, exc.detail) from None
 
@@ -85,7 +87,7 @@ class SchedulerJobsStep(Step):
             ctx.save_notes(self, {"snapshot": snapshot, "intent_index": ctx.intent.index})
             ctx.log.info("jobs snapshot taken", step=self.name, enabled=[r["name"] for r in snapshot if r["enabled"] or r["active"]])
         names = quiesce.union([r["name"] for r in snapshot], self.backend.expand(self.jobs))
-        quiesce.quiesce(self.backend, names)
+        quiesce.quiesce(self.backend, names, ctx.heartbeat)
         up = quiesce.still_up(self.backend, names)
         if up:
             raise BackendError(f"still enabled or active after disabling ({self.backend.kind}): {', '.join(up)}")
@@ -125,7 +127,7 @@ class SchedulerJobsStep(Step):
             ctx.save_notes(self, {k: v for k, v in notes.items() if k != "drain_started_at"})
 
     def revert(self, ctx: StepContext) -> None:
-        if quiesce.restore_from_notes(self.name, self.backend, ctx.notes(self), verb="enabling"):
+        if quiesce.restore_from_notes(self.name, self.backend, ctx.notes(self), verb="enabling", heartbeat=ctx.heartbeat):
             ctx.save_notes(self, None)
 
 

@@ -8,7 +8,7 @@ re-run after a crash never mistakes the half-stopped box for its normal state.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypedDict
 
 from agent.backends.base import BackendError, ServiceBackend
@@ -45,9 +45,10 @@ def union(first: Sequence[str], second: Sequence[str]) -> list[str]:
     return list(dict.fromkeys([*first, *second]))
 
 
-def quiesce(backend: ServiceBackend, names: Sequence[str]) -> None:
+def quiesce(backend: ServiceBackend, names: Sequence[str], heartbeat: Callable[[], None] = lambda: None) -> None:
     """Disable (where the manager has that notion) and stop every service; idempotent."""
     for name in names:
+        heartbeat()
         if backend.tracks_enablement(name) and backend.is_enabled(name):
             backend.disable(name)
         if backend.is_active(name):
@@ -62,9 +63,10 @@ def still_up(backend: ServiceBackend, names: Sequence[str]) -> list[str]:
     ]
 
 
-def restore(backend: ServiceBackend, snapshot: Sequence[ServiceRecord]) -> None:
+def restore(backend: ServiceBackend, snapshot: Sequence[ServiceRecord], heartbeat: Callable[[], None] = lambda: None) -> None:
     """Enable and start again exactly what the snapshot says was enabled/running, last stopped first."""
     for record in reversed(snapshot):
+        heartbeat()
         if record["enabled"] and not backend.is_enabled(record["name"]):
             backend.enable(record["name"])
         if record["active"] and not backend.is_active(record["name"]):
@@ -82,7 +84,8 @@ def not_restored(backend: ServiceBackend, snapshot: Sequence[ServiceRecord]) -> 
     return missing
 
 
-def restore_from_notes(step_name: str, backend: ServiceBackend, notes: dict[str, Any], verb: str) -> bool:
+def restore_from_notes(step_name: str, backend: ServiceBackend, notes: dict[str, Any], verb: str,
+                       heartbeat: Callable[[], None] = lambda: None) -> bool:
     """Bring back what the snapshot in ``notes`` says ran (or was enabled) before the window.
 
     Returns False when there is no snapshot (nothing was ever stopped), True once
@@ -92,7 +95,7 @@ def restore_from_notes(step_name: str, backend: ServiceBackend, notes: dict[str,
     if snapshot is None:
         return False
     try:
-        restore(backend, snapshot)
+        restore(backend, snapshot, heartbeat)
         missing = not_restored(backend, snapshot)
     except BackendError as exc:
         raise StepError(step_name, exc.detail) from None

@@ -35,8 +35,10 @@ class WorkerServicesStep(Step):
         try:
             if target is Mode.MAINTENANCE:
                 return not quiesce.still_up(self.backend, self.backend.expand(self.services))
-            snapshot = quiesce.snapshot_from_notes(ctx.notes(self))
-            return snapshot is None or not quiesce.not_restored(self.backend, snapshot)
+            # Back to normal only once the window's snapshot is consumed: a
+            # snapshot left by a window that never completed must not be
+            # reused by the next one (revert restores what is missing, then clears it).
+            return quiesce.snapshot_from_notes(ctx.notes(self)) is None
         except BackendError as exc:
             raise StepError(self.name, exc.detail) from None
 
@@ -45,7 +47,7 @@ class WorkerServicesStep(Step):
             snapshot = self._snapshot_once(ctx)
             # Also what a glob matches only now (started after the snapshot): stopped, never restored.
             names = quiesce.union([r["name"] for r in snapshot], self.backend.expand(self.services))
-            quiesce.quiesce(self.backend, names)
+            quiesce.quiesce(self.backend, names, ctx.heartbeat)
             up = quiesce.still_up(self.backend, names)
         except BackendError as exc:
             raise StepError(self.name, exc.detail) from None
@@ -62,7 +64,7 @@ class WorkerServicesStep(Step):
         return snapshot
 
     def revert(self, ctx: StepContext) -> None:
-        if quiesce.restore_from_notes(self.name, self.backend, ctx.notes(self), verb="starting"):
+        if quiesce.restore_from_notes(self.name, self.backend, ctx.notes(self), verb="starting", heartbeat=ctx.heartbeat):
             ctx.save_notes(self, None)
 
 

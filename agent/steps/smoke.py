@@ -56,7 +56,12 @@ class SmokeTestStep(Step):
     def revert(self, ctx: StepContext) -> None:
         failure = None
         for attempt in range(self.attempts):
-            failure = next((f for f in map(run_smoke_check, self.checks) if f), None)
+            failure = None
+            for check in self.checks:
+                ctx.heartbeat()
+                failure = run_smoke_check(check)
+                if failure:
+                    break
             if failure is None:
                 break
             if attempt + 1 < self.attempts:

@@ -98,7 +98,7 @@ def test_restart_mid_transition_acts_once(own_consul: ConsulAgentProcess, enviro
     consul = own_consul
     doc = agent_doc(consul.address, environment, "web-m", ["web"], tmp_path / "state")
     index = consul.kv_put(f"maintenance/{environment}/desired", "maintenance")
-    requests.put(f"{consul.address}/v1/agent/maintenance?enable=true&reason=before-crash", timeout=5).raise_for_status()
+    requests.put(f"{consul.address}/v1/agent/maintenance?enable=true&reason=maintenance-agent:%20before-crash", timeout=5).raise_for_status()
     (tmp_path / "state").mkdir()
     (tmp_path / "state/state.json").write_text(
         '{"machine": {"state": "entering", "since": "2026-01-01T00:00:00+00:00", "intent_index": %d, "progress": {"web": "entering"}}}' % index)
@@ -106,7 +106,7 @@ def test_restart_mid_transition_acts_once(own_consul: ConsulAgentProcess, enviro
     try:
         wait_for_status(consul.address, environment, "web-m", state="maintenance", intent_index=index, timeout=30)
         checks = requests.get(f"{consul.address}/v1/agent/checks", timeout=5).json()
-        assert checks["_node_maintenance"]["Notes"] == "before-crash"  # not toggled again
+        assert checks["_node_maintenance"]["Notes"] == "maintenance-agent: before-crash"  # not toggled again
         acted = [line for line in proc.log().splitlines() if "step acting" in line]
         assert len(acted) == 1 and '"step": "flag-file"' in acted[0]  # only the missing action ran
     finally:
@@ -135,5 +135,23 @@ def test_consul_outage_holds_state_and_recovers(own_consul: ConsulAgentProcess, 
         assert status["state"] == "maintenance"  # a vanished key never restores traffic by itself
         index = consul.kv_put(key, "active")
         wait_for_status(consul.address, environment, "web-o", state="active", intent_index=index, timeout=30)
+    finally:
+        agent.stop()
+
+
+def test_node_maintenance_set_by_someone_else_is_left_alone(own_consul: ConsulAgentProcess, environment: str, tmp_path: Path) -> None:
+    consul = own_consul
+    agent = start_agent(agent_doc(consul.address, environment, "web-x", ["web"], tmp_path / "state"))
+    try:
+        wait_for_status(consul.address, environment, "web-x", state="active")
+        requests.put(f"{consul.address}/v1/agent/maintenance?enable=true&reason=disk%20swap", timeout=5).raise_for_status()
+        time.sleep(2 * 2 + 1)  # two resyncs (resync_seconds = 2): no "drift repair" of someone else's decision
+        assert node_in_maintenance(consul.address)
+        index = consul.kv_put(f"maintenance/{environment}/desired", "maintenance")
+        wait_for_status(consul.address, environment, "web-x", state="maintenance", intent_index=index)
+        index = consul.kv_put(f"maintenance/{environment}/desired", "active")
+        wait_for_status(consul.address, environment, "web-x", state="active", intent_index=index)
+        checks = requests.get(f"{consul.address}/v1/agent/checks", timeout=5).json()
+        assert checks["_node_maintenance"]["Notes"] == "disk swap"  # still theirs, still on
     finally:
         agent.stop()

@@ -164,3 +164,53 @@ def test_same_mode_new_intent_rechecks_steps_and_adopts_index(tmp_path: Path) ->
     rec.on_watch_event(read(b'{"mode": "on", "message": "longer"}', 9))
     settle(rec)
     assert steps[Role.WEB][0].applied and published[-1].intent_index == 9
+
+
+def _status(box: str, role: str, state: str, index: int) -> Status:
+    return Status(box, (role,), state, index, "", progress={role: state})
+
+
+def test_auto_end_leaves_in_the_exit_order(tmp_path: Path) -> None:
+    """auto_end turns a maintenance intent into 'leave now': gates must use the exit order."""
+    journal: list[str] = []
+    fleet = FakeFleet(members_list=[Member("edge-1", ("edge",), "n1", True), Member("worker-1", ("worker",), "n3", True)])
+    rec, published = make_reconciler(tmp_path, [Role.WEB], steps_for(journal, Role.WEB), fleet=fleet)
+    fleet.statuses["edge-1"] = _status("edge-1", "edge", "maintenance", 5)
+    rec.on_watch_event(read(b"on", 5))
+    settle(rec)
+    assert rec.state is State.MAINTENANCE
+    past = '{"mode": "on", "starts_at": "2020-01-01T00:00:00Z", "ends_at": "2020-01-01T01:00:00Z", "auto_end": true}'
+    rec.on_watch_event(read(past.encode(), 6))
+    rec.tick()
+    assert rec.state is State.EXITING
+    assert published[-1].blocked_on == "gate web: waiting for worker-1 (worker: no status yet)"  # not the edge
+    fleet.statuses["worker-1"] = _status("worker-1", "worker", "active", 6)
+    settle(rec)
+    assert rec.state is State.ACTIVE and journal[-1] == "revert:web-a"
+
+
+def test_deleting_the_key_cancels_a_scheduled_window(tmp_path: Path) -> None:
+    journal: list[str] = []
+    rec, published = make_reconciler(tmp_path, [Role.WEB], steps_for(journal, Role.WEB))
+    rec.on_watch_event(read(b'{"mode": "on", "starts_at": "2099-01-01T00:00:00Z"}', 7))
+    settle(rec)
+    assert published[-1].scheduled_for == "2099-01-01T00:00:00+00:00"
+    rec.on_watch_event(read(None, 0))
+    settle(rec)
+    assert rec.intent.mode.value == "active" and published[-1].scheduled_for is None and published[-1].intent_error is None
+
+
+def test_a_box_on_its_way_back_is_not_pulled_into_a_window_scheduled_for_later(tmp_path: Path) -> None:
+    journal: list[str] = []
+    steps = steps_for(journal, Role.WEB)
+    steps[Role.WEB][0].fail_next = 1  # the exit is still under way when the next window is scheduled
+    rec, _ = make_reconciler(tmp_path, [Role.WEB], steps)
+    rec.on_watch_event(read(b"on", 4))
+    settle(rec)
+    steps[Role.WEB][0].fail_next = 1
+    rec.on_watch_event(read(b"off", 5))
+    rec.tick()
+    assert rec.state is State.EXITING
+    rec.on_watch_event(read(b'{"mode": "on", "starts_at": "2099-01-01T00:00:00Z"}', 6))
+    settle(rec)
+    assert rec.state is State.ACTIVE

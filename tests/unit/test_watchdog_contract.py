@@ -20,7 +20,7 @@ import structlog
 from agent.backoff import Backoff
 from agent.errors import StepError
 from agent.metrics import AgentMetrics
-from agent.model import Mode, Role
+from agent.model import Member, Mode, Role
 from agent.reconcile import Reconciler
 from agent.statefile import StateFile
 from agent.steps.base import Step, StepContext
@@ -66,7 +66,7 @@ class Pings:
 
 def _reconciler(tmp_path: Path, step: Step, pings: Pings, retry_max: float, resync: float) -> Reconciler:
     return Reconciler(node="box-w", roles=[Role.WEB], order=list(Role), steps={Role.WEB: [step]},
-                      memory=StateFile(tmp_path / "state.json"), fleet=FakeFleet(), publish=lambda s: None,
+                      memory=StateFile(tmp_path / "state.json"), fleet=FakeFleet(members_list=[Member("box-w", ("web",), "box-w", True)]), publish=lambda s: None,
                       metrics=AgentMetrics(), log=structlog.get_logger(), retry_max=retry_max, resync=resync, on_tick=pings)
 
 

@@ -89,3 +89,22 @@ def test_without_a_snapshot_leaving_has_nothing_to_restore(tmp_path: Path) -> No
     assert step.check(ctx, Mode.ACTIVE)
     step.revert(ctx)
     assert FakeBackend(services).calls == []
+
+
+def test_a_window_abandoned_midway_leaves_no_snapshot_for_the_next_one(tmp_path: Path) -> None:
+    """Entering failed after the snapshot, the operator went back to active; weeks later
+    `c` is retired. The next window must snapshot afresh, not restart `c`."""
+    services = _box()
+    failing = WorkerServicesStep(FakeBackend(services, fail_stop={"a"}), NAMES)
+    with pytest.raises(StepError):
+        failing.apply(step_context(tmp_path / "s.json"))
+    step = WorkerServicesStep(FakeBackend(services), NAMES)
+    back = step_context(tmp_path / "s.json", Mode.ACTIVE, 43)
+    assert not step.check(back, Mode.ACTIVE)  # the abandoned snapshot is still to be consumed
+    converge(step, back, Mode.ACTIVE)
+    assert _running(services) == {"a", "b", "c"} and step.check(back, Mode.ACTIVE)
+
+    services["c"].active = services["c"].enabled = False  # retired between windows
+    converge(step, step_context(tmp_path / "s.json", Mode.MAINTENANCE, 50), Mode.MAINTENANCE)
+    converge(step, step_context(tmp_path / "s.json", Mode.ACTIVE, 51), Mode.ACTIVE)
+    assert _running(services) == {"a", "b"}
