@@ -12,6 +12,7 @@ from typing import Any
 import structlog
 
 from agent import __version__
+from agent.backoff import TokenBucket
 from agent.config import AgentConfig
 from agent.consul import ConsulGateway
 from agent.fleet import FleetView
@@ -96,8 +97,11 @@ class Agent:
             on_intent=self.windows.arm,
             on_transition=self.notices.on_transition if self.notices else None,
         )
+        # The intent: a burst of 10 re-reads, then 1 a second while it churns
+        # (only the newest value matters; an operator never flips faster).
         self.watcher = KeyWatcher(self.gateway, self.desired_key, self.reconciler.on_watch_event,
-                                  wait=config.consul.wait_seconds, consistent=True, name=f"watch:{self.node}")
+                                  wait=config.consul.wait_seconds, consistent=True, name=f"watch:{self.node}",
+                                  bucket=TokenBucket(capacity=10, rate=1.0))
         self.metrics_server = MetricsServer(self.metrics, config.metrics.listen, self.healthy) if serve_metrics else None
         self.silence = self._silence_lease(config, prefix)
 

@@ -30,9 +30,9 @@ class FleetView:
         self._stop = threading.Event()
         # Gate reads of the decision thread are budgeted (issue 8: a flapping
         # intent opens and closes gates as fast as it changes): a burst, then
-        # 2 reads a second. The reconciler asks ``read_budget()`` and, when it
+        # one gate evaluation a second. The reconciler asks ``read_budget()`` and, when it
         # is spent, comes back later instead of sleeping (the watchdog).
-        self.bucket = TokenBucket(capacity=10, rate=2.0)
+        self.bucket = TokenBucket(capacity=5, rate=1.0)
 
     def read_budget(self) -> float:
         """0 when a gate read may happen now (and takes it), else seconds until it may."""
@@ -66,7 +66,7 @@ class FleetView:
             # Each watcher has its own small budget: a shared one would let N
             # watchers run up a debt that stalls all of them.
             self._watchers[key] = KeyWatcher(self.gateway, key, self._on_event, wait=self.wait, name=f"gate:{key}",
-                                             bucket=TokenBucket(capacity=3, rate=1.0)).start()
+                                             bucket=TokenBucket(capacity=3, rate=0.5)).start()
         if wanted and self._members_thread is None:
             self._members_thread = threading.Thread(target=self._watch_members, name="gate:members", daemon=True)
             self._members_thread.start()
@@ -84,7 +84,11 @@ class FleetView:
 
     def _watch_members(self) -> None:
         index, backoff = 0, Backoff(base=0.5, cap=30.0, first_spread=2.0)  # jittered reconnect (issue 8)
+        bucket = TokenBucket(capacity=3, rate=0.5)  # the membership churns with every check update
         while not self._stop.is_set():
+            pause = bucket.delay()
+            if pause and self._stop.wait(pause):
+                return
             try:
                 new_index, _ = self.gateway.members(self.environment, index=index, wait=self.wait)
             except Exception:  # noqa: BLE001 - typed errors expected; nothing may end this watch

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 import click
@@ -44,7 +45,7 @@ def run(config_path: Path) -> None:
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         sys.exit(2)
-    _without_rich()
+    _lighter_imports()
     import structlog
 
     from agent.app import Agent  # imported late: check-config must not need the runtime
@@ -61,10 +62,18 @@ def run(config_path: Path) -> None:
     agent.stop()
 
 
-def _without_rich() -> None:
-    """Keep ``rich`` out of the daemon: structlog would load it and pygments (~5 MB)
-    only to pretty-print tracebacks, which the daemon logs as JSON anyway."""
-    sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
+def _lighter_imports() -> None:
+    """Keep two optional libraries out of the daemon (about 9 MB of RSS together).
+
+    - ``rich`` (with pygments): structlog loads it only to pretty-print
+      tracebacks; the daemon logs JSON lines.
+    - ``chardet`` / ``charset_normalizer``: requests loads one only to guess the
+      encoding of answers that name no charset; py-consul decodes Consul's
+      answers as UTF-8, and requests falls back to UTF-8 without them.
+    """
+    for name in ("rich", "chardet", "charset_normalizer"):
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
+    warnings.filterwarnings("ignore", message="Unable to find acceptable character detection dependency")
 
 
 def _release_start_up_memory() -> None:
