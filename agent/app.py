@@ -98,7 +98,7 @@ class Agent:
             on_transition=self.notices.on_transition if self.notices else None,
         )
         # The intent: a burst of 10 re-reads, then 1 a second while it churns
-        # (only the newest value matters; an operator never flips faster).
+        # (only the newest value matters).
         self.watcher = KeyWatcher(self.gateway, self.desired_key, self.reconciler.on_watch_event,
                                   wait=config.consul.wait_seconds, consistent=True, name=f"watch:{self.node}",
                                   bucket=TokenBucket(capacity=10, rate=1.0))

@@ -1,10 +1,14 @@
 """FleetView: what the gates need to know about the other boxes, read from Consul.
 
-``snapshot()`` reads the registered boxes of the environment and the status
-keys of the boxes a gate waits for. ``watch()`` keeps one blocking query per
-status key the gate still waits for (not the whole prefix: a fleet of
-hundreds of boxes must not wake every agent on every status write) plus one
-on the membership, each waking the reconciler when something changes.
+``members()`` is the environment's registered boxes, ``snapshot()`` the status
+of the boxes a gate needs. While a gate waits, ``watch()`` keeps one blocking
+query per status key it needs (not the whole prefix: a fleet of hundreds of
+boxes must not wake every agent on every status write) plus one on the
+membership. Those watches also *cache* what they saw, so re-evaluating a gate
+after a wake costs Consul nothing; only keys not watched yet are read
+directly, and those reads have a budget (``read_budget``) the decision thread
+asks for without ever sleeping on it. Each watch has its own small budget,
+so a churning key costs a burst, then a slow rate.
 """
 
 from __future__ import annotations
@@ -18,6 +22,16 @@ from agent.model import Member, Status
 from agent.watcher import KeyChanged, KeyWatcher, WatchEvent, next_index
 
 
+def parse_status(raw: bytes | None) -> Status | None:
+    """A status key's value, or None when missing or unreadable (which blocks a gate)."""
+    if raw is None:
+        return None
+    try:
+        return Status.from_json(raw)
+    except (ValueError, TypeError):
+        return None
+
+
 class FleetView:
     def __init__(self, gateway: ConsulGateway, environment: str, status_prefix: str, wake: Callable[[], None], wait: float = 60.0):
         self.gateway = gateway
@@ -25,54 +39,65 @@ class FleetView:
         self.status_prefix = status_prefix.rstrip("/") + "/"
         self.wake = wake
         self.wait = wait
+        self._lock = threading.Lock()
         self._watchers: dict[str, KeyWatcher] = {}
+        self._seen: dict[str, Status | None] = {}  # what the running watchers saw last, by key
+        self._members: list[Member] | None = None  # what the membership watch saw last
         self._members_thread: threading.Thread | None = None
         self._stop = threading.Event()
-        # Gate reads of the decision thread are budgeted (issue 8: a flapping
-        # intent opens and closes gates as fast as it changes): a burst, then
-        # one gate evaluation a second. The reconciler asks ``read_budget()`` and, when it
-        # is spent, comes back later instead of sleeping (the watchdog).
-        self.bucket = TokenBucket(capacity=5, rate=1.0)
+        # Direct reads (issue 8): a flapping intent opens and closes gates as
+        # fast as it changes; a burst, then 2 direct reads a second.
+        self.bucket = TokenBucket(capacity=10, rate=2.0)
 
     def read_budget(self) -> float:
-        """0 when a gate read may happen now (and takes it), else seconds until it may."""
+        """0 when a gate may read Consul now, else seconds until it may.
+
+        Free while the watches serve the gate from their cache; otherwise it
+        takes from the budget of direct reads.
+        """
+        with self._lock:
+            if self._watchers and self._members is not None:
+                return 0.0
         return self.bucket.try_take()
 
     def status_key(self, box: str) -> str:
         return self.status_prefix + box
 
     def members(self) -> list[Member]:
+        with self._lock:
+            if self._members is not None:
+                return list(self._members)
         return self.gateway.members(self.environment)[1]
 
     def read_status(self, box: str) -> Status | None:
-        read = self.gateway.get_key(self.status_key(box))
-        if not read.exists:
-            return None
-        try:
-            return Status.from_json(read.value or b"")
-        except (ValueError, TypeError):
-            return None  # unreadable: treated as "no status", which blocks
+        return parse_status(self.gateway.get_key(self.status_key(box)).value)
 
     def snapshot(self, boxes: Iterable[str]) -> dict[str, Status | None]:
-        return {box: self.read_status(box) for box in boxes}
+        out: dict[str, Status | None] = {}
+        for box in boxes:
+            key = self.status_key(box)
+            with self._lock:
+                known, status = key in self._seen, self._seen.get(key)
+            out[box] = status if known else self.read_status(box)
+        return out
 
     def watch(self, boxes: Iterable[str]) -> None:
-        """Keep blocking queries on exactly these boxes' status keys (and the membership)."""
-        wanted = {self.status_key(b) for b in boxes}
-        for key in list(self._watchers):
-            if key not in wanted:
-                self._watchers.pop(key).stop()
-        for key in wanted - set(self._watchers):
-            # Each watcher has its own small budget: a shared one would let N
-            # watchers run up a debt that stalls all of them.
-            self._watchers[key] = KeyWatcher(self.gateway, key, self._on_event, wait=self.wait, name=f"gate:{key}",
-                                             bucket=TokenBucket(capacity=3, rate=0.5)).start()
-        if wanted and self._members_thread is None:
+        """Also keep blocking queries (and their cache) on these boxes' status keys, and on the membership."""
+        for key in {self.status_key(b) for b in boxes} - set(self._watchers):
+            watcher = KeyWatcher(self.gateway, key, self._on_event, wait=self.wait, name=f"gate:{key}",
+                                 bucket=TokenBucket(capacity=10, rate=0.5))
+            self._watchers[key] = watcher.start()
+        if self._watchers and self._members_thread is None:
             self._members_thread = threading.Thread(target=self._watch_members, name="gate:members", daemon=True)
             self._members_thread.start()
 
     def unwatch(self) -> None:
-        self.watch(())
+        """Stop the status watches (each ends when its query returns) and forget what they saw."""
+        with self._lock:
+            watchers, self._watchers = self._watchers, {}
+            self._seen.clear()
+        for watcher in watchers.values():
+            watcher.stop()
 
     def stop(self) -> None:
         self._stop.set()
@@ -80,22 +105,30 @@ class FleetView:
 
     def _on_event(self, event: WatchEvent) -> None:
         if isinstance(event, KeyChanged):
+            with self._lock:
+                if event.key in self._watchers:
+                    self._seen[event.key] = parse_status(event.read.value)
             self.wake()
 
     def _watch_members(self) -> None:
         index, backoff = 0, Backoff(base=0.5, cap=30.0, first_spread=2.0)  # jittered reconnect (issue 8)
-        bucket = TokenBucket(capacity=3, rate=0.5)  # the membership churns with every check update
+        bucket = TokenBucket(capacity=10, rate=0.5)  # the membership's index moves with every check update
         while not self._stop.is_set():
             pause = bucket.delay()
             if pause and self._stop.wait(pause):
                 return
             try:
-                new_index, _ = self.gateway.members(self.environment, index=index, wait=self.wait)
+                new_index, members = self.gateway.members(self.environment, index=index, wait=self.wait)
             except Exception:  # noqa: BLE001 - typed errors expected; nothing may end this watch
+                with self._lock:
+                    self._members = None  # no longer current: read directly until the watch is back
                 index = 0
                 self._stop.wait(backoff.next())
                 continue
             backoff.reset()
-            if new_index != index and index != 0:
+            with self._lock:
+                changed = self._members is not None and set(members) != set(self._members)
+                self._members = members
+            if changed:
                 self.wake()
             index = next_index(index, new_index)

@@ -327,8 +327,7 @@ class Reconciler:
             self.log.warning("gate passes without released boxes", role=role.value, released=list(verdict.released))
         if not verdict.open:
             blocked = verdict.describe(role)
-            waited_on = [w.split(" ", 1)[0] for w in verdict.waiting_for]
-            self.fleet.watch(waited_on)
+            self.fleet.watch(needed)  # every box the gate reads: re-evaluating it then costs Consul nothing
             self.metrics.gate_blocked.set(1)
             if blocked != self.blocked_on:
                 self.blocked_on = blocked

@@ -61,7 +61,11 @@ class StatusReporter:
         # Issue 8: a status that changes many times a second (a flapping
         # intent) is written as a burst, then at most 2 a second (the newest
         # wins), and the session is renewed once per interval, not per write.
-        self._bucket = TokenBucket(capacity=5, rate=2.0)
+        # Changes other boxes' gates read (state, intent index, progress) have
+        # their own budget, so a chatty blocked_on text never delays them.
+        self._bucket = TokenBucket(capacity=20, rate=2.0)
+        self._chatter_bucket = TokenBucket(capacity=5, rate=0.5)
+        self._written_gate_fields: tuple | None = None
         self._renewed_at = 0.0
 
     @property
@@ -105,9 +109,14 @@ class StatusReporter:
     def _run(self) -> None:
         failing = False
         while not self._stop.is_set():
-            pause = self._bucket.delay()  # issue 8
-            if pause and self._stop.wait(pause):
-                break
+            bucket = self._budget_for_next_write()
+            pause = bucket.try_take() if bucket is not None else 0.0  # issue 8
+            if pause > 0:
+                # Out of budget: wait, but let a newer status (which may need
+                # the other budget) cut the wait short and choose again.
+                self._wake.wait(pause)
+                self._wake.clear()
+                continue
             try:
                 self._tick()
                 self._backoff.reset()
@@ -132,6 +141,14 @@ class StatusReporter:
             self._wake.wait(wait)
             self._wake.clear()
 
+    def _budget_for_next_write(self) -> TokenBucket | None:
+        """The budget the pending write draws on; None when there is nothing new to write."""
+        with self._lock:
+            latest = self._latest
+        if latest is None or latest.to_json() == self._written:
+            return None
+        return self._bucket if _gate_fields(latest) != self._written_gate_fields else self._chatter_bucket
+
     def _tick(self) -> None:
         if not self._registered:
             self.gateway.register_agent_service(self.service_id, self.tags, self.meta, check_ttl=self.ttl * 2)
@@ -154,6 +171,7 @@ class StatusReporter:
             if not self.gateway.put_key(self.key, body, acquire=session):
                 raise MaintenanceAgentError(f"cannot acquire {self.key} with session {session}: held by another session")
         self._written = body
+        self._written_gate_fields = _gate_fields(latest)
         self.writes += 1
 
     def _ensure_session(self) -> str:
@@ -174,6 +192,7 @@ class StatusReporter:
         self._session = self.gateway.create_session(f"maintenance-agent {self.key}", ttl=self.ttl)
         self.memory.put("session", self._session)
         self._written = None
+        self._written_gate_fields = None
         return self._session
 
     def _take_over_key(self, session: str) -> None:
@@ -181,3 +200,8 @@ class StatusReporter:
         read = self.gateway.get_key(self.key)
         if read.session and read.session != session:
             self.gateway.destroy_session(read.session)
+
+
+def _gate_fields(status: Status) -> tuple:
+    """What other boxes' gates read of a status."""
+    return (status.state, status.intent_index, tuple(sorted(status.progress.items())))

@@ -12,7 +12,7 @@ client agent per box):
 The agents' overhead per phase = (flip-to-converged - steps on the critical
 path) / number of phases (4 roles = 4 phases, since each role waits at its gate).
 
-    python3 -m bench.fleet_flip [--rounds 5]
+    python3 -m bench.fleet_flip [--rounds 5] [--pause 2]
 """
 
 from __future__ import annotations
@@ -73,6 +73,9 @@ def flip_and_measure(fleet: DemoFleet, value: str, state: str) -> tuple[float, f
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--pause", type=float, default=2.0,
+                        help="seconds between flips (operators flip minutes apart; the intent watch allows a burst of 10 "
+                             "re-reads, then 1 a second, so back-to-back flips would measure that budget instead)")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     with DemoFleet(workdir) as fleet:
@@ -80,7 +83,9 @@ def main() -> None:
         rows = []
         for _ in range(args.rounds):
             baseline = raw_notify_seconds(fleet, "bench/scratch")
+            time.sleep(args.pause)
             enter_total, enter_steps = flip_and_measure(fleet, "maintenance", "maintenance")
+            time.sleep(args.pause)
             exit_total, exit_steps = flip_and_measure(fleet, "active", "active")
             rows.append((baseline, enter_total, enter_steps, exit_total, exit_steps))
         med = [statistics.median(col) for col in zip(*rows)]
