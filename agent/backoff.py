@@ -65,21 +65,19 @@ class TokenBucket:
         starve the watchdog) and must not run up a debt either.
         """
         with self._lock:
-            now = self._clock()
-            self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
-            self._stamp = now
+            self._refill()
             if self._tokens >= 1:
                 self._tokens -= 1
                 return 0.0
             return (1 - self._tokens) / self.rate
 
     def _take(self) -> float:
+        self._refill()
+        wait = 0.0 if self._tokens >= 1 else (1 - self._tokens) / self.rate
+        self._tokens -= 1
+        return wait
+
+    def _refill(self) -> None:
         now = self._clock()
         self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
         self._stamp = now
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return 0.0
-        wait = (1 - self._tokens) / self.rate
-        self._tokens -= 1
-        return wait

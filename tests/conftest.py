@@ -25,3 +25,13 @@ def consul_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsulAg
 def environment() -> str:
     """A fresh environment name per test: keys and registrations never leak between tests."""
     return f"t{next(_envs)}"
+
+
+@pytest.fixture
+def own_consul(tmp_path) -> Iterator[ConsulAgentProcess]:
+    """A Consul dev agent of this test's own (the test may stop, restart or break it)."""
+    server = ConsulAgentProcess(tmp_path / "consul").start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from agent import __version__
-from agent.config import load
+from agent.config import AgentConfig, load
 from agent.errors import ConfigError
 
 DEFAULT_CONFIG = "/etc/maintenance-agent/config.toml"
@@ -27,11 +27,7 @@ def cli() -> None:
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_CONFIG, show_default=True)
 def check_config(config_path: Path) -> None:
     """Validate a config file; exit 0 when good, 2 listing every problem when not."""
-    try:
-        config = load(config_path)
-    except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(2)
+    config = _load_or_exit(config_path)
     roles = ", ".join(r.value for r in config.agent.roles)
     click.echo(f"{config_path}: ok (node {config.agent.node}, roles {roles}, key {config.env_prefix}/desired)")
 
@@ -40,11 +36,7 @@ def check_config(config_path: Path) -> None:
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_CONFIG, show_default=True)
 def run(config_path: Path) -> None:
     """Run the agent until SIGTERM/SIGINT."""
-    try:
-        config = load(config_path)
-    except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(2)
+    config = _load_or_exit(config_path)
     _lighter_imports()
     import structlog
 
@@ -60,6 +52,15 @@ def run(config_path: Path) -> None:
     _release_start_up_memory()
     stop.wait()
     agent.stop()
+
+
+def _load_or_exit(config_path: Path) -> AgentConfig:
+    """The validated config, or every problem on stderr and exit code 2."""
+    try:
+        return load(config_path)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
 
 
 def _lighter_imports() -> None:

@@ -14,16 +14,6 @@ from tests.fixtures.consul import ConsulAgentProcess
 from tests.fixtures.processes import wait_until
 
 
-@pytest.fixture
-def own_consul(tmp_path: Path):
-    """A Consul of this test's own (the test stops or restarts it)."""
-    server = ConsulAgentProcess(tmp_path / "consul").start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def test_flip_puts_the_node_into_maintenance_and_back(own_consul: ConsulAgentProcess, environment: str, tmp_path: Path) -> None:
     consul = own_consul
     agent = start_agent(agent_doc(consul.address, environment, "web-1", ["web"], tmp_path / "state"))

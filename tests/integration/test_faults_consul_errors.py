@@ -28,15 +28,6 @@ FAULT_WINDOW = 6.0
 MAX_REQUESTS_IN_WINDOW = 24
 
 
-@pytest.fixture
-def own_consul(tmp_path: Path):
-    server = ConsulAgentProcess(tmp_path / "consul").start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", ["500", "429", "503", "hang"])
 def test_consul_fault_changes_nothing_bounds_requests_and_recovers(fault: str, own_consul: ConsulAgentProcess, environment: str,

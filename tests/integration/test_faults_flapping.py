@@ -24,15 +24,6 @@ from tests.fixtures.figures import record
 from tests.fixtures.processes import wait_until
 
 
-@pytest.fixture
-def own_consul(tmp_path: Path):
-    server = ConsulAgentProcess(tmp_path / "consul").start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def worker_doc(address: str, environment: str, node: str, tmp_path: Path, stop_delay: float = 0.0) -> dict:
     markers = tmp_path / node
     markers.mkdir(parents=True)
