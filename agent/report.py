@@ -36,7 +36,6 @@ class StatusReporter:
         memory: StateFile,
         ttl: int = 15,
         log: Any = None,
-        on_consul: Callable[[bool, str], None] | None = None,
     ):
         self.gateway = gateway
         self.key = key
@@ -46,7 +45,6 @@ class StatusReporter:
         self.memory = memory
         self.ttl = ttl
         self.log = log
-        self.on_consul = on_consul or (lambda up, err: None)
         self._lock = threading.Lock()
         self._latest: Status | None = None
         self._written: str | None = None
@@ -120,13 +118,11 @@ class StatusReporter:
             try:
                 self._tick()
                 self._backoff.reset()
-                self.on_consul(True, "")
                 if failing and self.log:
                     self.log.info("status report recovered", key=self.key)
                 failing = False
                 wait = self.interval
             except MaintenanceAgentError as exc:
-                self.on_consul(False, str(exc))
                 if not failing and self.log:  # once per outage, not once per retry
                     self.log.warning("status report failing; retrying with backoff", key=self.key, error=str(exc))
                 failing = True
