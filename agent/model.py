@@ -112,7 +112,10 @@ class Status:
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Status:
+        """Parse a status key; ``ValueError``/``TypeError`` for anything not shaped like one."""
         doc = json.loads(raw)
+        if not isinstance(doc, dict) or not isinstance(doc.get("progress", {}), dict):
+            raise ValueError("a status is a JSON object whose progress is an object")
         known = {f for f in cls.__dataclass_fields__}
         doc = {k: v for k, v in doc.items() if k in known}
         doc["roles"] = tuple(doc.get("roles", ()))

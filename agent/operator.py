@@ -224,7 +224,7 @@ class FleetReader:
             try:
                 raw = json.loads(read.value or b"")
                 reported[node] = (Status.from_json(read.value or b""), raw)
-            except (ValueError, TypeError, AttributeError):
+            except (ValueError, TypeError):
                 reported[node] = (None, None)
         boxes = []
         for node in sorted(set(registered) | set(reported)):

@@ -89,3 +89,9 @@ def test_released_box_is_reported_not_silently_skipped() -> None:
     members = [member("edge-1", "edge", alive=False)]
     verdict = evaluate_gate(Role.WEB, DEFAULT_ORDER, Intent(Mode.MAINTENANCE, 3, release=("edge-1",)), members, {}, "web-1")
     assert verdict.open and verdict.released == ("edge-1",)
+
+
+def test_a_status_key_of_the_wrong_shape_is_refused_not_half_parsed() -> None:
+    for raw in (b"[1, 2]", b'"maintenance"', b'{"node": "x", "roles": [], "state": "active", "intent_index": 1, "since": "", "progress": []}'):
+        with pytest.raises((ValueError, TypeError)):
+            Status.from_json(raw)
