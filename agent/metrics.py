@@ -23,7 +23,7 @@ class AgentMetrics:
         self.state = Enum("maintenance_agent_state", "State of this box", states=[s.value for s in State], registry=r)
         self.desired = Enum("maintenance_desired_mode", "Mode the accepted intent asks for", states=[m.value for m in Mode], registry=r)
         self.intent_index = Gauge("maintenance_intent_index", "ModifyIndex of the intent this box acts on", registry=r)
-        self.consul_up = Gauge("maintenance_consul_up", "1 when the last Consul request succeeded", registry=r)
+        self.consul_up = Gauge("maintenance_consul_up", "1 while the watch on the intent reaches Consul", registry=r)
         self.gate_blocked = Gauge("maintenance_gate_blocked", "1 while a role waits at a gate for other boxes", registry=r)
         self.step_blocked = Gauge("maintenance_step_pending", "1 while a step is still finishing (e.g. draining jobs)", registry=r)
         self.step_failures = Counter("maintenance_step_failures", "Failed step attempts", ["role", "step"], registry=r)

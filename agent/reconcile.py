@@ -115,7 +115,6 @@ class Reconciler:
         self.error: str | None = None
         self.blocked_on: str | None = None
         self._pending_read: KeyChanged | None = None
-        self._consul_up = False
         self._retry_at = 0.0
         self._transition_started: float | None = None
         self._lock = threading.Lock()
@@ -132,7 +131,6 @@ class Reconciler:
             if isinstance(event, KeyChanged):
                 self._pending_read = event
             elif isinstance(event, ConsulReachability):
-                self._consul_up = event.up
                 self.metrics.consul_up.set(1 if event.up else 0)
                 if not event.up:
                     self.log.warning("consul unreachable; holding the current state", error=event.error)
