@@ -22,7 +22,7 @@ import statistics
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
@@ -55,7 +55,7 @@ def raw_notify_seconds(fleet: DemoFleet, key: str) -> float:
 
 def flip_and_measure(fleet: DemoFleet, value: str, state: str) -> tuple[float, float]:
     """(flip-to-converged seconds, critical-path step seconds), both from the agents' logs."""
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     index = fleet.flip(value)
     fleet.wait_for(state, index, timeout=120)
     time.sleep(0.2)  # let the last log lines land
@@ -88,7 +88,7 @@ def main() -> None:
             time.sleep(args.pause)
             exit_total, exit_steps = flip_and_measure(fleet, "active", "active")
             rows.append((baseline, enter_total, enter_steps, exit_total, exit_steps))
-        med = [statistics.median(col) for col in zip(*rows)]
+        med = [statistics.median(col) for col in zip(*rows, strict=True)]
         baseline, enter_total, enter_steps, exit_total, exit_steps = med
         print(f"demo fleet, {len(fleet.boxes)} boxes, {phases} phases, median of {args.rounds} rounds")
         print(f"raw Consul notification of {len(fleet.boxes)} blocking queries: {baseline * 1000:7.1f} ms")

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import requests
 
-from tests.fixtures.agents import AgentProcess, agent_doc, wait_for_status
-from tests.fixtures.consul import ConsulAgentProcess
-from tests.fixtures.processes import ManagedProcess, free_port
+from demo.harness.agents import AgentProcess, agent_doc, wait_for_status
+from demo.harness.consul import ConsulAgentProcess
+from demo.harness.processes import ManagedProcess, free_port
 
 BASELINE = textwrap.dedent("""
     import json, sys, urllib.request

@@ -24,7 +24,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from demo.fleet import STAFF_ADDRESS, DemoFleet
-from tests.fixtures.haproxy import http_get
+from demo.harness.haproxy import http_get
 
 console = Console()
 

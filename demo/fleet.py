@@ -22,12 +22,12 @@ from pathlib import Path
 
 import requests
 
+from demo.harness.agents import AgentProcess, agent_doc, status_of
+from demo.harness.consul import ConsulAgentProcess
+from demo.harness.haproxy import HAProxyUnderTest, edge_section
+from demo.harness.processes import free_port, wait_until
+from demo.harness.supervisor import SupervisordLauncher
 from demo.webapp import API_MARKER, UI_MARKER, WebApp
-from tests.fixtures.agents import AgentProcess, agent_doc, status_of
-from tests.fixtures.consul import ConsulAgentProcess
-from tests.fixtures.haproxy import HAProxyUnderTest, edge_section
-from tests.fixtures.processes import free_port, wait_until
-from tests.fixtures.supervisor import SupervisordLauncher
 
 PROD_SHAPE: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("edge-1", ("edge",)),

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fixtures.consul import ConsulAgentProcess
+from demo.harness.consul import ConsulAgentProcess
 
 _envs = itertools.count(1)
 

@@ -12,18 +12,18 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from agent.consul import KeyRead
-from agent.errors import StepError, StepPending
-from agent.metrics import AgentMetrics
-from agent.model import Member, Mode, Role, Status
-from agent.reconcile import Reconciler
-from agent.statefile import StateFile
-from agent.steps.base import Step, StepContext
-from agent.watcher import KeyChanged
+from agent.clients.consul import KeyRead
+from agent.core.errors import StepError, StepPending
+from agent.core.model import Member, Mode, Role, Status
+from agent.daemon.metrics import AgentMetrics
+from agent.daemon.reconcile import Reconciler
+from agent.daemon.statefile import StateFile
+from agent.daemon.steps.base import Step, StepContext
+from agent.daemon.watcher import KeyChanged
 
 
 @dataclass
-class FakeFleet:
+class FakePeers:
     members_list: list[Member] = field(default_factory=list)
     statuses: dict[str, Status | None] = field(default_factory=dict)
     watched: list[tuple[str, ...]] = field(default_factory=list)
@@ -80,15 +80,15 @@ def read(value: bytes | None, modify_index: int) -> KeyChanged:
     return KeyChanged("maintenance/t/desired", KeyRead(index=modify_index, value=value, modify_index=modify_index if value is not None else 0))
 
 
-def make_reconciler(tmp_path, roles: Sequence[Role], steps: dict[Role, list[Step]], fleet: FakeFleet | None = None,
+def make_reconciler(tmp_path, roles: Sequence[Role], steps: dict[Role, list[Step]], peers: FakePeers | None = None,
                     node: str = "box-1") -> tuple[Reconciler, list[Status]]:
     published: list[Status] = []
-    fleet = fleet or FakeFleet()
-    if not any(m.box == node for m in fleet.members_list):
-        fleet.members_list.append(Member(node, tuple(r.value for r in roles), node, True))
+    peers = peers or FakePeers()
+    if not any(m.box == node for m in peers.members_list):
+        peers.members_list.append(Member(node, tuple(r.value for r in roles), node, True))
     reconciler = Reconciler(
         node=node, roles=roles, order=list(Role), steps=steps,
-        memory=StateFile(tmp_path / "state.json"), fleet=fleet,
+        memory=StateFile(tmp_path / "state.json"), peers=peers,
         publish=published.append, metrics=AgentMetrics(), log=structlog.get_logger(),
         retry_max=0.05, resync=0.05,
     )

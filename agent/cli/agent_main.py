@@ -11,8 +11,8 @@ from pathlib import Path
 import click
 
 from agent import __version__
-from agent.config import AgentConfig, load
-from agent.errors import ConfigError
+from agent.config.schema import AgentConfig, load
+from agent.core.errors import ConfigError
 
 DEFAULT_CONFIG = "/etc/maintenance-agent/config.toml"
 
@@ -40,8 +40,8 @@ def run(config_path: Path) -> None:
     _lighter_imports()
     import structlog
 
-    from agent.app import Agent  # imported late: check-config must not need the runtime
-    from agent.logs import configure_logging
+    from agent.daemon.app import Agent  # imported late: check-config must not need the runtime
+    from agent.daemon.logs import configure_logging
 
     configure_logging(config.log.format, config.log.level)
     agent = Agent(config, log=structlog.get_logger())

@@ -4,7 +4,7 @@ Apart from ``maintctl.py`` because it is its own concern (partners, signing,
 calendars) with its own option (``--notices FILE``: a TOML file with a
 ``[notices]`` table, e.g. an edge box's agent config) and its own exit rules:
 0 every partner has the notice (now or already), 1 a delivery failed, 2 an
-error. The claims in Consul are the agents' (``agent.notice_dispatch``), so
+error. The claims in Consul are the agents' (``agent.partners.dispatch``), so
 an operator announcing twice, or an edge box and maintctl, never notify a
 partner twice about the same event; ``--again`` makes a new event on purpose.
 """
@@ -21,13 +21,14 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from agent.calendar import CalendarWindow, to_ics
 from agent.cli.options import EXIT_NOT_YET, EXIT_OK, OperatorError, Settings, login_user, utc_now
-from agent.config import NoticesSection
-from agent.errors import ConfigError
-from agent.model import Intent, Mode
-from agent.notice_dispatch import NoticeDispatcher
-from agent.notices import Delivery, Notice
+from agent.config.partners import NoticesSection
+from agent.core.errors import ConfigError
+from agent.core.model import Intent, Mode
+from agent.ops.ical import CalendarWindow, to_ics
+from agent.partners.dispatch import NoticeDispatcher
+from agent.partners.notices import Delivery, Notice
+
 
 def _load_option(ctx: click.Context, param: click.Parameter, value: Path | None) -> NoticesSection | None:
     """Validate the file before anything is written, so a typo never leaves a window unannounced."""
@@ -81,7 +82,7 @@ def send_and_report(settings: Settings, section: NoticesSection, notice: Notice)
     finally:
         dispatcher.stop()
     out = []
-    for name, result in zip(wanted, results):
+    for name, result in zip(wanted, results, strict=True):
         if result is None:
             existing = settings.gateway().get_key(dispatcher.key(f"{notice.intent_index}-{notice.event}", name))
             earlier = Delivery.from_json(existing.value) if existing.value else None

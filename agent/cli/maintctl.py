@@ -1,9 +1,9 @@
 """``maintctl``: the operator's tool to open, follow, close, audit and plan maintenance windows.
 
 Thin by design: options are parsed and validated here, the work is done by
-``agent.operator`` (snapshots, check-and-set writes), ``agent.history`` (the
-audit trail) and ``agent.planning`` (the window rules); ``options`` holds the
-shared plumbing and ``render`` draws.
+``agent.ops.fleet`` (snapshots, check-and-set writes), ``agent.ops.history`` (the
+audit trail) and ``agent.core.planning`` (the window rules); ``options`` holds the
+shared plumbing and ``agent.ops.render`` draws.
 
 Exit codes: 0 done / converged; 1 not converged yet, blocked, timed out, or a
 plan over the limit; 2 an error (Consul unreachable, ACL refusal, a
@@ -27,17 +27,28 @@ import click
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from agent.cli import render
 from agent.cli.announce import announce, notices_option, notify_on_flip
 from agent.cli.options import (
-    DURATION, EXIT_ERROR, EXIT_NOT_YET, EXIT_OK, MaintctlGroup, OperatorError, Settings, console,
-    default_gateway, history_is_best_effort, login_user, utc_now,
+    DURATION,
+    EXIT_ERROR,
+    EXIT_NOT_YET,
+    EXIT_OK,
+    MaintctlGroup,
+    OperatorError,
+    Settings,
+    console,
+    default_gateway,
+    history_is_best_effort,
+    login_user,
+    utc_now,
 )
-from agent.config import NoticesSection
-from agent.history import Request, WindowRecord
-from agent.model import Intent, Mode
-from agent.operator import FleetReader, FleetSnapshot, IntentWriter, NoAgents
-from agent.planning import DEFAULT_MAX_WINDOW, PlanningError, format_duration, parse_clock, parse_time, plan, window, zone
+from agent.config.partners import NoticesSection
+from agent.core.model import Intent, Mode
+from agent.core.planning import DEFAULT_MAX_WINDOW, PlanningError, format_duration, parse_clock, parse_time, plan, window, zone
+from agent.ops import render
+from agent.ops.fleet import FleetReader, FleetSnapshot, IntentWriter, NoAgents
+from agent.ops.history import Request, WindowRecord
+
 
 @click.group(cls=MaintctlGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--consul", "address", envvar="CONSUL_HTTP_ADDR", default="http://127.0.0.1:8500", show_default=True,

@@ -19,11 +19,11 @@ from typing import Any, NoReturn
 import click
 from rich.console import Console
 
-from agent.consul import ConsulGateway
-from agent.errors import ConsulPermissionDenied, MaintenanceAgentError
-from agent.history import HistoryStore
-from agent.operator import FleetReader
-from agent.planning import PlanningError, parse_duration
+from agent.clients.consul import ConsulGateway
+from agent.core.errors import ConsulPermissionDenied, MaintenanceAgentError
+from agent.core.planning import PlanningError, parse_duration
+from agent.ops.fleet import FleetReader
+from agent.ops.history import HistoryStore
 
 EXIT_OK, EXIT_NOT_YET, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 GatewayFactory = Callable[[str, "str | None"], ConsulGateway]

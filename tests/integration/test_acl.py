@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from agent.consul import ConsulGateway
-from agent.errors import ConsulPermissionDenied
-from tests.fixtures.agents import AgentProcess, agent_doc, start_agent
+from agent.clients.consul import ConsulGateway
+from agent.core.errors import ConsulPermissionDenied
+from bench.figures import record
+from demo.harness.agents import AgentProcess, agent_doc, start_agent
+from demo.harness.processes import wait_until
 from tests.fixtures.consul_acl import AclConsul, render
 from tests.fixtures.faulty_proxy import FaultyProxy
-from tests.fixtures.figures import record
-from tests.fixtures.processes import wait_until
 
 
 @pytest.fixture

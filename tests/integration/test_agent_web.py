@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.fixtures.agents import (AgentProcess, agent_doc, metric, node_in_maintenance, start_agent, status_of,
-                                   wait_for_status)
-from tests.fixtures.consul import ConsulAgentProcess
-from tests.fixtures.processes import wait_until
+from demo.harness.agents import AgentProcess, agent_doc, metric, node_in_maintenance, start_agent, status_of, wait_for_status
+from demo.harness.consul import ConsulAgentProcess
+from demo.harness.processes import wait_until
 
 
 def test_flip_puts_the_node_into_maintenance_and_back(own_consul: ConsulAgentProcess, environment: str, tmp_path: Path) -> None:
@@ -49,7 +49,7 @@ def test_malformed_intent_changes_nothing(consul_server: ConsulAgentProcess, env
         wait_for_status(consul_server.address, environment, "web-g", state="maintenance", intent_index=index)
         for garbage in ["of", '{"mode": "off", "extra": 1}', "", '{"mode": "off"'] :
             bad = consul_server.kv_put(key, garbage)
-            status = wait_until(lambda: (s := status_of(consul_server.address, environment, "web-g")) and s["intent_error"]
+            status = wait_until(lambda bad=bad: (s := status_of(consul_server.address, environment, "web-g")) and s["intent_error"]
                                 and f"intent {bad} refused" in s["intent_error"] and s, 10, what="refusal")
             assert status["state"] == "maintenance" and status["intent_index"] == index
         assert "maintenance_intent_errors_total 4.0" in metric(agent, "maintenance_intent_errors_total")
@@ -91,7 +91,7 @@ def test_restart_mid_transition_acts_once(own_consul: ConsulAgentProcess, enviro
     requests.put(f"{consul.address}/v1/agent/maintenance?enable=true&reason=maintenance-agent:%20before-crash", timeout=5).raise_for_status()
     (tmp_path / "state").mkdir()
     (tmp_path / "state/state.json").write_text(
-        '{"machine": {"state": "entering", "since": "2026-01-01T00:00:00+00:00", "intent_index": %d, "progress": {"web": "entering"}}}' % index)
+        json.dumps({"machine": {"state": "entering", "since": "2026-01-01T00:00:00+00:00", "intent_index": index, "progress": {"web": "entering"}}}))
     proc = AgentProcess(doc, tmp_path / "agent").start()
     try:
         wait_for_status(consul.address, environment, "web-m", state="maintenance", intent_index=index, timeout=30)

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
 import structlog
 
-from agent.config import AlertmanagerMatcher
-from agent.consul import ConsulGateway
-from agent.model import Intent, Mode, State
-from agent.silences import AlertmanagerClient, SilenceLease, matchers_for
+from agent.clients.alertmanager import AlertmanagerClient
+from agent.clients.consul import ConsulGateway
+from agent.config.partners import AlertmanagerMatcher
+from agent.core.model import Intent, Mode, State
+from agent.partners.silences import SilenceLease, matchers_for
+from demo.harness.consul import ConsulAgentProcess
+from demo.harness.processes import wait_until
 from tests.fixtures.alertmanager import Alertmanager, alertmanager
-from tests.fixtures.consul import ConsulAgentProcess
-from tests.fixtures.processes import wait_until
 from tests.fixtures.windows import window_fleet
 
 WINDOW = Intent(Mode.MAINTENANCE, 50, reason="SQL-A")
@@ -29,7 +30,7 @@ class Box:
         self.state = State.ENTERING
         self.intent: Intent = WINDOW
         self.back = False
-        self.now = datetime.now(timezone.utc)
+        self.now = datetime.now(UTC)
 
 
 def _lease(consul: ConsulAgentProcess, am: Alertmanager, environment: str, node: str, box: Box, lease: float = 60,
@@ -93,7 +94,7 @@ def test_a_silence_nobody_extends_ends_on_its_own(consul_server: ConsulAgentProc
         silence_id = _record(consul_server, environment)["id"]  # type: ignore[index]
         assert am.silence(silence_id)["status"]["state"] == "active"
         wait_until(lambda: am.silence(silence_id)["status"]["state"] == "expired", 6, what="the lease to run out")
-        box.now = datetime.now(timezone.utc)
+        box.now = datetime.now(UTC)
         lease.tick()  # a holder back in the window makes a new silence
         assert am.silence(_record(consul_server, environment)["id"])["status"]["state"] == "active"  # type: ignore[index]
 

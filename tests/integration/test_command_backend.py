@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from agent.backends.base import BackendError
-from agent.backends.command import CommandBackend
-from agent.config import ServiceCommands
-from agent.errors import StepError, StepPending
-from agent.model import Mode
-from agent.steps.jobs import SchedulerJobsStep
-from agent.steps.services import WorkerServicesStep
+from agent.config.roles import ServiceCommands
+from agent.core.errors import StepError, StepPending
+from agent.core.model import Mode
+from agent.daemon.backends.base import BackendError
+from agent.daemon.backends.command import CommandBackend
+from agent.daemon.steps.jobs import SchedulerJobsStep
+from agent.daemon.steps.services import WorkerServicesStep
 from tests.fixtures.steps import converge, step_context
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.processes import PROJECT
+from demo.harness.processes import PROJECT
 
 
 @pytest.mark.slow

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from agent.app import Agent
-from tests.fixtures.agents import agent_doc, start_agent
-from tests.fixtures.consul import ConsulAgentProcess
-from tests.fixtures.figures import record
-from tests.fixtures.processes import wait_until
+from agent.daemon.app import Agent
+from bench.figures import record
+from demo.harness.agents import agent_doc, start_agent
+from demo.harness.consul import ConsulAgentProcess
+from demo.harness.processes import wait_until
 
 FAST_RAFT = {"performance": {"raft_multiplier": 1}}
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.agents import agent_doc, metric, node_in_maintenance, start_agent, wait_for_status
-from tests.fixtures.consul import ConsulAgentProcess
+from bench.figures import record
+from demo.harness.agents import agent_doc, metric, node_in_maintenance, start_agent, wait_for_status
+from demo.harness.consul import ConsulAgentProcess
+from demo.harness.processes import wait_until
 from tests.fixtures.faulty_proxy import FaultyProxy
-from tests.fixtures.figures import record
-from tests.fixtures.processes import wait_until
 
 FAULT_WINDOW = 6.0
 # What one agent may send in FAULT_WINDOW seconds of failures: the desired-key

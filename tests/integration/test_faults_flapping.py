@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from agent.app import Agent
-from tests.fixtures.agents import agent_doc, node_in_maintenance, start_agent, status_of, wait_for_status
-from tests.fixtures.consul import ConsulAgentProcess
+from agent.daemon.app import Agent
+from bench.figures import record
+from demo.harness.agents import agent_doc, node_in_maintenance, start_agent, status_of, wait_for_status
+from demo.harness.consul import ConsulAgentProcess
+from demo.harness.processes import wait_until
 from tests.fixtures.faulty_proxy import FaultyProxy
-from tests.fixtures.figures import record
-from tests.fixtures.processes import wait_until
 
 
 def worker_doc(address: str, environment: str, node: str, tmp_path: Path, stop_delay: float = 0.0) -> dict:
@@ -77,7 +77,7 @@ def test_intent_flipped_50_times_a_second_for_30_s(own_consul: ConsulAgentProces
         duration, rate = 30.0, 50.0
         start = time.monotonic()
         n = 0
-        while (now := time.monotonic()) < start + duration:
+        while time.monotonic() < start + duration:
             value = "maintenance" if n % 2 == 0 else "active"
             session.put(f"{consul.address}/v1/kv/{key}", data=value, timeout=5).raise_for_status()
             writes.append(value)

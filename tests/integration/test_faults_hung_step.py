@@ -12,6 +12,7 @@ half — a loop stuck for good stops pinging, so systemd restarts it — is the
 
 from __future__ import annotations
 
+import itertools
 import socket
 import tempfile
 import time
@@ -19,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.agents import AgentProcess, agent_doc, status_of, wait_for_status
-from tests.fixtures.consul import ConsulAgentProcess
-from tests.fixtures.figures import record
-from tests.fixtures.processes import wait_until
+from bench.figures import record
+from demo.harness.agents import AgentProcess, agent_doc, status_of, wait_for_status
+from demo.harness.consul import ConsulAgentProcess
+from demo.harness.processes import wait_until
 
 WATCHDOG_SEC = 3.0
 
@@ -67,7 +68,7 @@ def test_hung_stop_times_out_is_reported_and_the_watchdog_keeps_being_fed(consul
         drain(12.0)
         pings = [t for t, m in messages if t >= start and b"WATCHDOG=1" in m]
         stamps = [start, *pings, time.monotonic()]
-        gap = max(b - a for a, b in zip(stamps, stamps[1:]))
+        gap = max(b - a for a, b in itertools.pairwise(stamps))
         assert gap < WATCHDOG_SEC, f"no WATCHDOG=1 for {gap:.1f}s: systemd would restart a live agent"
         assert proc.process and proc.process.alive()
         assert proc.log().count("step failed; will retry") >= 2, "the loop keeps retrying"

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.fixtures.agents import agent_doc, start_agent, status_of, wait_for_status
-from tests.fixtures.consul import ConsulAgentProcess
+from bench.figures import record
+from demo.harness.agents import agent_doc, start_agent, status_of, wait_for_status
+from demo.harness.consul import ConsulAgentProcess
+from demo.harness.processes import wait_until
 from tests.fixtures.faulty_proxy import FaultyProxy
-from tests.fixtures.figures import record
-from tests.fixtures.processes import wait_until
 
 TTL = 10
 

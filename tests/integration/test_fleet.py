@@ -15,8 +15,8 @@ from click.testing import CliRunner
 
 from agent.cli.maintctl import cli as maintctl
 from demo.fleet import DemoFleet
-from tests.fixtures.haproxy import http_get
-from tests.fixtures.processes import wait_until
+from demo.harness.haproxy import http_get
+from demo.harness.processes import wait_until
 
 RUNNING_BEFORE = {"billing-worker:billing-worker", "ledger-sync:ledger-sync"}
 

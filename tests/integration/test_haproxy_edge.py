@@ -10,18 +10,18 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from agent.errors import StepError
-from agent.haproxy import HAProxyRuntime
-from agent.model import Intent, Mode
-from agent.statefile import StateFile
-from agent.steps.base import StepContext
-from agent.steps.haproxy import EdgeTrafficStep
-from tests.fixtures.haproxy import (
+from agent.clients.haproxy import HAProxyRuntime
+from agent.core.errors import StepError
+from agent.core.model import Intent, Mode
+from agent.daemon.statefile import StateFile
+from agent.daemon.steps.base import StepContext
+from agent.daemon.steps.haproxy import EdgeTrafficStep
+from demo.harness.haproxy import (
     BACKEND_MARKER,
     PAGE_MARKER,
     HAProxyUnderTest,
@@ -53,7 +53,7 @@ def context(tmp_path: Path, intent: Intent) -> StepContext:
 
 
 def maintenance(minutes: float | None = 30, message: str = MESSAGE) -> Intent:
-    ends = datetime.now(timezone.utc) + timedelta(minutes=minutes) if minutes is not None else None
+    ends = datetime.now(UTC) + timedelta(minutes=minutes) if minutes is not None else None
     return Intent(mode=Mode.MAINTENANCE, index=42, reason="db upgrade", message=message, ends_at=ends)
 
 

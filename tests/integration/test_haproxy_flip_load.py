@@ -6,7 +6,7 @@ import importlib.util
 
 import pytest
 
-from tests.fixtures.processes import PROJECT
+from demo.harness.processes import PROJECT
 
 
 def _bench():

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from agent.consul import ConsulGateway
-from agent.planning import format_duration
-from tests.fixtures.consul import ConsulAgentProcess
+from agent.clients.consul import ConsulGateway
+from agent.core.planning import format_duration
+from demo.harness.consul import ConsulAgentProcess
+from demo.harness.processes import wait_until
 from tests.fixtures.maintctl import AclConsul, maintctl, web_fleet
-from tests.fixtures.processes import wait_until
 
 
 def _desired(environment: str) -> str:

@@ -9,10 +9,10 @@ from pathlib import Path
 import icalendar
 import requests
 
-from agent.notices import Delivery
-from tests.fixtures.consul import ConsulAgentProcess
+from agent.partners.notices import Delivery
+from demo.harness.consul import ConsulAgentProcess
+from demo.harness.processes import wait_until
 from tests.fixtures.maintctl import maintctl, web_fleet
-from tests.fixtures.processes import wait_until
 from tests.fixtures.webhooks import WebhookReceiver, webhook_receiver
 from tests.fixtures.windows import window_fleet
 
@@ -56,11 +56,11 @@ def test_two_edge_boxes_send_one_signed_notice_per_event_per_partner(consul_serv
                                       json.dumps({"mode": "maintenance", "reason": "SQL-A", "ends_at": "2030-01-01T00:00:00Z"}))
             fleet.wait_states("maintenance", intent_index=on)
             for partner in ("acme", "globex"):
-                wait_until(lambda: _finished(consul_server, environment, f"{on}-start", partner), 15, what=f"start to {partner}")
+                wait_until(lambda partner=partner: _finished(consul_server, environment, f"{on}-start", partner), 15, what=f"start to {partner}")
             off = consul_server.kv_put(f"maintenance/{environment}/desired", "active")
             fleet.wait_states("active", intent_index=off)
             for partner in ("acme", "globex"):
-                wait_until(lambda: _finished(consul_server, environment, f"{off}-end", partner), 15, what=f"end to {partner}")
+                wait_until(lambda partner=partner: _finished(consul_server, environment, f"{off}-end", partner), 15, what=f"end to {partner}")
             time.sleep(0.5)  # a second sender, if any, would have delivered by now
         start = _assert_once(acme, ACME, f"{environment}-{on}-start")
         assert start["window"]["ends_at"] == "2030-01-01T00:00:00Z" and start["what_you_will_see"]["api"]["status"] == 503

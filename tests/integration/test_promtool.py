@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import subprocess
 
-from tests.fixtures.processes import PROJECT, require_binary
+from demo.harness.processes import PROJECT, require_binary
 
 PROMETHEUS = PROJECT / "deploy" / "prometheus"
 

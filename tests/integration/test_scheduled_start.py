@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tests.fixtures.consul import ConsulAgentProcess
-from tests.fixtures.processes import wait_until
+from demo.harness.consul import ConsulAgentProcess
+from demo.harness.processes import wait_until
 from tests.fixtures.windows import WindowFleet, window_fleet
 
 
 def _schedule(consul: ConsulAgentProcess, environment: str, ahead: float) -> tuple[int, datetime]:
-    starts_at = datetime.now(timezone.utc) + timedelta(seconds=ahead)
+    starts_at = datetime.now(UTC) + timedelta(seconds=ahead)
     doc = {"mode": "maintenance", "reason": "scheduled test", "starts_at": starts_at.isoformat(),
            "ends_at": (starts_at + timedelta(minutes=30)).isoformat()}
     return consul.kv_put(f"maintenance/{environment}/desired", json.dumps(doc)), starts_at
@@ -26,7 +26,7 @@ def _all_scheduled(fleet: WindowFleet, index: int) -> bool:
 
 
 def _assert_active_until(fleet: WindowFleet, moment: datetime) -> None:
-    while datetime.now(timezone.utc) < moment - timedelta(milliseconds=50):
+    while datetime.now(UTC) < moment - timedelta(milliseconds=50):
         states = fleet.states()
         assert set(states.values()) == {"active"}, f"a box moved before starts_at: {states}"
         time.sleep(0.05)

@@ -14,16 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from agent.backends.base import BackendError
-from agent.backends.supervisor import SupervisorBackend
-from agent.errors import StepError
-from agent.model import Mode
-from agent.steps.jobs import SchedulerJobsStep
-from agent.steps.base import StepContext
-from agent.steps.services import WorkerServicesStep
-from tests.fixtures.processes import wait_until
+from agent.core.errors import StepError
+from agent.core.model import Mode
+from agent.daemon.backends.base import BackendError
+from agent.daemon.backends.supervisor import SupervisorBackend
+from agent.daemon.steps.base import StepContext
+from agent.daemon.steps.jobs import SchedulerJobsStep
+from agent.daemon.steps.services import WorkerServicesStep
+from demo.harness.processes import wait_until
+from demo.harness.supervisor import HTTP_PASSWORD, HTTP_USER, Supervisord
 from tests.fixtures.steps import converge, step_context
-from tests.fixtures.supervisor import HTTP_PASSWORD, HTTP_USER, Supervisord, supervisord  # noqa: F401
+from tests.fixtures.supervisor import supervisord  # noqa: F401
 
 WORKERS = ["alpha", "beta", "gamma", "pool"]
 WORKER_NAMES = {"alpha:alpha", "beta:beta", "gamma:gamma", "pool:pool_a", "pool:pool_b"}

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.backends.base import BackendError
-from agent.backends.systemd import SystemdBackend
-from agent.errors import StepError, StepPending
-from agent.model import Mode
-from agent.steps.jobs import SchedulerJobsStep
-from agent.steps.services import WorkerServicesStep
+from agent.core.errors import StepError, StepPending
+from agent.core.model import Mode
+from agent.daemon.backends.base import BackendError
+from agent.daemon.backends.systemd import SystemdBackend
+from agent.daemon.steps.jobs import SchedulerJobsStep
+from agent.daemon.steps.services import WorkerServicesStep
 from tests.fixtures.steps import converge, step_context
 
 FAKE_SYSTEMCTL = r'''#!PYTHON

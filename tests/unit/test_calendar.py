@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import icalendar
 
-from agent.calendar import CalendarWindow, fold, to_ics
+from agent.ops.ical import CalendarWindow, fold, to_ics
 
 START = datetime(2026, 12, 2, 22, 0, tzinfo=timezone(timedelta(hours=1)))
 
@@ -19,14 +19,14 @@ def _window(**extra: object) -> CalendarWindow:
 
 
 def test_ics_parses_with_the_right_start_end_and_summary() -> None:
-    text = to_ics(_window(), now=datetime(2026, 11, 30, 9, 0, tzinfo=timezone.utc))
+    text = to_ics(_window(), now=datetime(2026, 11, 30, 9, 0, tzinfo=UTC))
     assert text.endswith("\r\n") and all(len(line.encode()) <= 75 for line in text.split("\r\n"))
     calendar = icalendar.Calendar.from_ical(text)
     events = list(calendar.walk("VEVENT"))
     assert len(events) == 1
     event = events[0]
-    assert event.decoded("DTSTART") == datetime(2026, 12, 2, 21, 0, tzinfo=timezone.utc)
-    assert event.decoded("DTEND") == datetime(2026, 12, 2, 21, 45, tzinfo=timezone.utc)
+    assert event.decoded("DTSTART") == datetime(2026, 12, 2, 21, 0, tzinfo=UTC)
+    assert event.decoded("DTEND") == datetime(2026, 12, 2, 21, 45, tzinfo=UTC)
     assert str(event["SUMMARY"]) == "Planned maintenance: prod, API answers 503; back, at 23:45"
     assert str(event["DESCRIPTION"]) == _window().description
     assert str(event["UID"]) == "maintenance-prod-40@payments.example" and str(event["STATUS"]) == "CONFIRMED"
@@ -34,7 +34,7 @@ def test_ics_parses_with_the_right_start_end_and_summary() -> None:
 
 
 def test_a_cancelled_window_is_the_same_event_cancelled_with_a_higher_sequence() -> None:
-    text = to_ics(_window(cancelled=True, sequence=2), now=datetime(2026, 12, 1, tzinfo=timezone.utc))
+    text = to_ics(_window(cancelled=True, sequence=2), now=datetime(2026, 12, 1, tzinfo=UTC))
     event = next(iter(icalendar.Calendar.from_ical(text).walk("VEVENT")))
     assert str(event["STATUS"]) == "CANCELLED" and int(event["SEQUENCE"]) == 2
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import load
-from agent.errors import ConfigError
-from agent.model import Role
+from agent.config.schema import load
+from agent.core.errors import ConfigError
+from agent.core.model import Role
 
 PROJECT = Path(__file__).resolve().parents[2]
 

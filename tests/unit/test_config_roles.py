@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from agent.backends.command import CommandBackend
-from agent.backends.supervisor import SupervisorBackend
-from agent.backends.systemd import SystemdBackend
-from agent.config import AgentConfig, from_mapping, load
-from agent.errors import ConfigError
-from agent.model import Role
-from agent.steps.hooks import FlagFileStep, HooksStep, build_hook_steps
-from agent.steps.jobs import SchedulerJobsStep, build_scheduler_steps
-from agent.steps.services import WorkerServicesStep, build_worker_steps
+from agent.config.schema import AgentConfig, from_mapping, load
+from agent.core.errors import ConfigError
+from agent.core.model import Role
+from agent.daemon.backends.command import CommandBackend
+from agent.daemon.backends.supervisor import SupervisorBackend
+from agent.daemon.backends.systemd import SystemdBackend
+from agent.daemon.steps.hooks import FlagFileStep, HooksStep, build_hook_steps
+from agent.daemon.steps.jobs import SchedulerJobsStep, build_scheduler_steps
+from agent.daemon.steps.services import WorkerServicesStep, build_worker_steps
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "examples"
 AGENT = {"environment": "prod", "node": "box-1"}
@@ -63,9 +63,12 @@ def test_listed_role_without_its_table_is_refused() -> None:
 def test_mistakes_are_refused_with_their_key_path() -> None:
     assert "worker.backend: Input should be 'systemd', 'supervisor' or 'command'" in _problems(worker={"backend": "docker", "services": ["a"]})
     assert "worker.services: List should have at least 1 item" in _problems(worker={"backend": "systemd", "services": []})
-    assert 'needs a commands table for b' in _problems(worker={"backend": "command", "services": ["a", "b"], "commands": {"a": {"stop": "x", "start": "y", "status": "z"}}})
+    assert 'needs a commands table for b' in _problems(
+        worker={"backend": "command", "services": ["a", "b"], "commands": {"a": {"stop": "x", "start": "y", "status": "z"}}})
     assert "worker.supervisor.url: expected unix:///path" in _problems(worker={"backend": "supervisor", "services": ["a"], "supervisor": {"url": "ftp://x"}})
     assert "scheduler.on_drain_timeout" in _problems(scheduler={"backend": "systemd", "jobs": ["a.timer"], "on_drain_timeout": "kill"})
-    assert "needs stop_running for export" in _problems(scheduler={"backend": "command", "jobs": ["export"], "commands": {"export": {"stop": "a", "start": "b", "status": "c", "running": "d"}}})
-    assert "is_enabled, disable and enable go together" in _problems(worker={"backend": "command", "services": ["a"], "commands": {"a": {"stop": "x", "start": "y", "status": "z", "disable": "q"}}})
+    assert "needs stop_running for export" in _problems(
+        scheduler={"backend": "command", "jobs": ["export"], "commands": {"export": {"stop": "a", "start": "b", "status": "c", "running": "d"}}})
+    assert "is_enabled, disable and enable go together" in _problems(
+        worker={"backend": "command", "services": ["a"], "commands": {"a": {"stop": "x", "start": "y", "status": "z", "disable": "q"}}})
     assert "worker.drain_timeout_seconds: unknown key" in _problems(worker={"backend": "systemd", "services": ["a"], "drain_timeout_seconds": 5})

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.fixtures.processes import PROJECT, require_binary
+from demo.harness.processes import PROJECT, require_binary
 
 
 def test_unit_file_verifies(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from tests.fixtures.processes import PROJECT, require_binary
+from demo.harness.processes import PROJECT, require_binary
 
 RULE = PROJECT / "deploy/polkit/50-maintenance-agent.rules"
 
@@ -14,7 +14,7 @@ def test_unit_runs_as_a_dedicated_user_with_no_capabilities() -> None:
     unit = (PROJECT / "deploy/systemd/maintenance-agent.service").read_text()
     assert "\nUser=maintenance-agent\n" in unit and "\nCapabilityBoundingSet=\n" in unit and "\nAmbientCapabilities=\n" in unit
     assert "\nType=notify\n" in unit and "\nWatchdogSec=90\n" in unit
-    sysusers = [l for l in (PROJECT / "deploy/systemd/maintenance-agent.sysusers.conf").read_text().splitlines() if l and l[0] != "#"]
+    sysusers = [line for line in (PROJECT / "deploy/systemd/maintenance-agent.sysusers.conf").read_text().splitlines() if line and line[0] != "#"]
     assert sysusers == ['u maintenance-agent - "maintenance-agent (planned maintenance daemon)" /var/lib/maintenance-agent /usr/sbin/nologin']
 
 
@@ -27,7 +27,7 @@ def _decide(user: str, action: str, unit: str = "", verb: str = "") -> str:
     var details = %s;
     var action = {id: %s, lookup: function(k) { return details[k]; }};
     console.log(polkit.rules[0](action, {user: %s}));
-    """ % (RULE.read_text(), json.dumps({"unit": unit, "verb": verb}), json.dumps(action), json.dumps(user))
+    """ % (RULE.read_text(), json.dumps({"unit": unit, "verb": verb}), json.dumps(action), json.dumps(user))  # noqa: UP031 - the JavaScript is full of braces
     node = require_binary("node")
     return subprocess.run([node, "-e", script], capture_output=True, text=True, timeout=30, check=True).stdout.strip()
 

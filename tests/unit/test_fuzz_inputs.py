@@ -15,12 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.config import load
-from agent.errors import ConfigError
-from agent.intent import MAX_INTENT_BYTES
-from agent.model import Role, State
+from agent.config.schema import load
+from agent.core.errors import ConfigError
+from agent.core.intent import MAX_INTENT_BYTES
+from agent.core.model import Role, State
+from bench.figures import record
 from tests.fakes import RecordingStep, make_reconciler, read, settle
-from tests.fixtures.figures import record
 
 EXAMPLES = 10_000
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.haproxy import (
+from agent.clients.haproxy import (
     AdminSocketDenied,
     AdminSocketMissing,
     HAProxyDown,

@@ -12,16 +12,17 @@ from urllib.parse import unquote
 
 import pytest
 
-from agent.config import AgentConfig, EdgeSection, SmokeCheck, from_mapping
-from agent.errors import ConfigError, StepError
-from agent.haproxy import AdminSocketMissing, check_token, read_map_file, write_map_file
-from agent.model import Intent, Mode
-from agent.statefile import StateFile
-from agent.steps.base import StepContext
-from agent.steps.haproxy import EdgeTrafficStep, active_entries, build_edge_steps, clean_text, maintenance_entries
-from agent.verify import FrontendVerifier, describe_failure
-from tests.fixtures.haproxy import LoopbackBackend
-from tests.fixtures.processes import PROJECT
+from agent.clients.haproxy import AdminSocketMissing, check_token, read_map_file, write_map_file
+from agent.clients.http_check import FrontendVerifier, describe_failure
+from agent.config.roles import EdgeSection, SmokeCheck
+from agent.config.schema import AgentConfig, from_mapping
+from agent.core.errors import ConfigError, StepError
+from agent.core.model import Intent, Mode
+from agent.daemon.statefile import StateFile
+from agent.daemon.steps.base import StepContext
+from agent.daemon.steps.haproxy import EdgeTrafficStep, active_entries, build_edge_steps, clean_text, maintenance_entries
+from demo.harness.haproxy import LoopbackBackend
+from demo.harness.processes import PROJECT
 
 CHECK = {"name": "ui", "url": "http://127.0.0.1:8000/", "expect_status": 503, "expect_body": "marker"}
 

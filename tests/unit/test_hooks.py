@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import StepError
-from agent.model import Mode, Role
-from agent.steps.hooks import FlagFileStep, HooksStep
+from agent.core.errors import StepError
+from agent.core.model import Mode, Role
+from agent.daemon.steps.hooks import FlagFileStep, HooksStep
 from tests.fixtures.steps import step_context
 
 

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.errors import IntentError
-from agent.intent import MAX_INTENT_BYTES, parse_intent
-from agent.model import Intent, Mode
+from agent.core.errors import IntentError
+from agent.core.intent import MAX_INTENT_BYTES, parse_intent
+from agent.core.model import Intent, Mode
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from tests.fixtures.processes import PROJECT
+from demo.harness.processes import PROJECT
 
 
 def test_import_contracts_are_kept() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent.gates import evaluate_gate, roles_before
-from agent.machine import BoxMachine, MachineError, trigger_towards
-from agent.model import DEFAULT_ORDER, Intent, Member, Mode, Role, State, Status
+from agent.core.gates import evaluate_gate, roles_before
+from agent.core.machine import BoxMachine, MachineError, trigger_towards
+from agent.core.model import DEFAULT_ORDER, Intent, Member, Mode, Role, State, Status
 
 
 @pytest.mark.parametrize(

@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from agent.cli.maintctl import cli
-from agent.consul import Member
-from agent.errors import ConsulPermissionDenied
-from agent.history import HistoryStore, Request, WindowRecord
-from agent.model import Mode
+from agent.clients.consul import Member
+from agent.core.errors import ConsulPermissionDenied
+from agent.core.model import Mode
+from agent.ops.history import HistoryStore, Request, WindowRecord
 from tests.fixtures.maintctl import FakeGateway
 
 

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agent.errors import CasConflict
-from agent.history import HistoryStore, Request, WindowRecord
-from agent.model import Mode
+from agent.core.errors import CasConflict
+from agent.core.model import Mode
+from agent.ops.history import HistoryStore, Request, WindowRecord
 from tests.fixtures.maintctl import FakeGateway
 
 T0 = datetime(2026, 12, 2, 21, 0, tzinfo=UTC)

@@ -7,11 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agent.consul import Member
-from agent.errors import CasConflict
-from agent.model import Status
-from agent.operator import FleetReader, IntentWriter
-from agent.model import Intent, Mode
+from agent.clients.consul import Member
+from agent.core.errors import CasConflict
+from agent.core.model import Intent, Mode, Status
+from agent.ops.fleet import FleetReader, IntentWriter
 from tests.fixtures.maintctl import FakeGateway
 
 NOW = datetime(2026, 12, 2, 21, 0, tzinfo=UTC)

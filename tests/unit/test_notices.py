@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import structlog
 
-from agent.config import NoticesSection, PartnerSection
-from agent.model import Intent, Mode, State
-from agent.notice_dispatch import NoticeDispatcher
-from agent.notices import Delivery, WebhookSender, notice_for, sign, verify
-from agent.consul import KeyRead
+from agent.clients.consul import KeyRead
+from agent.config.partners import NoticesSection, PartnerSection
+from agent.core.model import Intent, Mode, State
+from agent.partners.dispatch import NoticeDispatcher
+from agent.partners.notices import Delivery, WebhookSender, notice_for, sign, verify
 from tests.fixtures.maintctl import FakeGateway as _FakeGateway
 from tests.fixtures.webhooks import webhook_receiver
-
 
 
 class FakeGateway(_FakeGateway):
@@ -28,7 +27,7 @@ class FakeGateway(_FakeGateway):
 
 
 SECRET = b"s3cret-for-partner-acme"
-START = datetime(2026, 12, 2, 21, 0, tzinfo=timezone.utc)
+START = datetime(2026, 12, 2, 21, 0, tzinfo=UTC)
 WINDOW = Intent(Mode.MAINTENANCE, 40, reason="SQL-A patch", message="Back at 22:00 UTC", starts_at=START,
                 ends_at=START + timedelta(minutes=45))
 

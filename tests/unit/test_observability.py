@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import re
 
-from agent.metrics import AgentMetrics
-from tests.fixtures.processes import PROJECT
+from agent.daemon.metrics import AgentMetrics
+from demo.harness.processes import PROJECT
 
 _METRIC = re.compile(r"\bmaintenance_[a-z_]+")
 

@@ -7,8 +7,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agent.planning import (
-    PlanningError, format_duration, next_wednesday, parse_duration, parse_time, plan, window,
+from agent.core.planning import (
+    PlanningError,
+    format_duration,
+    next_wednesday,
+    parse_duration,
+    parse_time,
+    plan,
+    window,
 )
 
 ZURICH = ZoneInfo("Europe/Zurich")

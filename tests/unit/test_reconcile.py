@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.model import Member, Role, State, Status
-from tests.fakes import FakeFleet, RecordingStep, make_reconciler, read, settle
+from agent.core.model import Member, Role, State, Status
+from tests.fakes import FakePeers, RecordingStep, make_reconciler, read, settle
 
 
 def steps_for(journal: list[str], *roles: Role) -> dict[Role, list[RecordingStep]]:
@@ -105,8 +105,8 @@ def test_pending_step_shows_blocked_on(tmp_path: Path) -> None:
 
 def test_gate_blocks_until_earlier_roles_report_the_same_intent(tmp_path: Path) -> None:
     journal: list[str] = []
-    fleet = FakeFleet(members_list=[Member("edge-1", ("edge",), "n1", True), Member("box-1", ("web",), "n2", True)])
-    rec, published = make_reconciler(tmp_path, [Role.WEB], steps_for(journal, Role.WEB), fleet=fleet)
+    fleet = FakePeers(members_list=[Member("edge-1", ("edge",), "n1", True), Member("box-1", ("web",), "n2", True)])
+    rec, published = make_reconciler(tmp_path, [Role.WEB], steps_for(journal, Role.WEB), peers=fleet)
     rec.on_watch_event(read(b"on", 30))
     rec.tick()
     assert journal == [] and published[-1].blocked_on == "gate web: waiting for edge-1 (edge: no status yet)"
@@ -173,8 +173,8 @@ def _status(box: str, role: str, state: str, index: int) -> Status:
 def test_auto_end_leaves_in_the_exit_order(tmp_path: Path) -> None:
     """auto_end turns a maintenance intent into 'leave now': gates must use the exit order."""
     journal: list[str] = []
-    fleet = FakeFleet(members_list=[Member("edge-1", ("edge",), "n1", True), Member("worker-1", ("worker",), "n3", True)])
-    rec, published = make_reconciler(tmp_path, [Role.WEB], steps_for(journal, Role.WEB), fleet=fleet)
+    fleet = FakePeers(members_list=[Member("edge-1", ("edge",), "n1", True), Member("worker-1", ("worker",), "n3", True)])
+    rec, published = make_reconciler(tmp_path, [Role.WEB], steps_for(journal, Role.WEB), peers=fleet)
     fleet.statuses["edge-1"] = _status("edge-1", "edge", "maintenance", 5)
     rec.on_watch_event(read(b"on", 5))
     settle(rec)

@@ -7,9 +7,9 @@ from typing import Literal
 
 import pytest
 
-from agent.errors import StepPending
-from agent.model import Mode
-from agent.steps.jobs import SchedulerJobsStep
+from agent.core.errors import StepPending
+from agent.core.model import Mode
+from agent.daemon.steps.jobs import SchedulerJobsStep
 from tests.fixtures.fake_backend import FakeBackend, FakeService
 from tests.fixtures.steps import converge, step_context
 

@@ -10,6 +10,7 @@ reconnect in lockstep.
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -17,14 +18,14 @@ from pathlib import Path
 
 import structlog
 
-from agent.backoff import Backoff
-from agent.errors import StepError
-from agent.metrics import AgentMetrics
-from agent.model import Member, Mode, Role
-from agent.reconcile import Reconciler
-from agent.statefile import StateFile
-from agent.steps.base import Step, StepContext
-from tests.fakes import FakeFleet, read
+from agent.core.backoff import Backoff
+from agent.core.errors import StepError
+from agent.core.model import Member, Mode, Role
+from agent.daemon.metrics import AgentMetrics
+from agent.daemon.reconcile import Reconciler
+from agent.daemon.statefile import StateFile
+from agent.daemon.steps.base import Step, StepContext
+from tests.fakes import FakePeers, read
 
 
 class FailingStep(Step):
@@ -61,12 +62,13 @@ class Pings:
 
     def max_gap(self, since: float, until: float) -> float:
         stamps = [since] + [t for t in self.times if since <= t <= until] + [until]
-        return max(b - a for a, b in zip(stamps, stamps[1:]))
+        return max(b - a for a, b in itertools.pairwise(stamps))
 
 
 def _reconciler(tmp_path: Path, step: Step, pings: Pings, retry_max: float, resync: float) -> Reconciler:
     return Reconciler(node="box-w", roles=[Role.WEB], order=list(Role), steps={Role.WEB: [step]},
-                      memory=StateFile(tmp_path / "state.json"), fleet=FakeFleet(members_list=[Member("box-w", ("web",), "box-w", True)]), publish=lambda s: None,
+                      memory=StateFile(tmp_path / "state.json"), peers=FakePeers(members_list=[Member("box-w", ("web",), "box-w", True)]),
+                      publish=lambda s: None,
                       metrics=AgentMetrics(), log=structlog.get_logger(), retry_max=retry_max, resync=resync, on_tick=pings)
 
 

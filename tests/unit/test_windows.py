@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import structlog
 
-from agent.metrics import AgentMetrics
-from agent.model import Intent, Mode, Role, State
-from agent.windows import END_JOB, START_JOB, EntryScheduler, moments_to_wake
+from agent.core.model import Intent, Mode, Role, State
+from agent.daemon.metrics import AgentMetrics
+from agent.daemon.windows import END_JOB, START_JOB, EntryScheduler, moments_to_wake
 from tests.fakes import make_reconciler, read, settle
 
-NOW = datetime(2026, 12, 2, 21, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 2, 21, 0, tzinfo=UTC)
 
 
 def test_moments_to_wake_only_future_moments_of_a_maintenance_intent() -> None:
@@ -29,12 +29,12 @@ def test_armed_job_wakes_at_the_start_and_not_before() -> None:
     scheduler = EntryScheduler(wake=woke.set, log=structlog.get_logger())
     scheduler.start()
     try:
-        start = datetime.now(timezone.utc) + timedelta(seconds=0.6)
+        start = datetime.now(UTC) + timedelta(seconds=0.6)
         scheduler.arm(Intent(Mode.MAINTENANCE, 7, starts_at=start))
         assert set(scheduler.scheduled()) == {START_JOB}
         assert not woke.wait(0.3)
         assert woke.wait(2.0)
-        assert datetime.now(timezone.utc) >= start
+        assert datetime.now(UTC) >= start
         assert scheduler.scheduled() == {}
     finally:
         scheduler.stop()
@@ -45,12 +45,12 @@ def test_withdrawn_or_replaced_intent_cancels_or_moves_the_job() -> None:
     scheduler = EntryScheduler(wake=woke.set, log=structlog.get_logger())
     scheduler.start()
     try:
-        soon = datetime.now(timezone.utc) + timedelta(seconds=0.5)
+        soon = datetime.now(UTC) + timedelta(seconds=0.5)
         scheduler.arm(Intent(Mode.MAINTENANCE, 7, starts_at=soon))
         scheduler.arm(Intent(Mode.ACTIVE, 8))
         assert scheduler.scheduled() == {}
         assert not woke.wait(1.0)
-        later = datetime.now(timezone.utc) + timedelta(hours=1)
+        later = datetime.now(UTC) + timedelta(hours=1)
         scheduler.arm(Intent(Mode.MAINTENANCE, 9, starts_at=later, ends_at=later + timedelta(minutes=30)))
         moved = later + timedelta(minutes=10)
         scheduler.arm(Intent(Mode.MAINTENANCE, 10, starts_at=moved, ends_at=moved + timedelta(minutes=30)))
@@ -63,7 +63,7 @@ def test_reconciler_hands_every_accepted_intent_to_the_hook_and_holds_until_star
     rec, published = make_reconciler(tmp_path, [Role.WEB], {Role.WEB: []})
     seen: list[int] = []
     rec.on_intent = lambda intent: seen.append(intent.index)
-    start = datetime.now(timezone.utc) + timedelta(hours=1)
+    start = datetime.now(UTC) + timedelta(hours=1)
     rec.on_watch_event(read(f'{{"mode": "maintenance", "starts_at": "{start.isoformat()}"}}'.encode(), 21))
     settle(rec)
     assert seen == [21]
@@ -93,7 +93,7 @@ def test_a_failing_hook_does_not_stop_the_decisions(tmp_path: Path) -> None:
 def test_the_scheduled_start_is_exported_for_alerting() -> None:
     metrics = AgentMetrics()
     scheduler = EntryScheduler(wake=lambda: None, log=structlog.get_logger(), start_gauge=metrics.window_start)
-    start = datetime.now(timezone.utc) + timedelta(hours=2)
+    start = datetime.now(UTC) + timedelta(hours=2)
     scheduler.arm(Intent(Mode.MAINTENANCE, 3, starts_at=start))
     assert metrics.window_start._value.get() == start.timestamp()
     scheduler.arm(Intent(Mode.ACTIVE, 4))

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import StepError
-from agent.model import Mode
-from agent.steps.services import WorkerServicesStep
+from agent.core.errors import StepError
+from agent.core.model import Mode
+from agent.daemon.steps.services import WorkerServicesStep
 from tests.fixtures.fake_backend import FakeBackend, FakeService
 from tests.fixtures.steps import converge, step_context
 

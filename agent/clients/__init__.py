@@ -1,0 +1,6 @@
+"""Gateways that speak to the outside: Consul, HAProxy's runtime API, Alertmanager, HTTP checks, files.
+
+Each turns a protocol's failures into the core's typed errors and puts a
+timeout on every call. Clients know nothing of the daemon, ``maintctl`` or
+partners: they only talk and report what they saw.
+"""

@@ -1,0 +1,231 @@
+"""ConsulGateway: the only code that speaks Consul's HTTP API.
+
+It wraps py-consul, puts a timeout on every call (a blocking query gets
+``wait + max(wait/15, 1s)`` plus the request timeout, so a Consul that accepts
+the connection and never answers cannot hang a thread), decides the token
+explicitly (py-consul would let ``CONSUL_HTTP_TOKEN`` override the one given in
+code), and turns every failure into a typed error: ``ConsulUnavailable`` for
+anything worth retrying (connection refused, timeouts, 429, 5xx, no leader),
+``ConsulPermissionDenied`` for 403, ``PermanentError`` for the rest.
+Tests replace it with ``tests.fakes.FakeConsul`` for unit tests.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import consul
+import requests
+
+from agent.core.errors import ConsulPermissionDenied, ConsulUnavailable, PermanentError
+from agent.core.model import Member
+
+T = TypeVar("T")
+
+AGENT_SERVICE = "maintenance-agent"
+NODE_MAINTENANCE_CHECK = "_node_maintenance"
+
+
+@dataclass(frozen=True)
+class KeyRead:
+    """One read of one key: the query's index and the key (or None if missing)."""
+
+    index: int
+    value: bytes | None
+    modify_index: int = 0
+    session: str | None = None
+
+    @property
+    def exists(self) -> bool:
+        return self.value is not None
+
+
+def blocking_read_timeout(wait: float, request_timeout: float) -> float:
+    """Client-side deadline of a blocking query: Consul may add up to wait/16 of jitter."""
+    return wait + max(wait / 15.0, 1.0) + request_timeout
+
+
+class ConsulGateway:
+    def __init__(
+        self,
+        address: str = "http://127.0.0.1:8500",
+        token: str | None = None,
+        request_timeout: float = 5.0,
+        ca_file: str | None = None,
+        cert: tuple[str, str] | None = None,
+        verify: bool = True,
+    ):
+        parts = urlsplit(address if "://" in address else f"http://{address}")
+        self.address = f"{parts.scheme}://{parts.hostname}:{parts.port or 8500}"
+        self.request_timeout = request_timeout
+        self._client = consul.Consul(
+            host=parts.hostname,
+            port=parts.port or 8500,
+            scheme=parts.scheme,
+            verify=ca_file if (verify and ca_file) else verify,
+            cert=cert,
+            connections_timeout=request_timeout,
+        )
+        # Decide the token here, not through the environment behind our back.
+        self._client.token = token
+        self._client.http.timeout = self._timeout_for
+        self.requests = 0  # requests sent, for the metrics and the idle benchmark
+
+    # -- plumbing ---------------------------------------------------------
+
+    def _timeout_for(self, params: Any) -> float:
+        params = dict(params or ())
+        if "index" not in params:
+            return self.request_timeout
+        wait = consul.std.parse_duration(params.get("wait", "300s"))
+        return blocking_read_timeout(wait, self.request_timeout)
+
+    def _call(self, what: str, fn: Callable[[], T], rule: str = "") -> T:
+        self.requests += 1
+        try:
+            return fn()
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise ConsulUnavailable(f"Consul at {self.address} unreachable during {what}: {type(exc).__name__}", delay=1.0) from None
+        except (requests.RequestException, ValueError) as exc:
+            # A response cut short (Consul restarting mid-answer) or not JSON:
+            # worth a retry, and must not kill the thread that asked.
+            raise ConsulUnavailable(f"Consul at {self.address} gave a broken answer to {what}: {type(exc).__name__}: {str(exc)[:200]}",
+                                    delay=1.0) from None
+        except consul.ACLPermissionDenied as exc:
+            raise ConsulPermissionDenied(f"Consul refused {what} (403 {str(exc).strip()[:200]})", rule=rule) from None
+        except consul.ConsulException as exc:
+            text = str(exc).strip()
+            code = text[:3]
+            if code in ("429", "500", "502", "503", "504") or "No cluster leader" in text or "rpc error" in text:
+                raise ConsulUnavailable(f"Consul at {self.address} failed {what}: {text[:200]}", delay=1.0) from None
+            raise PermanentError(f"Consul at {self.address} refused {what}: {text[:200]}") from None
+
+    # -- KV -----------------------------------------------------------------
+
+    def get_key(self, key: str, index: int = 0, wait: float | None = None, consistent: bool = False) -> KeyRead:
+        """Read ``key``; with ``index`` > 0 block until it changes or ``wait`` passes."""
+        kwargs: dict[str, Any] = {}
+        if index > 0:
+            kwargs["index"] = index
+            kwargs["wait"] = f"{int(wait or 60)}s"
+        if consistent:
+            kwargs["consistency"] = "consistent"
+        raw_index, item = self._call(f"read of {key}", lambda: self._client.kv.get(key, **kwargs), rule=f'key_prefix "{key}" {{ policy = "read" }}')
+        idx = int(raw_index or 0)
+        if item is None:
+            return KeyRead(index=idx, value=None)
+        value = item.get("Value")
+        return KeyRead(index=idx, value=value if value is not None else b"", modify_index=int(item["ModifyIndex"]), session=item.get("Session"))
+
+    def list_prefix(self, prefix: str) -> dict[str, KeyRead]:
+        raw_index, items = self._call(f"list of {prefix}", lambda: self._client.kv.get(prefix, recurse=True),
+                                      rule=f'key_prefix "{prefix}" {{ policy = "list" }}')
+        out = {}
+        for item in items or []:
+            out[item["Key"]] = KeyRead(index=int(raw_index or 0), value=item.get("Value") or b"",
+                                       modify_index=int(item["ModifyIndex"]), session=item.get("Session"))
+        return out
+
+    def read_prefix(self, prefix: str, index: int = 0, wait: float | None = None) -> tuple[int, dict[str, KeyRead]]:
+        """Every key under ``prefix`` and the query's index; blocks like ``get_key`` when ``index`` > 0."""
+        kwargs: dict[str, Any] = {"recurse": True}
+        if index > 0:
+            kwargs["index"] = index
+            kwargs["wait"] = f"{int(wait or 60)}s"
+        raw_index, items = self._call(f"list of {prefix}", lambda: self._client.kv.get(prefix, **kwargs),
+                                      rule=f'key_prefix "{prefix}" {{ policy = "list" }}')
+        idx = int(raw_index or 0)
+        out = {}
+        for item in items or []:
+            out[item["Key"]] = KeyRead(index=idx, value=item.get("Value") or b"", modify_index=int(item["ModifyIndex"]), session=item.get("Session"))
+        return idx, out
+
+    def put_key(self, key: str, value: bytes | str, cas: int | None = None, acquire: str | None = None) -> bool:
+        """Write; returns False when a ``cas`` or ``acquire`` condition was not met."""
+        rule = f'key "{key}" {{ policy = "write" }}'
+        return bool(self._call(f"write of {key}", lambda: self._client.kv.put(key, value, cas=cas, acquire=acquire), rule=rule))
+
+    def delete_key(self, key: str, cas: int | None = None) -> bool:
+        return bool(self._call(f"delete of {key}", lambda: self._client.kv.delete(key, cas=cas), rule=f'key "{key}" {{ policy = "write" }}'))
+
+    # -- sessions -------------------------------------------------------------
+
+    def create_session(self, name: str, ttl: int, node: str | None = None) -> str:
+        """A session whose keys are deleted when it dies (TTL or agent gone)."""
+        return self._call(
+            "session create",
+            lambda: self._client.session.create(name=name, node=node, behavior="delete", ttl=ttl, lock_delay=0, checks=[]),
+            rule='session_prefix "" { policy = "write" }',
+        )
+
+    def renew_session(self, session_id: str) -> bool:
+        """True if renewed, False if the session no longer exists."""
+        def renew() -> bool:
+            try:
+                return self._client.session.renew(session_id) is not None
+            except consul.NotFound:
+                return False
+
+        return self._call("session renew", renew, rule='session_prefix "" { policy = "write" }')
+
+    def destroy_session(self, session_id: str) -> None:
+        self._call("session destroy", lambda: self._client.session.destroy(session_id), rule='session_prefix "" { policy = "write" }')
+
+    # -- the local agent ------------------------------------------------------
+
+    def agent_node_name(self) -> str:
+        info = self._call("agent self", self._client.agent.self, rule='agent_prefix "" { policy = "read" }')
+        return info["Config"]["NodeName"]
+
+    def register_agent_service(self, service_id: str, tags: list[str], meta: dict[str, str], check_ttl: int) -> None:
+        rule = f'service "{AGENT_SERVICE}" {{ policy = "write" }}'
+        # No DeregisterCriticalServiceAfter: a dead agent must keep blocking the
+        # gates visibly until an operator releases or deregisters its box.
+        check = {"CheckID": f"{service_id}:ttl", "Name": "maintenance-agent alive", "TTL": f"{check_ttl}s", "Status": "passing"}
+        body = {"ID": service_id, "Name": AGENT_SERVICE, "Tags": tags, "Meta": meta, "Check": check}
+        self._call("service register", lambda: self._client.http.put(consul.callback.CB.boolean(), "/v1/agent/service/register",
+                                                                    data=json.dumps(body), headers=self._client.prepare_headers()), rule=rule)
+
+    def pass_agent_check(self, service_id: str, note: str = "") -> None:
+        self._call("check update", lambda: self._client.agent.check.ttl_pass(f"{service_id}:ttl", notes=note),
+                   rule=f'service "{AGENT_SERVICE}" {{ policy = "write" }}')
+
+    def set_node_maintenance(self, enable: bool, reason: str) -> None:
+        """What ``consul maint -enable/-disable -reason`` calls on the local agent."""
+        self._call("node maintenance", lambda: self._client.agent.maintenance(enable, reason=reason or None), rule='node "<this node>" { policy = "write" }')
+
+    def node_maintenance(self) -> tuple[bool, str]:
+        """Whether the local node is in maintenance, and the check's reason."""
+        checks = self._call("agent checks", self._client.agent.checks, rule='node "<this node>" { policy = "read" }')
+        check = checks.get(NODE_MAINTENANCE_CHECK)
+        return (check is not None, (check or {}).get("Notes", ""))
+
+    # -- membership -----------------------------------------------------------
+
+    def members(self, environment: str, index: int = 0, wait: float | None = None) -> tuple[int, list[Member]]:
+        """The boxes registered for ``environment``; blocks like a KV read when ``index`` > 0."""
+        kwargs: dict[str, Any] = {"tag": f"env:{environment}"}
+        if index > 0:
+            kwargs["index"] = index
+            kwargs["wait"] = f"{int(wait or 60)}s"
+        raw_index, entries = self._call("service health", lambda: self._client.health.service(AGENT_SERVICE, **kwargs),
+                                        rule=f'service "{AGENT_SERVICE}" {{ policy = "read" }}')
+        members = []
+        for entry in entries or []:
+            service = entry["Service"]
+            checks = entry.get("Checks", [])
+            own = [c for c in checks if c.get("ServiceID") == service["ID"]]
+            alive = all(c.get("Status") == "passing" for c in own) if own else False
+            output = "; ".join(f"{c.get('Name')}: {c.get('Status')}" for c in checks if c.get("Status") != "passing")
+            members.append(Member(
+                box=(service.get("Meta") or {}).get("box", service["ID"]),
+                roles=tuple(t.removeprefix("role:") for t in service.get("Tags", []) if t.startswith("role:")),
+                consul_node=entry["Node"]["Node"],
+                alive=alive,
+                check_output=output,
+            ))
+        return int(raw_index or 0), members

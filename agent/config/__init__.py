@@ -1,0 +1,6 @@
+"""The TOML configuration: frozen pydantic models, loaded and validated all at once.
+
+Its own side because every other side reads it (the daemon, ``maintctl``,
+the partners' settings, the clients' TLS and timeouts); it imports only the
+core's types.
+"""

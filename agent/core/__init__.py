@@ -1,0 +1,7 @@
+"""The pure core: what an intent, a state, a role and a status are, and the rules on them.
+
+Intent parsing, the ``transitions`` state table, gate verdicts, window
+planning and retry policy. No I/O and no client: everything here is a pure
+function of its arguments (and a clock passed in), table-tested without
+services. Every other side imports from here; this side imports none of them.
+"""

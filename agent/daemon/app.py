@@ -1,0 +1,160 @@
+"""Agent: one box's agent as an object, wired from its config. Start-up and shutdown order.
+
+No globals: several agents can run in one process (tests, the demo, the fleet
+benchmark), each with its own registry, state file and threads.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+
+from agent import __version__
+from agent.clients.alertmanager import AlertmanagerClient
+from agent.clients.consul import ConsulGateway
+from agent.config.schema import AgentConfig
+from agent.core.backoff import TokenBucket
+from agent.core.model import Role
+from agent.daemon.metrics import AgentMetrics, MetricsServer
+from agent.daemon.peers import PeerView
+from agent.daemon.reconcile import Reconciler
+from agent.daemon.report import StatusReporter
+from agent.daemon.roles import build_steps
+from agent.daemon.sdnotify import SystemdNotifier
+from agent.daemon.statefile import StateFile
+from agent.daemon.steps.base import Step
+from agent.daemon.watcher import KeyWatcher
+from agent.daemon.windows import EntryScheduler
+from agent.partners.dispatch import NoticeDispatcher
+from agent.partners.silences import SilenceLease, fleet_is_back, matchers_for
+
+
+def gateway_for(config: AgentConfig) -> ConsulGateway:
+    c = config.consul
+    return ConsulGateway(
+        c.address,
+        token=c.resolved_token(),
+        request_timeout=c.request_timeout_seconds,
+        ca_file=str(c.ca_file) if c.ca_file else None,
+        cert=(str(c.cert_file), str(c.key_file)) if c.cert_file and c.key_file else None,
+        verify=c.tls_verify,
+    )
+
+
+class Agent:
+    def __init__(
+        self,
+        config: AgentConfig,
+        gateway: ConsulGateway | None = None,
+        steps: dict[Role, list[Step]] | None = None,
+        log: Any = None,
+        notifier: SystemdNotifier | None = None,
+        serve_metrics: bool = True,
+    ):
+        self.config = config
+        self.node = config.agent.node
+        self.gateway = gateway or gateway_for(config)
+        self.log = (log or structlog.get_logger()).bind(node=self.node, env=config.agent.environment)
+        self.notifier = notifier or SystemdNotifier()
+        self.metrics = AgentMetrics()
+        self.metrics.count_requests_of(self.gateway)
+        self.memory = StateFile(config.agent.state_dir / "state.json")
+        prefix = config.env_prefix
+        self.desired_key = f"{prefix}/desired"
+        self.status_key = f"{prefix}/status/{self.node}"
+        roles = [r.value for r in config.agent.roles]
+        self.metrics.info.info({"version": __version__, "node": self.node, "roles": ",".join(roles), "environment": config.agent.environment})
+
+        self.reporter = StatusReporter(
+            self.gateway, self.status_key,
+            service_id=f"maintenance-agent:{config.agent.environment}:{self.node}",
+            tags=[f"env:{config.agent.environment}", *(f"role:{r}" for r in roles)],
+            meta={"box": self.node, "env": config.agent.environment, "version": __version__},
+            memory=self.memory, ttl=config.consul.session_ttl_seconds, log=self.log,
+        )
+        resync = config.agent.resync_seconds
+        if self.notifier.watchdog_interval:
+            resync = min(resync, self.notifier.watchdog_interval)
+        self.windows = EntryScheduler(wake=self._wake, log=self.log, start_gauge=self.metrics.window_start)
+        # Edge boxes see the actual start and end first: they tell partners (claimed once per partner in Consul).
+        self.notices = (NoticeDispatcher(self.gateway, prefix, config.agent.environment, self.node, config.notices, self.log)
+                        if Role.EDGE in config.agent.roles and config.notices.partners else None)
+        self.peers = PeerView(self.gateway, config.agent.environment, f"{prefix}/status", wake=self._wake, wait=config.consul.wait_seconds)
+        self.reconciler = Reconciler(
+            node=self.node,
+            roles=config.agent.roles,
+            order=config.agent.order,
+            steps=steps if steps is not None else build_steps(config, self.gateway),
+            memory=self.memory,
+            peers=self.peers,
+            publish=self.reporter.publish,
+            metrics=self.metrics,
+            log=self.log,
+            retry_max=config.agent.retry_max_seconds,
+            resync=resync,
+            on_tick=self.notifier.watchdog,
+            on_intent=self.windows.arm,
+            on_transition=self.notices.on_transition if self.notices else None,
+        )
+        # The intent: a burst of 10 re-reads, then 1 a second while it churns
+        # (only the newest value matters).
+        self.watcher = KeyWatcher(self.gateway, self.desired_key, self.reconciler.on_watch_event,
+                                  wait=config.consul.wait_seconds, consistent=True, name=f"watch:{self.node}",
+                                  bucket=TokenBucket(capacity=10, rate=1.0))
+        self.metrics_server = MetricsServer(self.metrics, config.metrics.listen, self.healthy) if serve_metrics else None
+        self.silence = self._silence_lease(config, prefix)
+
+    def _silence_lease(self, config: AgentConfig, prefix: str) -> SilenceLease | None:
+        """Edge boxes (first in, last out) hold the Alertmanager silence lease of a window."""
+        am = config.alertmanager
+        if am is None or Role.EDGE not in config.agent.roles:
+            return None
+        return SilenceLease(
+            self.gateway, f"{prefix}/silence", AlertmanagerClient(am.url, am.timeout_seconds),
+            matchers_for(am.matchers, config.agent.environment), am.lease_seconds, am.renew_seconds, self.node, am.created_by,
+            box=lambda: (self.reconciler.state, self.reconciler.intent),
+            fleet_back=lambda intent: fleet_is_back(self.peers, intent), log=self.log)
+
+    def _wake(self) -> None:
+        self.reconciler.wake()
+
+    def healthy(self) -> tuple[bool, str]:
+        age = time.monotonic() - self.reconciler.last_tick
+        limit = 2 * self.reconciler.resync + 10
+        if age > limit:
+            return False, f"reconcile loop silent for {age:.0f}s"
+        for name, alive in (("intent watcher", self.watcher.alive), ("status reporter", self.reporter.alive)):
+            if not alive():
+                return False, f"{name} thread is not running"
+        return True, f"ok state={self.reconciler.state.value}"
+
+    def start(self) -> Agent:
+        if self.metrics_server:
+            self.metrics_server.start()
+        self.reporter.start()
+        self.windows.start()
+        if self.silence and self.config.alertmanager:
+            self.windows.every("alert-silence", self.config.alertmanager.renew_seconds, self.silence.tick)
+        if self.notices:
+            self.notices.resume()
+        self.reconciler.start()
+        self.watcher.start()
+        self.log.info("agent started", roles=[r.value for r in self.config.agent.roles], desired_key=self.desired_key,
+                      state=self.reconciler.state.value)
+        self.notifier.ready(f"state={self.reconciler.state.value}")
+        return self
+
+    def stop(self) -> None:
+        self.notifier.stopping()
+        self.watcher.stop()
+        self.reconciler.stop()
+        self.windows.stop()
+        if self.notices:
+            self.notices.stop()
+        self.peers.stop()
+        self.reporter.stop(release=True)
+        if self.metrics_server:
+            self.metrics_server.stop()
+        self.log.info("agent stopped", state=self.reconciler.state.value)

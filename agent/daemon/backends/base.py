@@ -1,0 +1,88 @@
+"""The one interface the worker and scheduler steps use to drive a service manager.
+
+A name is what the config lists (a unit, a program, a group, a glob);
+``expand`` turns those into the concrete names the other methods take. Every
+call has a timeout; every failure raises ``BackendError`` whose ``detail``
+names the exact command, unit or program and what it answered.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+from agent.core.errors import MaintenanceAgentError
+
+OUTPUT_LIMIT = 1500
+"""Characters of a command's output kept in an error (head and tail)."""
+
+
+class BackendError(MaintenanceAgentError):
+    """A service manager refused, failed, timed out or was unreachable."""
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+def truncate(text: str, limit: int = OUTPUT_LIMIT) -> str:
+    """Keep the start and the end of long output: the command and the final error both matter."""
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]} [...{len(text) - 2 * half} characters cut...] {text[-half:]}"
+
+
+class ServiceBackend(abc.ABC):
+    """Stop, start, disable and enable services or jobs of one service manager."""
+
+    #: Short name used in logs and errors ("systemd", "supervisor", "command").
+    kind: str = ""
+
+    @abc.abstractmethod
+    def expand(self, names: Sequence[str]) -> list[str]:
+        """Concrete names for the configured ones (globs and groups expanded), in config order.
+
+        A plain name that the manager does not know raises ``BackendError``.
+        """
+
+    @abc.abstractmethod
+    def is_active(self, name: str) -> bool:
+        """True while the service runs (or is starting, or is crash-looping to run)."""
+
+    @abc.abstractmethod
+    def stop(self, name: str) -> None:
+        """Stop the service and wait until it stopped; stopping a stopped one is fine."""
+
+    @abc.abstractmethod
+    def start(self, name: str) -> None:
+        """Start the service; starting a running one is fine."""
+
+    @abc.abstractmethod
+    def tracks_enablement(self, name: str) -> bool:
+        """True when the manager has an 'enabled' state separate from 'running' for ``name``
+
+        (systemd: whether it starts at boot / the timer is installed). When False,
+        ``is_enabled`` is always False and ``disable``/``enable`` do nothing.
+        """
+
+    @abc.abstractmethod
+    def is_enabled(self, name: str) -> bool:
+        """True when the service would start again on its own (boot, timer installed)."""
+
+    @abc.abstractmethod
+    def disable(self, name: str) -> None:
+        """Keep the service from starting again on its own (survives a reboot)."""
+
+    @abc.abstractmethod
+    def enable(self, name: str) -> None:
+        """Undo ``disable``."""
+
+    @abc.abstractmethod
+    def running_jobs(self, name: str) -> list[str]:
+        """For a scheduled job: what it started that is still running (empty when idle)."""
+
+    @abc.abstractmethod
+    def stop_running_job(self, name: str) -> None:
+        """Stop what ``running_jobs`` reported, after a drain timed out."""

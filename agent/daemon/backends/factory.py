@@ -1,0 +1,18 @@
+"""Pick the backend a role's config table asks for, and configure it from that table."""
+
+from __future__ import annotations
+
+from agent.config.roles import SchedulerSection, WorkerSection
+from agent.daemon.backends.base import ServiceBackend
+from agent.daemon.backends.command import CommandBackend
+from agent.daemon.backends.supervisor import SupervisorBackend
+from agent.daemon.backends.systemd import SystemdBackend
+
+
+def build_backend(section: WorkerSection | SchedulerSection) -> ServiceBackend:
+    if section.backend == "systemd":
+        return SystemdBackend(systemctl=section.systemctl, timeout=section.timeout_seconds)
+    if section.backend == "supervisor":
+        conn = section.supervisor
+        return SupervisorBackend(conn.url, username=conn.username, password=conn.password, timeout=section.timeout_seconds)
+    return CommandBackend(section.commands, timeout=section.timeout_seconds, inactive_exit_codes=section.inactive_exit_codes)

@@ -1,0 +1,162 @@
+"""Drive supervisord programs and groups through its XML-RPC API.
+
+Talks to ``[unix_http_server]`` (``unix:///path.sock``) or
+``[inet_http_server]`` (``http://host:port``), with basic auth when
+configured, and a timeout on every call. Names are programs (``billpay``),
+groups (``workers``), ``group:process`` or globs over those; they expand to
+``group:process`` names. supervisor has no "enabled" state apart from
+"running", so stopping is all that keeps a program down (until supervisord
+itself restarts with ``autostart=true``).
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import http.client
+import socket
+import xmlrpc.client
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from agent.daemon.backends.base import BackendError, ServiceBackend, truncate
+
+ACTIVE_STATES = frozenset({"RUNNING", "STARTING", "BACKOFF", "STOPPING"})
+
+# supervisor.xmlrpc.Faults
+FAULT_ALREADY_STARTED = 60
+FAULT_NOT_RUNNING = 70
+
+T = TypeVar("T")
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, socket_path: str, timeout: float):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = socket_path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class _TimeoutTransport(xmlrpc.client.Transport):
+    """XML-RPC over HTTP or a unix socket, with a timeout on connect and every read."""
+
+    def __init__(self, timeout: float, socket_path: str | None, headers: list[tuple[str, str]]):
+        super().__init__(headers=headers)
+        self.timeout = timeout
+        self.socket_path = socket_path
+
+    def make_connection(self, host: Any) -> http.client.HTTPConnection:
+        if self.socket_path is not None:
+            return _UnixHTTPConnection(self.socket_path, self.timeout)
+        conn = super().make_connection(host)
+        conn.timeout = self.timeout
+        return conn
+
+
+class SupervisorBackend(ServiceBackend):
+    kind = "supervisor"
+
+    def __init__(self, url: str, username: str | None = None, password: str | None = None, timeout: float = 60.0):
+        self.url = url
+        self.timeout = timeout
+        self._username = username
+        self._password = password
+
+    def _proxy(self) -> Any:
+        headers: list[tuple[str, str]] = []
+        if self._username is not None:
+            token = base64.b64encode(f"{self._username}:{self._password or ''}".encode()).decode()
+            headers.append(("Authorization", f"Basic {token}"))
+        parts = urlsplit(self.url)
+        if parts.scheme == "unix":
+            transport = _TimeoutTransport(self.timeout, parts.path, headers)
+            return xmlrpc.client.ServerProxy("http://localhost/RPC2", transport=transport, allow_none=True)
+        transport = _TimeoutTransport(self.timeout, None, headers)
+        return xmlrpc.client.ServerProxy(self.url.rstrip("/") + "/RPC2", transport=transport, allow_none=True)
+
+    def _call(self, what: str, call: Callable[[Any], T], tolerate: int | None = None) -> T | None:
+        """Make one XML-RPC call; a fault whose code is ``tolerate`` counts as success (returns None)."""
+        try:
+            return call(self._proxy().supervisor)
+        except xmlrpc.client.Fault as fault:
+            if fault.faultCode == tolerate:
+                return None
+            raise BackendError(f"supervisord at {self.url}: {what} failed: {fault.faultString} (fault {fault.faultCode})") from None
+        except xmlrpc.client.ProtocolError as exc:
+            raise BackendError(f"supervisord at {self.url}: {what} failed: HTTP {exc.errcode} {exc.errmsg}") from None
+        except TimeoutError:
+            raise BackendError(f"supervisord at {self.url}: {what} timed out after {self.timeout:g}s") from None
+        except OSError as exc:
+            raise BackendError(f"supervisord at {self.url} is not reachable ({what}): {exc.strerror or exc}") from None
+
+    def _all_processes(self) -> list[dict[str, Any]]:
+        return self._call("getAllProcessInfo", lambda s: s.getAllProcessInfo()) or []
+
+    def expand(self, names: Sequence[str]) -> list[str]:
+        processes = [f"{p['group']}:{p['name']}" for p in self._all_processes()]
+        expanded: list[str] = []
+        for name in names:
+            found = [full for full in processes if _matches(full, name)]
+            if not found:
+                raise BackendError(f"supervisord at {self.url} has no program or group {name!r} (it has: {truncate(', '.join(processes), 300) or 'none'})")
+            expanded.extend(f for f in found if f not in expanded)
+        return expanded
+
+    def _state(self, name: str) -> str:
+        info = self._call(f"getProcessInfo({name})", lambda s: s.getProcessInfo(name)) or {}
+        return str(info.get("statename", "UNKNOWN"))
+
+    def is_active(self, name: str) -> bool:
+        return self._state(name) in ACTIVE_STATES
+
+    def stop(self, name: str) -> None:
+        self._call(f"stopProcess({name})", lambda s: s.stopProcess(name, True), tolerate=FAULT_NOT_RUNNING)
+
+    def start(self, name: str) -> None:
+        try:
+            self._call(f"startProcess({name})", lambda s: s.startProcess(name, True), tolerate=FAULT_ALREADY_STARTED)
+        except BackendError as exc:
+            raise BackendError(f"{exc.detail}; stderr log tail: {self._stderr_tail(name)}") from None
+
+    def _stderr_tail(self, name: str) -> str:
+        try:
+            tail = self._call("tailProcessStderrLog", lambda s: s.tailProcessStderrLog(name, 0, 1000))
+        except BackendError as exc:
+            return f"(unavailable: {exc.detail})"
+        return truncate(str(tail[0]), 1000) if tail and tail[0] else "(empty)"
+
+    def tracks_enablement(self, name: str) -> bool:
+        return False
+
+    def is_enabled(self, name: str) -> bool:
+        return False
+
+    def disable(self, name: str) -> None:
+        """supervisor has no enabled state: a stopped program stays stopped until supervisord restarts."""
+
+    def enable(self, name: str) -> None:
+        """See ``disable``."""
+
+    def running_jobs(self, name: str) -> list[str]:
+        return []
+
+    def stop_running_job(self, name: str) -> None:
+        self.stop(name)
+
+
+def _matches(full_name: str, pattern: str) -> bool:
+    """``group:process`` matches ``group``, ``process`` (when alone in its group), ``group:process`` or a glob."""
+    group, _, process = full_name.partition(":")
+    if ":" in pattern:
+        return fnmatch.fnmatchcase(full_name, pattern)
+    return fnmatch.fnmatchcase(group, pattern) or (group == process and fnmatch.fnmatchcase(process, pattern))

@@ -1,0 +1,100 @@
+"""Prometheus metrics of one agent, in its own registry (many agents may share a process).
+
+Served with ``/healthz`` by ``MetricsServer`` on ``[metrics] listen``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram, Info, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from agent.core.model import Mode, State
+
+
+class AgentMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.state = Enum("maintenance_agent_state", "State of this box", states=[s.value for s in State], registry=r)
+        self.desired = Enum("maintenance_desired_mode", "Mode the accepted intent asks for", states=[m.value for m in Mode], registry=r)
+        self.intent_index = Gauge("maintenance_intent_index", "ModifyIndex of the intent this box acts on", registry=r)
+        self.consul_up = Gauge("maintenance_consul_up", "1 while the watch on the intent reaches Consul", registry=r)
+        self.gate_blocked = Gauge("maintenance_gate_blocked", "1 while a role waits at a gate for other boxes", registry=r)
+        self.step_blocked = Gauge("maintenance_step_pending", "1 while a step is still finishing (e.g. draining jobs)", registry=r)
+        self.step_failures = Counter("maintenance_step_failures", "Failed step attempts", ["role", "step"], registry=r)
+        self.intent_errors = Counter("maintenance_intent_errors", "Intent values refused as invalid", registry=r)
+        self.intent_error_active = Gauge("maintenance_intent_error", "1 while the desired key holds a refused value", registry=r)
+        self.transition_seconds = Histogram(
+            "maintenance_transition_duration_seconds", "Time from starting to enter/exit until settled", ["direction"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800), registry=r)
+        self.window_overrun = Gauge("maintenance_window_overrun_seconds", "Seconds past the announced end while still in maintenance", registry=r)
+        self.seconds_to_end = Gauge("maintenance_window_seconds_until_end", "Seconds until the announced end (negative after it)", registry=r)
+        self.window_start = Gauge("maintenance_window_start_timestamp_seconds",
+                                  "Scheduled start (UNIX time) of the accepted maintenance intent; 0 when none", registry=r)
+        self.info = Info("maintenance_agent", "Agent build and identity", registry=r)
+        self.state.state(State.ACTIVE.value)
+        self.desired.state(Mode.ACTIVE.value)
+        self.consul_up.set(0)
+
+    def count_requests_of(self, source: object) -> None:
+        """Expose ``source.requests`` (the Consul gateway's request count) as a counter."""
+        self.registry.register(_RequestCounter(source))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _RequestCounter:
+    def __init__(self, source: object):
+        self.source = source
+
+    def collect(self):  # noqa: ANN201 - prometheus-client collector protocol
+        yield CounterMetricFamily("maintenance_consul_requests", "Requests this agent sent to Consul", value=self.source.requests)
+
+
+class MetricsServer:
+    """``/metrics`` and ``/healthz`` on a small threaded HTTP server."""
+
+    def __init__(self, metrics: AgentMetrics, listen: str, healthy: Callable[[], tuple[bool, str]]):
+        host, _, port = listen.rpartition(":")
+        metrics_ref, healthy_ref = metrics, healthy
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                if self.path.split("?")[0] == "/metrics":
+                    self._send(200, metrics_ref.render(), CONTENT_TYPE_LATEST)
+                elif self.path.split("?")[0] == "/healthz":
+                    ok, detail = healthy_ref()
+                    self._send(200 if ok else 503, (detail + "\n").encode(), "text/plain; charset=utf-8")
+                else:
+                    self._send(404, b"not found\n", "text/plain")
+
+            def _send(self, code: int, body: bytes, ctype: str) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer((host.strip("[]"), int(port)), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,202 @@
+"""StatusReporter: keeps this box's status key, session and service registration alive.
+
+The status key ``<prefix>/<env>/status/<node>`` is written under a Consul
+session with behaviour ``delete``, so it disappears when the agent dies (the
+session's TTL runs out). One thread renews the session, passes the service's
+TTL check and (re)writes the latest status whenever it changed or was lost:
+after a Consul outage or a local Consul agent restart (sessions die with a
+cleanly stopped agent) both come back within one renew interval.
+
+The reconciler only hands it the newest ``Status``; writing never blocks a
+decision.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from agent.clients.consul import ConsulGateway
+from agent.core.backoff import Backoff, TokenBucket
+from agent.core.errors import MaintenanceAgentError
+from agent.core.model import Status
+from agent.daemon.statefile import StateFile
+
+
+class StatusReporter:
+    def __init__(
+        self,
+        gateway: ConsulGateway,
+        key: str,
+        service_id: str,
+        tags: list[str],
+        meta: dict[str, str],
+        memory: StateFile,
+        ttl: int = 15,
+        log: Any = None,
+    ):
+        self.gateway = gateway
+        self.key = key
+        self.service_id = service_id
+        self.tags = tags
+        self.meta = meta
+        self.memory = memory
+        self.ttl = ttl
+        self.log = log
+        self._lock = threading.Lock()
+        self._latest: Status | None = None
+        self._written: str | None = None
+        self._session: str | None = None
+        self._registered = False
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        # first_spread: reconnect after an outage with jitter, not in fleet lockstep.
+        self._backoff = Backoff(base=0.5, cap=min(10.0, ttl / 3), first_spread=min(2.0, ttl / 5))
+        self._thread = threading.Thread(target=self._run, name=f"report:{key}", daemon=True)
+        self.writes = 0
+        # Issue 8: a status that changes many times a second (a flapping
+        # intent) is written as a burst, then at most 2 a second (the newest
+        # wins), and the session is renewed once per interval, not per write.
+        # Changes other boxes' gates read (state, intent index, progress) have
+        # their own budget, so a chatty blocked_on text never delays them.
+        self._bucket = TokenBucket(capacity=20, rate=2.0)
+        self._chatter_bucket = TokenBucket(capacity=5, rate=0.5)
+        self._written_gate_fields: tuple | None = None
+        self._renewed_at = 0.0
+
+    @property
+    def interval(self) -> float:
+        return max(1.0, self.ttl / 3)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def publish(self, status: Status) -> None:
+        with self._lock:
+            self._latest = status
+        self._wake.set()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until the latest status is written (tests, shutdown)."""
+        self._wake.set()
+        deadline = threading.Event()
+        for _ in range(int(timeout / 0.02)):
+            with self._lock:
+                if self._latest is not None and self._latest.to_json() == self._written:
+                    return True
+            deadline.wait(0.02)
+        return False
+
+    def stop(self, release: bool = True) -> None:
+        """Stop renewing; with ``release`` destroy the session (deleting the status key)."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=10)
+        if release and self._session:
+            try:
+                self.gateway.destroy_session(self._session)
+                self.memory.delete("session")
+            except MaintenanceAgentError:
+                pass  # the TTL will clean it up
+
+    def _run(self) -> None:
+        failing = False
+        while not self._stop.is_set():
+            bucket = self._budget_for_next_write()
+            pause = bucket.try_take() if bucket is not None else 0.0
+            if pause > 0:
+                # Out of budget: wait, but let a newer status (which may need
+                # the other budget) cut the wait short and choose again.
+                self._wake.wait(pause)
+                self._wake.clear()
+                continue
+            try:
+                self._tick()
+                self._backoff.reset()
+                if failing and self.log:
+                    self.log.info("status report recovered", key=self.key)
+                failing = False
+                wait = self.interval
+            except MaintenanceAgentError as exc:
+                if not failing and self.log:  # once per outage, not once per retry
+                    self.log.warning("status report failing; retrying with backoff", key=self.key, error=str(exc))
+                failing = True
+                self._renewed_at = 0.0  # renew (or recreate) the session on the next try
+                wait = self._backoff.next()
+            except Exception as exc:  # noqa: BLE001 - e.g. the state file's disk full: keep reporting
+                if self.log:
+                    self.log.exception("status report failed unexpectedly; retrying with backoff", key=self.key, error=str(exc))
+                failing = True
+                self._renewed_at = 0.0
+                wait = self._backoff.next()
+            self._wake.wait(wait)
+            self._wake.clear()
+
+    def _budget_for_next_write(self) -> TokenBucket | None:
+        """The budget the pending write draws on; None when there is nothing new to write."""
+        with self._lock:
+            latest = self._latest
+        if latest is None or latest.to_json() == self._written:
+            return None
+        return self._bucket if _gate_fields(latest) != self._written_gate_fields else self._chatter_bucket
+
+    def _tick(self) -> None:
+        if not self._registered:
+            self.gateway.register_agent_service(self.service_id, self.tags, self.meta, check_ttl=self.ttl * 2)
+            self._registered = True
+        if self._session is None or time.monotonic() - self._renewed_at >= self.interval * 0.9:  # once per interval
+            session = self._ensure_session()
+            self.gateway.pass_agent_check(self.service_id)
+            self._renewed_at = time.monotonic()
+        else:
+            session = self._session
+        with self._lock:
+            latest = self._latest
+        if latest is None:
+            return
+        body = latest.to_json()
+        if body == self._written:
+            return
+        if not self.gateway.put_key(self.key, body, acquire=session):
+            self._take_over_key(session)
+            if not self.gateway.put_key(self.key, body, acquire=session):
+                raise MaintenanceAgentError(f"cannot acquire {self.key} with session {session}: held by another session")
+        self._written = body
+        self._written_gate_fields = _gate_fields(latest)
+        self.writes += 1
+
+    def _ensure_session(self) -> str:
+        if self._session and self.gateway.renew_session(self._session):
+            return self._session
+        if self._session:
+            self._registered = False  # the local agent may have restarted: re-register too
+            self.gateway.register_agent_service(self.service_id, self.tags, self.meta, check_ttl=self.ttl * 2)
+            self._registered = True
+        previous = self.memory.get("session")
+        if previous and previous != self._session:
+            # Our previous incarnation's session (agent killed): its key would
+            # block our acquire until the TTL ran out, so end it now.
+            try:
+                self.gateway.destroy_session(previous)
+            except MaintenanceAgentError:
+                pass
+        self._session = self.gateway.create_session(f"maintenance-agent {self.key}", ttl=self.ttl)
+        self.memory.put("session", self._session)
+        self._written = None
+        self._written_gate_fields = None
+        return self._session
+
+    def _take_over_key(self, session: str) -> None:
+        """The key is held by a session that is not ours now: only this box writes it, so end that one."""
+        read = self.gateway.get_key(self.key)
+        if read.session and read.session != session:
+            self.gateway.destroy_session(read.session)
+
+
+def _gate_fields(status: Status) -> tuple:
+    """What other boxes' gates read of a status."""
+    return (status.state, status.intent_index, tuple(sorted(status.progress.items())))

@@ -1,0 +1,39 @@
+"""Which steps each role of this box runs, built from the config.
+
+Within a role the steps run in list order when entering and in reverse
+order when leaving (so ``web`` turns Consul maintenance off *before* its
+smoke test runs). The flag file and the hooks belong to the box, not to a
+role: they take the place of the box's last role in the entering order, so
+they run after everything else has entered and first when leaving.
+"""
+
+from __future__ import annotations
+
+from agent.clients.consul import ConsulGateway
+from agent.config.schema import AgentConfig
+from agent.core.model import Role
+from agent.daemon.steps.base import Step
+from agent.daemon.steps.consul_maint import NodeMaintenanceStep
+from agent.daemon.steps.haproxy import build_edge_steps
+from agent.daemon.steps.hooks import build_hook_steps
+from agent.daemon.steps.jobs import build_scheduler_steps
+from agent.daemon.steps.services import build_worker_steps
+from agent.daemon.steps.smoke import SmokeTestStep
+
+
+def build_steps(config: AgentConfig, gateway: ConsulGateway) -> dict[Role, list[Step]]:
+    steps: dict[Role, list[Step]] = {}
+    for role in config.agent.roles:
+        if role is Role.WEB:
+            web = config.web
+            smoke: list[Step] = [SmokeTestStep(web.smoke, web.smoke_attempts)] if web and web.smoke else []
+            steps[role] = [*smoke, NodeMaintenanceStep(gateway)]
+        elif role is Role.WORKER:
+            steps[role] = build_worker_steps(config)
+        elif role is Role.SCHEDULER:
+            steps[role] = build_scheduler_steps(config)
+        elif role is Role.EDGE:
+            steps[role] = build_edge_steps(config)
+    last = [r for r in config.agent.order if r in steps][-1]
+    steps[last] = [*steps[last], *build_hook_steps(config, last)]
+    return steps

@@ -1,0 +1,143 @@
+"""The scheduler role's step: disable every scheduled job, let running ones finish (bounded).
+
+Entering snapshots which jobs were enabled/active (once per window), disables
+and stops their triggers (systemd timers, supervisor programs, commands),
+then waits for runs already in progress: ``StepPending("draining <job>")``
+until they finish or ``drain_timeout_seconds`` passes. The drain's start is
+kept in the notes, so an agent restart does not grant a fresh timeout. After
+the timeout, ``on_drain_timeout = "stop"`` stops the runs, ``"wait"`` keeps
+waiting and says it is overdue. Leaving enables exactly what was enabled.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Literal
+
+from agent.config.roles import SchedulerSection
+from agent.config.schema import AgentConfig
+from agent.core.errors import StepError, StepPending
+from agent.core.model import Mode, Role
+from agent.daemon.backends import BackendError, ServiceBackend, build_backend
+from agent.daemon.steps import quiesce
+from agent.daemon.steps.base import Step, StepContext
+
+
+class SchedulerJobsStep(Step):
+    """Disable the configured jobs, drain running ones, enable them again afterwards."""
+
+    role = Role.SCHEDULER
+
+    def __init__(
+        self,
+        backend: ServiceBackend,
+        jobs: list[str],
+        drain_timeout: float,
+        on_drain_timeout: Literal["stop", "wait"],
+        drain_poll: float = 5.0,
+        clock: Callable[[], float] = time.time,
+        name: str = "scheduler-jobs",
+    ):
+        self.backend = backend
+        self.jobs = list(jobs)
+        self.drain_timeout = drain_timeout
+        self.on_drain_timeout = on_drain_timeout
+        self.drain_poll = drain_poll
+        # Wall clock on purpose: the drain's start is persisted and must mean the same after a restart.
+        self.clock = clock
+        self.name = name
+
+    @classmethod
+    def from_config(cls, section: SchedulerSection) -> SchedulerJobsStep:
+        return cls(
+            build_backend(section), section.jobs, drain_timeout=section.drain_timeout_seconds,
+            on_drain_timeout=section.on_drain_timeout, drain_poll=section.drain_poll_seconds,
+        )
+
+    def check(self, ctx: StepContext, target: Mode) -> bool:
+        try:
+            if target is Mode.MAINTENANCE:
+                names = self.backend.expand(self.jobs)
+                return not quiesce.still_up(self.backend, names) and not self._running(names)
+            # Back to normal only once the window's snapshot is consumed: a
+            # snapshot left by a window that never completed must not be
+            # reused by the next one (revert restores what is missing, then clears it).
+            return quiesce.snapshot_from_notes(ctx.notes(self)) is None
+        except BackendError as exc:
+            raise StepError(self.name, exc.detail) from None
+
+    def apply(self, ctx: StepContext) -> None:
+        try:
+            names = self._disable_all(ctx)
+            running = self._running(names)
+            if running:
+                self._drain(ctx, running)
+                running = self._running(names)
+        except BackendError as exc:
+            raise StepError(self.name, exc.detail) from None
+        if running:
+            raise StepError(self.name, f"still running after stopping ({self.backend.kind}): {_describe_runs(running)}")
+        self._forget_drain(ctx)
+
+    def _disable_all(self, ctx: StepContext) -> list[str]:
+        notes = ctx.notes(self)
+        snapshot = quiesce.snapshot_from_notes(notes)
+        if snapshot is None:
+            snapshot = quiesce.take_snapshot(self.backend, self.jobs)
+            ctx.save_notes(self, {"snapshot": snapshot, "intent_index": ctx.intent.index})
+            ctx.log.info("jobs snapshot taken", step=self.name, enabled=[r["name"] for r in snapshot if r["enabled"] or r["active"]])
+        names = quiesce.union([r["name"] for r in snapshot], self.backend.expand(self.jobs))
+        quiesce.quiesce(self.backend, names, ctx.heartbeat)
+        up = quiesce.still_up(self.backend, names)
+        if up:
+            raise BackendError(f"still enabled or active after disabling ({self.backend.kind}): {', '.join(up)}")
+        return names
+
+    def _running(self, names: list[str]) -> dict[str, list[str]]:
+        """Jobs with a run in progress, and what is running for each."""
+        runs = {name: self.backend.running_jobs(name) for name in names}
+        return {name: found for name, found in runs.items() if found}
+
+    def _drain(self, ctx: StepContext, running: dict[str, list[str]]) -> None:
+        """Return once it is time to stop the runs; raise ``StepPending`` while they may still finish."""
+        notes = ctx.notes(self)
+        now = self.clock()
+        started = notes.get("drain_started_at")
+        if started is None:
+            started = now
+            ctx.save_notes(self, {**notes, "drain_started_at": started})
+        waited = now - float(started)
+        shown = _describe_runs(running)
+        if waited < self.drain_timeout:
+            left = self.drain_timeout - waited
+            raise StepPending(f"draining {shown} ({left:.0f}s left of {self.drain_timeout:g}s)", recheck_after=min(self.drain_poll, left))
+        if self.on_drain_timeout == "wait":
+            ctx.log.warning("drain timeout passed, still waiting", step=self.name, running=shown, waited_seconds=round(waited))
+            raise StepPending(
+                f"draining {shown}: overdue by {waited - self.drain_timeout:.0f}s (drain timeout {self.drain_timeout:g}s, on_drain_timeout = wait)",
+                recheck_after=self.drain_poll,
+            )
+        ctx.log.warning("drain timeout passed, stopping running jobs", step=self.name, running=shown)
+        for job in running:
+            self.backend.stop_running_job(job)
+
+    def _forget_drain(self, ctx: StepContext) -> None:
+        notes = ctx.notes(self)
+        if "drain_started_at" in notes:
+            ctx.save_notes(self, {k: v for k, v in notes.items() if k != "drain_started_at"})
+
+    def revert(self, ctx: StepContext) -> None:
+        if quiesce.restore_from_notes(self.name, self.backend, ctx.notes(self), verb="enabling", heartbeat=ctx.heartbeat):
+            ctx.save_notes(self, None)
+
+
+def _describe_runs(running: dict[str, list[str]]) -> str:
+    return ", ".join(job if runs == [job] else f"{job} ({', '.join(runs)})" for job, runs in running.items())
+
+
+def build_scheduler_steps(config: AgentConfig) -> list[Step]:
+    """The scheduler role's steps, in entering order (empty without a [scheduler] table)."""
+    if config.scheduler is None:
+        return []
+    return [SchedulerJobsStep.from_config(config.scheduler)]

@@ -1,0 +1,104 @@
+"""Remember how a set of services looked before maintenance, stop them, restore exactly that.
+
+Shared by the worker step (services) and the scheduler step (jobs). The
+snapshot is a JSON list of ``{"name", "active", "enabled"}`` records kept in
+the step's notes: taken once per window, before anything is stopped, so a
+re-run after a crash never mistakes the half-stopped box for its normal state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypedDict
+
+from agent.core.errors import StepError
+from agent.daemon.backends.base import BackendError, ServiceBackend
+
+
+class ServiceRecord(TypedDict):
+    name: str
+    active: bool
+    enabled: bool
+
+
+def take_snapshot(backend: ServiceBackend, names: Sequence[str]) -> list[ServiceRecord]:
+    """What each (expanded) service looks like now."""
+    return [
+        ServiceRecord(
+            name=name,
+            active=backend.is_active(name),
+            enabled=backend.tracks_enablement(name) and backend.is_enabled(name),
+        )
+        for name in backend.expand(names)
+    ]
+
+
+def snapshot_from_notes(notes: dict[str, Any]) -> list[ServiceRecord] | None:
+    raw = notes.get("snapshot")
+    if raw is None:
+        return None
+    return [ServiceRecord(name=str(r["name"]), active=bool(r["active"]), enabled=bool(r["enabled"])) for r in raw]
+
+
+def union(first: Sequence[str], second: Sequence[str]) -> list[str]:
+    """Both lists' names, each once, in order of first appearance."""
+    return list(dict.fromkeys([*first, *second]))
+
+
+def quiesce(backend: ServiceBackend, names: Sequence[str], heartbeat: Callable[[], None] = lambda: None) -> None:
+    """Disable (where the manager has that notion) and stop every service; idempotent."""
+    for name in names:
+        heartbeat()
+        if backend.tracks_enablement(name) and backend.is_enabled(name):
+            backend.disable(name)
+        if backend.is_active(name):
+            backend.stop(name)
+
+
+def still_up(backend: ServiceBackend, names: Sequence[str]) -> list[str]:
+    """Services that are still running or still enabled; empty when ``quiesce`` holds."""
+    return [
+        name for name in names
+        if backend.is_active(name) or (backend.tracks_enablement(name) and backend.is_enabled(name))
+    ]
+
+
+def restore(backend: ServiceBackend, snapshot: Sequence[ServiceRecord], heartbeat: Callable[[], None] = lambda: None) -> None:
+    """Enable and start again exactly what the snapshot says was enabled/running, last stopped first."""
+    for record in reversed(snapshot):
+        heartbeat()
+        if record["enabled"] and not backend.is_enabled(record["name"]):
+            backend.enable(record["name"])
+        if record["active"] and not backend.is_active(record["name"]):
+            backend.start(record["name"])
+
+
+def not_restored(backend: ServiceBackend, snapshot: Sequence[ServiceRecord]) -> list[str]:
+    """Snapshot entries that are not back as they were; empty when ``restore`` holds."""
+    missing = []
+    for record in snapshot:
+        if record["active"] and not backend.is_active(record["name"]):
+            missing.append(f"{record['name']} (not running)")
+        elif record["enabled"] and not backend.is_enabled(record["name"]):
+            missing.append(f"{record['name']} (not enabled)")
+    return missing
+
+
+def restore_from_notes(step_name: str, backend: ServiceBackend, notes: dict[str, Any], verb: str,
+                       heartbeat: Callable[[], None] = lambda: None) -> bool:
+    """Bring back what the snapshot in ``notes`` says ran (or was enabled) before the window.
+
+    Returns False when there is no snapshot (nothing was ever stopped), True once
+    everything is back; raises ``StepError`` naming what did not come back.
+    """
+    snapshot = snapshot_from_notes(notes)
+    if snapshot is None:
+        return False
+    try:
+        restore(backend, snapshot, heartbeat)
+        missing = not_restored(backend, snapshot)
+    except BackendError as exc:
+        raise StepError(step_name, exc.detail) from None
+    if missing:
+        raise StepError(step_name, f"not back after {verb} ({backend.kind}): {', '.join(missing)}")
+    return True

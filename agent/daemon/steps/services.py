@@ -1,0 +1,76 @@
+"""The worker role's step: stop every worker service for the window, restart what ran before.
+
+Entering takes a snapshot of which services were running (and enabled) into
+the step's notes in the state file — once per window — and then stops and
+disables them. Leaving starts exactly the snapshot's running services again,
+so a service that was stopped before the window stays stopped, also across
+agent restarts. The snapshot is cleared only once the restore fully holds.
+"""
+
+from __future__ import annotations
+
+from agent.config.roles import WorkerSection
+from agent.config.schema import AgentConfig
+from agent.core.errors import StepError
+from agent.core.model import Mode, Role
+from agent.daemon.backends import BackendError, ServiceBackend, build_backend
+from agent.daemon.steps import quiesce
+from agent.daemon.steps.base import Step, StepContext
+
+
+class WorkerServicesStep(Step):
+    """Stop and keep stopped the configured worker services; restore them afterwards."""
+
+    role = Role.WORKER
+
+    def __init__(self, backend: ServiceBackend, services: list[str], name: str = "worker-services"):
+        self.backend = backend
+        self.services = list(services)
+        self.name = name
+
+    @classmethod
+    def from_config(cls, section: WorkerSection) -> WorkerServicesStep:
+        return cls(build_backend(section), section.services)
+
+    def check(self, ctx: StepContext, target: Mode) -> bool:
+        try:
+            if target is Mode.MAINTENANCE:
+                return not quiesce.still_up(self.backend, self.backend.expand(self.services))
+            # Back to normal only once the window's snapshot is consumed: a
+            # snapshot left by a window that never completed must not be
+            # reused by the next one (revert restores what is missing, then clears it).
+            return quiesce.snapshot_from_notes(ctx.notes(self)) is None
+        except BackendError as exc:
+            raise StepError(self.name, exc.detail) from None
+
+    def apply(self, ctx: StepContext) -> None:
+        try:
+            snapshot = self._snapshot_once(ctx)
+            # Also what a glob matches only now (started after the snapshot): stopped, never restored.
+            names = quiesce.union([r["name"] for r in snapshot], self.backend.expand(self.services))
+            quiesce.quiesce(self.backend, names, ctx.heartbeat)
+            up = quiesce.still_up(self.backend, names)
+        except BackendError as exc:
+            raise StepError(self.name, exc.detail) from None
+        if up:
+            raise StepError(self.name, f"still running or enabled after stopping ({self.backend.kind}): {', '.join(up)}")
+
+    def _snapshot_once(self, ctx: StepContext) -> list[quiesce.ServiceRecord]:
+        notes = ctx.notes(self)
+        snapshot = quiesce.snapshot_from_notes(notes)
+        if snapshot is None:
+            snapshot = quiesce.take_snapshot(self.backend, self.services)
+            ctx.save_notes(self, {"snapshot": snapshot, "intent_index": ctx.intent.index})
+            ctx.log.info("services snapshot taken", step=self.name, running=[r["name"] for r in snapshot if r["active"]])
+        return snapshot
+
+    def revert(self, ctx: StepContext) -> None:
+        if quiesce.restore_from_notes(self.name, self.backend, ctx.notes(self), verb="starting", heartbeat=ctx.heartbeat):
+            ctx.save_notes(self, None)
+
+
+def build_worker_steps(config: AgentConfig) -> list[Step]:
+    """The worker role's steps, in entering order (empty without a [worker] table)."""
+    if config.worker is None:
+        return []
+    return [WorkerServicesStep.from_config(config.worker)]
