@@ -15,6 +15,7 @@ import structlog
 from agent.clients.consul import KeyRead
 from agent.core.errors import StepError, StepPending
 from agent.core.model import Member, Mode, Role, Status
+from agent.core.settings import BackoffPolicy
 from agent.daemon.metrics import AgentMetrics
 from agent.daemon.reconcile import Reconciler
 from agent.daemon.statefile import StateFile
@@ -90,7 +91,7 @@ def make_reconciler(tmp_path, roles: Sequence[Role], steps: dict[Role, list[Step
         node=node, roles=roles, order=list(Role), steps=steps,
         memory=StateFile(tmp_path / "state.json"), peers=peers,
         publish=published.append, metrics=AgentMetrics(), log=structlog.get_logger(),
-        retry_max=0.05, resync=0.05, on_tick=on_tick,
+        retry=BackoffPolicy(base=1.0, cap=0.05), resync=0.05, on_tick=on_tick,
     )
     return reconciler, published
 
