@@ -33,7 +33,7 @@ class OperatorError(MaintenanceAgentError):
     """A request maintctl refuses on purpose (a window in progress, an unknown node, ...)."""
 
 
-class Duration(click.ParamType):
+class Duration(click.ParamType[timedelta]):
     name = "duration"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> timedelta:

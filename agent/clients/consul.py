@@ -186,11 +186,11 @@ class ConsulGateway:
 
     def create_session(self, name: str, ttl: int, node: str | None = None) -> str:
         """A session whose keys are deleted when it dies (TTL or agent gone)."""
-        return self._call(
+        return str(self._call(
             "session create",
             lambda: self._client.session.create(name=name, node=node, behavior="delete", ttl=ttl, lock_delay=0, checks=[]),
             rule='session_prefix "" { policy = "write" }',
-        )
+        ))
 
     def renew_session(self, session_id: str) -> bool:
         """True if renewed, False if the session no longer exists."""
@@ -209,7 +209,7 @@ class ConsulGateway:
 
     def agent_node_name(self) -> str:
         info = self._call("agent self", self._client.agent.self, rule='agent_prefix "" { policy = "read" }')
-        return info["Config"]["NodeName"]
+        return str(info["Config"]["NodeName"])
 
     def register_agent_service(self, service_id: str, tags: list[str], meta: dict[str, str], check_ttl: int) -> None:
         rule = f'service "{AGENT_SERVICE}" {{ policy = "write" }}'

@@ -24,6 +24,9 @@ from agent.core.model import Status
 from agent.core.settings import DEFAULTS, Settings
 from agent.daemon.statefile import StateFile
 
+#: What other boxes' gates read of a status: state, intent index, sorted progress.
+GateFields = tuple[str, int, tuple[tuple[str, str], ...]]
+
 
 class StatusReporter:
     def __init__(
@@ -63,7 +66,7 @@ class StatusReporter:
         # budget, so a chatty blocked_on text never delays them.
         self._bucket = settings.status_writes.start()
         self._chatter_bucket = settings.status_chatter.start()
-        self._written_gate_fields: tuple | None = None
+        self._written_gate_fields: GateFields | None = None
         self._renewed_at = 0.0
 
     @property
@@ -198,6 +201,6 @@ class StatusReporter:
             self.gateway.destroy_session(read.session)
 
 
-def _gate_fields(status: Status) -> tuple:
+def _gate_fields(status: Status) -> GateFields:
     """What other boxes' gates read of a status."""
     return (status.state, status.intent_index, tuple(sorted(status.progress.items())))

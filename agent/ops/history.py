@@ -87,7 +87,7 @@ class WindowRecord:
         return json.dumps(doc, sort_keys=True)
 
     def to_dict(self, now: datetime) -> dict[str, Any]:
-        doc = json.loads(self.to_json())
+        doc: dict[str, Any] = json.loads(self.to_json())
         duration, overrun = self.duration, self.overrun(now)
         doc.update({
             "key": self.key,

@@ -83,7 +83,7 @@ class NoticeDispatcher:
         except MaintenanceAgentError as exc:
             self.log.warning("cannot list notice deliveries to resume", error=str(exc))
             return []
-        futures = []
+        futures: list[Future[Delivery | None]] = []
         partners = {p.name: p for p in self.section.partners}
         for key, read in keys.items():
             try:
