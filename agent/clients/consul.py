@@ -8,7 +8,8 @@ code), and turns every failure into a typed error: ``ConsulUnavailable`` for
 anything worth retrying (connection refused, timeouts, 429, 5xx, no leader:
 told by the HTTP status code, never by the error text), ``ConsulPermissionDenied``
 for 403, ``PermanentError`` for the other 4xx.
-Tests replace it with ``tests.fakes.FakeConsul`` for unit tests.
+Whoever needs only keys and the membership asks for the ``ConsulKV`` protocol,
+which the unit tests' in-memory fake also satisfies.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import consul
@@ -44,6 +45,23 @@ class KeyRead:
     @property
     def exists(self) -> bool:
         return self.value is not None
+
+
+class ConsulKV(Protocol):
+    """What the operator's side and the partners need of Consul: keys, check-and-set, the membership.
+
+    ``ConsulGateway`` is the real one; the unit tests' in-memory fake
+    (``tests.fakes.FakeGateway``) keeps Consul's check-and-set rules.
+    """
+
+    address: str
+
+    def get_key(self, key: str, index: int = 0, wait: float | None = None, consistent: bool = False) -> KeyRead: ...
+    def read_prefix(self, prefix: str, index: int = 0, wait: float | None = None) -> tuple[int, dict[str, KeyRead]]: ...
+    def list_prefix(self, prefix: str) -> dict[str, KeyRead]: ...
+    def put_key(self, key: str, value: bytes | str, cas: int | None = None, acquire: str | None = None) -> bool: ...
+    def delete_key(self, key: str, cas: int | None = None) -> bool: ...
+    def members(self, environment: str, index: int = 0, wait: float | None = None) -> tuple[int, list[Member]]: ...
 
 
 class RetryableStatus(Exception):

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from agent.clients.blocking import QueryFailed, blocking_answers
-from agent.clients.consul import ConsulGateway, KeyRead
+from agent.clients.consul import ConsulKV, KeyRead
 from agent.core.errors import CasConflict, IntentError, MaintenanceAgentError
 from agent.core.gates import roles_in_direction
 from agent.core.intent import parse_intent
@@ -171,7 +171,7 @@ class FleetSnapshot:
 class FleetReader:
     """Reads one environment's keys and members through the gateway; knows the key layout."""
 
-    def __init__(self, gateway: ConsulGateway, prefix: str, environment: str, wait: float = 15.0):
+    def __init__(self, gateway: ConsulKV, prefix: str, environment: str, wait: float = 15.0):
         self.gateway = gateway
         self.environment = environment
         self.env_prefix = f"{prefix.strip('/')}/{environment}"
@@ -240,7 +240,7 @@ class FleetReader:
 class IntentWriter:
     """Writes the ``desired`` key only with check-and-set against the index it was read at."""
 
-    def __init__(self, gateway: ConsulGateway, desired_key: str):
+    def __init__(self, gateway: ConsulKV, desired_key: str):
         self.gateway = gateway
         self.desired_key = desired_key
 
