@@ -204,7 +204,7 @@ class Reconciler:
         self.machine.fire(trigger)
 
     def _on_state_change(self, source: State, dest: State) -> None:
-        self.record.since = self.clock().isoformat()
+        self.record.since = self.clock()
         self.metrics.state.state(dest.value)
         if dest in (State.ACTIVE, State.MAINTENANCE) and self._transition_started is not None:
             direction = "enter" if dest is State.MAINTENANCE else "exit"

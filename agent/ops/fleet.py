@@ -62,9 +62,9 @@ class BoxView:
         settled = State.settled_for(intent.mode).value
         detail = self.status.error or self.status.intent_error or self.status.blocked_on
         if self.status.intent_index != intent.index:
-            return f"still on intent {self.status.intent_index} ({self.status.state})" + (f": {detail}" if detail else "")
+            return f"still on intent {self.status.intent_index} ({self.status.state.value})" + (f": {detail}" if detail else "")
         if self.status.state != settled:
-            return self.status.state + (f": {detail}" if detail else "")
+            return self.status.state.value + (f": {detail}" if detail else "")
         return None
 
 
@@ -137,13 +137,7 @@ class FleetSnapshot:
         """When the fleet got where it is: the latest ``since`` of the converged boxes (their own clocks)."""
         if not self.converged:
             return None
-        moments = []
-        for b in self.boxes:
-            if b.status is not None and not b.released:
-                try:
-                    moments.append(datetime.fromisoformat(b.status.since))
-                except (TypeError, ValueError):
-                    continue
+        moments = [b.status.since for b in self.boxes if b.status is not None and not b.released]
         return max(moments) if moments else None
 
     def to_dict(self, now: datetime) -> dict[str, Any]:

@@ -74,8 +74,8 @@ def status_view(snapshot: FleetSnapshot, now: datetime, tz: tzinfo) -> Renderabl
         stale = snapshot.intent is not None and status.intent_index != snapshot.intent.index
         intent_cell = Text(str(status.intent_index), style="red" if stale else "")
         error = status.error or status.intent_error or ""
-        table.add_row(box.node, ",".join(box.roles), Text(status.state, style=_STATE_STYLE.get(status.state, "")),
-                      intent_cell, _short_time(status.since, tz), status.blocked_on or "", Text(error, style="red"), agent)
+        table.add_row(box.node, ",".join(box.roles), Text(status.state.value, style=_STATE_STYLE.get(status.state.value, "")),
+                      intent_cell, _short_time(status.since.isoformat(), tz), status.blocked_on or "", Text(error, style="red"), agent)
     return Group(header, table)
 
 

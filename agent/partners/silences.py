@@ -73,7 +73,7 @@ def fleet_is_back(fleet: FleetStatuses, intent: Intent) -> bool:
     """
     boxes = [m.box for m in fleet.members() if m.box not in intent.release]
     statuses = fleet.snapshot(boxes)
-    return all(s is not None and s.state == State.ACTIVE.value and s.intent_index == intent.index for s in statuses.values())
+    return all(s is not None and s.state is State.ACTIVE and s.intent_index == intent.index for s in statuses.values())
 
 
 class SilenceLease:

@@ -9,7 +9,7 @@ import pytest
 
 from agent.clients.consul import KeyRead
 from agent.core.errors import CasConflict
-from agent.core.model import Intent, Member, Mode, Status
+from agent.core.model import Intent, Member, Mode, State, Status
 from agent.ops.fleet import FleetReader, IntentWriter
 from tests.fakes import FakeGateway
 
@@ -24,7 +24,7 @@ def _gateway(alive: bool = True) -> FakeGateway:
 
 def _report(gw: FakeGateway, node: str, state: str, index: int, roles: tuple[str, ...], since: str = "2026-12-02T21:00:00+00:00",
             **extra: object) -> None:
-    status = Status(node=node, roles=roles, state=state, intent_index=index, since=since,
+    status = Status(node=node, roles=roles, state=State(state), intent_index=index, since=datetime.fromisoformat(since),
                     progress={r: state for r in roles}, **extra)
     gw.kv[f"maintenance/prod/status/{node}"] = (status.to_json().encode(), 1)
 

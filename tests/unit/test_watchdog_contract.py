@@ -76,15 +76,16 @@ def _reconciler(tmp_path: Path, step: Step, pings: Pings, retry_max: float, resy
 
 def test_a_loop_retrying_a_failing_step_keeps_pinging(tmp_path: Path) -> None:
     pings = Pings()
-    # Retry delays grow to 5 s, ten times the 0.5 s "watchdog interval" (resync).
-    rec = _reconciler(tmp_path, FailingStep(), pings, retry_max=5.0, resync=0.5)
+    # Retry delays of 0.5-1 s from the first failure on: up to ten times the 0.1 s "watchdog interval" (resync).
+    rec = _reconciler(tmp_path, FailingStep(), pings, retry_max=1.0, resync=0.1)
     rec.on_watch_event(read(b"maintenance", 3))
     rec.start()
     try:
         started = time.monotonic()
-        time.sleep(4.0)
+        time.sleep(1.5)
         assert rec.error and "timed out" in rec.error
-        assert pings.max_gap(started + 0.1, time.monotonic()) < 0.5 + 0.3, "the watchdog would fire on a live loop"
+        assert rec.backoff.failures >= 2, "the loop did retry with delays longer than the watchdog interval"
+        assert pings.max_gap(started + 0.1, time.monotonic()) < 0.1 + 0.3, "the watchdog would fire on a live loop"
     finally:
         rec.stop()
 
@@ -98,7 +99,7 @@ def test_a_deadlocked_loop_stops_pinging(tmp_path: Path) -> None:
     try:
         assert step.entered.wait(5)
         stuck_at = time.monotonic()
-        time.sleep(1.5)
+        time.sleep(0.8)  # four watchdog intervals
         assert [t for t in pings.times if t > stuck_at] == [], "a stuck loop must not ping: systemd would never restart it"
     finally:
         step.release.set()
