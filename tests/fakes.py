@@ -3,14 +3,14 @@
 The real edges (Consul, HAProxy, supervisord) are tested against the real
 services in tests/integration; these fakes only let the logic be tested fast
 and table-driven. Each one satisfies the protocol the code asks for
-(``ConsulKV``, ``Peers``, ``Step``, ``ServiceBackend``) and says so by
+(``ConsulKV``, ``Peers``, ``Step``, ``ServiceBackend``, ``MapRuntime``, ``Verifier``) and says so by
 subclassing it, so ``mypy --strict tests/fakes.py`` (run by scripts/test)
 fails when a fake drifts from what the code asks for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from agent.daemon.metrics import AgentMetrics
 from agent.daemon.reconcile import Reconciler
 from agent.daemon.statefile import StateFile
 from agent.daemon.steps.base import Step, StepContext
+from agent.daemon.steps.haproxy import MapRuntime, Verifier
 from agent.daemon.watcher import KeyChanged
 
 
@@ -128,6 +129,38 @@ class FakeBackend(ServiceBackend):
     def stop_running_job(self, name: str) -> None:
         self.calls.append(f"stop-run {name}")
         self._get(name).running_job = False
+
+
+class FakeRuntime(MapRuntime):
+    """HAProxy's runtime API over one live map; ``error`` makes every call fail with it."""
+
+    def __init__(self, live: dict[str, str] | None = None, error: Exception | None = None):
+        self.live = dict(live or {"state": "off"})
+        self.error = error
+
+    def show_map(self, map_path: Path) -> dict[str, str]:
+        if self.error:
+            raise self.error
+        return dict(self.live)
+
+    def replace_map(self, map_path: Path, entries: Mapping[str, str]) -> None:
+        if self.error:
+            raise self.error
+        self.live = dict(entries)
+
+
+class FakeVerifier(Verifier):
+    """A frontend verifier that reports the given failures (none: the frontend answers as expected)."""
+
+    def __init__(self, failures: list[str]):
+        self.failures = failures
+        self.runs = 0
+
+    def verify(self) -> list[str]:
+        self.runs += 1
+        return self.failures
+
+    run_once = verify
 
 
 @dataclass
