@@ -98,6 +98,7 @@ class Agent:
             on_intent=self.windows.arm,
             on_transition=self.notices.on_transition if self.notices else None,
         )
+        self.metrics.follow_window(lambda: (self.reconciler.intent, self.reconciler.state))
         # The intent: a burst of 10 re-reads, then 1 a second while it churns
         # (only the newest value matters).
         self.watcher = KeyWatcher(self.gateway, self.desired_key, self.reconciler.on_watch_event,

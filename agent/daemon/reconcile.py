@@ -182,7 +182,6 @@ class Reconciler:
         if intent is None:
             return self.resync  # nothing read yet: hold whatever we were doing
         now = self.clock()
-        self._update_window_metrics(intent, now)
         target = effective_mode(intent, self.state, now)
         trigger = trigger_towards(self.state, target)
         if trigger:
@@ -429,18 +428,6 @@ class Reconciler:
             if moment is not None and moment > now:
                 wait = min(wait, (moment - now).total_seconds() + 0.01)
         return wait
-
-    def _update_window_metrics(self, intent: Intent, now: datetime) -> None:
-        if intent.mode is Mode.MAINTENANCE and intent.ends_at is not None:
-            left = (intent.ends_at - now).total_seconds()
-            self.metrics.seconds_to_end.set(left)
-            overrun = max(0.0, -left) if self.state is not State.ACTIVE else 0.0
-            if overrun > 0 and self.metrics.window_overrun._value.get() == 0:  # noqa: SLF001 - log once per overrun
-                self.log.warning("maintenance window overrun: past the announced end", ends_at=intent.ends_at.isoformat())
-            self.metrics.window_overrun.set(overrun)
-        else:
-            self.metrics.seconds_to_end.set(0)
-            self.metrics.window_overrun.set(0)
 
     # -- report ----------------------------------------------------------------------
 
