@@ -39,6 +39,8 @@ class AgentMetrics:
         self.window_start = Gauge("maintenance_window_start_timestamp_seconds",
                                   "Scheduled start (UNIX time) of the accepted maintenance intent; 0 when none", registry=r)
         self.info = Info("maintenance_agent", "Agent build and identity", registry=r)
+        self._window = _WindowCollector(lambda: (None, State.ACTIVE), lambda: datetime.now(UTC))
+        r.register(self._window)
         self.state.state(State.ACTIVE.value)
         self.desired.state(Mode.ACTIVE.value)
         self.consul_up.set(0)
@@ -49,8 +51,9 @@ class AgentMetrics:
 
     def follow_window(self, box: Callable[[], tuple[Intent | None, State]],
                       clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        """Expose the window figures of ``box()`` (its current intent and state), computed at every scrape."""
-        self.registry.register(_WindowCollector(box, clock))
+        """Compute the window figures from ``box()`` (its current intent and state) at every scrape."""
+        self._window.box = box
+        self._window.clock = clock
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
