@@ -47,6 +47,7 @@ class FakeRuntime:
     def __init__(self, live: dict[str, str] | None = None, error: Exception | None = None):
         self.live = dict(live or {"state": "off"})
         self.error = error
+        self.history: list[dict[str, str]] = []
 
     def show_map(self, map_path: Path) -> dict[str, str]:
         if self.error:
@@ -57,6 +58,7 @@ class FakeRuntime:
         if self.error:
             raise self.error
         self.live = dict(entries)
+        self.history.append(dict(entries))
 
 
 class FakeVerifier:
@@ -168,6 +170,17 @@ def test_apply_writes_file_then_live_map_then_verifies(tmp_path: Path) -> None:
     step.revert(context)
     assert runtime.live == read_map_file(step.edge.map_file) == active_entries()
     assert step.check(context, Mode.ACTIVE) is True
+
+
+def test_leaving_turns_the_state_off_before_dropping_the_texts(tmp_path: Path) -> None:
+    """A request that read state=on just before the swap still finds the message it reads just after."""
+    runtime = FakeRuntime()
+    step, _ = make_step(tmp_path, runtime)
+    context = ctx(tmp_path)
+    step.apply(context)
+    on = maintenance_entries(context.intent, step.edge)
+    step.revert(context)
+    assert runtime.history == [on, {**on, "state": "off"}, active_entries()]
 
 
 def test_failed_verification_is_a_step_error_with_the_details(tmp_path: Path) -> None:

@@ -176,6 +176,13 @@ class EdgeTrafficStep(Step):
             write_map_file(self.edge.map_file, entries, MAP_HEADER)
         except OSError as exc:
             raise StepError(self.name, f"cannot write map file {self.edge.map_file}: {exc.strerror or exc}") from None
+        if target is Mode.ACTIVE:
+            # HAProxy reads each key of the map separately: a request that saw
+            # state=on just before the swap reads the texts just after it. Turn
+            # the state off first with the texts still in, drop them after.
+            live = self._call(lambda: self.runtime.show_map(self.edge.map_file))
+            if live.get("state") == "on":
+                self._call(lambda: self.runtime.replace_map(self.edge.map_file, {**live, "state": "off"}))
         self._call(lambda: self.runtime.replace_map(self.edge.map_file, entries))
         started = time.monotonic()
         failures = self._checks(target).verify()
