@@ -5,8 +5,9 @@ It wraps py-consul, puts a timeout on every call (a blocking query gets
 the connection and never answers cannot hang a thread), decides the token
 explicitly (py-consul would let ``CONSUL_HTTP_TOKEN`` override the one given in
 code), and turns every failure into a typed error: ``ConsulUnavailable`` for
-anything worth retrying (connection refused, timeouts, 429, 5xx, no leader),
-``ConsulPermissionDenied`` for 403, ``PermanentError`` for the rest.
+anything worth retrying (connection refused, timeouts, 429, 5xx, no leader:
+told by the HTTP status code, never by the error text), ``ConsulPermissionDenied``
+for 403, ``PermanentError`` for the other 4xx.
 Tests replace it with ``tests.fakes.FakeConsul`` for unit tests.
 """
 
@@ -19,6 +20,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import consul
+import consul.exceptions as consul_errors
 import requests
 
 from agent.core.errors import ConsulPermissionDenied, ConsulUnavailable, PermanentError
@@ -42,6 +44,30 @@ class KeyRead:
     @property
     def exists(self) -> bool:
         return self.value is not None
+
+
+class RetryableStatus(Exception):
+    """Consul answered 429 or 5xx (no leader, an RPC error, overloaded): worth a retry."""
+
+    def __init__(self, code: int, body: str):
+        super().__init__(f"HTTP {code}")
+        self.code = code
+        self.body = body
+
+
+def _refuse_retryable_status(response: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap py-consul's response hook so a 429 or 5xx is told by its status code, not by its text.
+
+    py-consul turns a 5xx into a bare ``ConsulException`` and a 429 into a
+    ``ClientError`` with the code only in the message; this raises before its
+    callbacks run, with the code as a number.
+    """
+    def checked(answer: requests.Response, *args: Any, **kwargs: Any) -> Any:
+        if answer.status_code == 429 or answer.status_code >= 500:
+            raise RetryableStatus(answer.status_code, answer.text)
+        return response(answer, *args, **kwargs)
+
+    return checked
 
 
 def blocking_read_timeout(wait: float, request_timeout: float) -> float:
@@ -73,6 +99,7 @@ class ConsulGateway:
         # Decide the token here, not through the environment behind our back.
         self._client.token = token
         self._client.http.timeout = self._timeout_for
+        self._client.http.response = _refuse_retryable_status(self._client.http.response)
         self.requests = 0  # requests sent, for the metrics and the idle benchmark
 
     # -- plumbing ---------------------------------------------------------
@@ -95,14 +122,17 @@ class ConsulGateway:
             # worth a retry, and must not kill the thread that asked.
             raise ConsulUnavailable(f"Consul at {self.address} gave a broken answer to {what}: {type(exc).__name__}: {str(exc)[:200]}",
                                     delay=1.0) from None
+        except RetryableStatus as exc:
+            raise ConsulUnavailable(f"Consul at {self.address} failed {what}: HTTP {exc.code} {exc.body.strip()[:200]}", delay=1.0) from None
         except consul.ACLPermissionDenied as exc:
             raise ConsulPermissionDenied(f"Consul refused {what} (403 {str(exc).strip()[:200]})", rule=rule) from None
+        except (consul_errors.BadRequest, consul_errors.ACLDisabled, consul_errors.NotFound, consul_errors.ClientError) as exc:
+            # any other 4xx (400, 401, 404 where it is not an answer, 405...): asking again will not help
+            raise PermanentError(f"Consul at {self.address} refused {what}: {str(exc).strip()[:200]}") from None
         except consul.ConsulException as exc:
-            text = str(exc).strip()
-            code = text[:3]
-            if code in ("429", "500", "502", "503", "504") or "No cluster leader" in text or "rpc error" in text:
-                raise ConsulUnavailable(f"Consul at {self.address} failed {what}: {text[:200]}", delay=1.0) from None
-            raise PermanentError(f"Consul at {self.address} refused {what}: {text[:200]}") from None
+            # What py-consul raises itself once 429 and 5xx are taken out: an
+            # answer it could not decode (no JSON, no index header), a retry.
+            raise ConsulUnavailable(f"Consul at {self.address} gave a broken answer to {what}: {str(exc).strip()[:200]}", delay=1.0) from None
 
     # -- KV -----------------------------------------------------------------
 

@@ -12,13 +12,12 @@ someone else between our read and our write is reported, never overwritten.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from agent.clients.blocking import next_index
+from agent.clients.blocking import QueryFailed, blocking_answers
 from agent.clients.consul import ConsulGateway, KeyRead
 from agent.core.errors import CasConflict, IntentError, MaintenanceAgentError
 from agent.core.gates import roles_in_direction
@@ -195,14 +194,14 @@ class FleetReader:
         bounded ``wait`` also re-reads the membership and the desired key, so a
         box that registers without ever reporting still shows up.
         """
-        snapshot = self.read()
-        yield snapshot
-        index = next_index(0, snapshot.index)
-        while deadline is None or time.monotonic() < deadline:
-            wait = self.wait if deadline is None else max(1.0, min(self.wait, deadline - time.monotonic()))
-            snapshot = self.read(status_index=index, wait=wait)
-            index = next_index(index, snapshot.index)
-            yield snapshot
+        for answer in blocking_answers(self._read_at, self.wait, deadline=deadline, what=self.status_prefix):
+            if isinstance(answer, QueryFailed):  # pragma: no cover - without a backoff a failure is raised
+                raise answer.error
+            yield answer
+
+    def _read_at(self, index: int, wait: float | None) -> tuple[int, FleetSnapshot]:
+        snapshot = self.read(status_index=index, wait=wait)
+        return snapshot.index, snapshot
 
     def _snapshot(self, index: int, desired: KeyRead, statuses: dict[str, KeyRead], members: list[Any]) -> FleetSnapshot:
         intent: Intent | None
