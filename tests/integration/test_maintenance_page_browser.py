@@ -71,6 +71,7 @@ def open_page(browser: HeadlessChromium, url: str, viewport: str, timezone: str 
     width, height, scale, mobile = VIEWPORTS[viewport]
     page = browser.page()
     page.call("Network.enable")
+    page.call("Log.enable")
     page.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=scale, mobile=mobile)
     page.call("Emulation.setTimezoneOverride", timezoneId=timezone)
     page.call("Emulation.setLocaleOverride", locale="en-US")
@@ -105,6 +106,8 @@ def test_page_shows_message_and_local_end_runs_nothing_hostile(tmp_path: Path, h
     assert message["scrollWidth"] <= width, "no sideways scrolling"
 
     assert page.evaluate("window.__pwned === undefined"), "nothing of the message ran"
+    violations = [e for e in page.events if e["method"] == "Log.entryAdded" and "Content Security Policy" in e["params"]["entry"]["text"]]
+    assert violations == [], "the page's own script is the one its policy allows"
     assert page.evaluate("document.querySelectorAll('img').length") == 0
     assert page.evaluate("document.scripts.length") == 1, "only the page's own script"
     requested = {e["params"]["request"]["url"] for e in page.events if e["method"] == "Network.requestWillBeSent"}

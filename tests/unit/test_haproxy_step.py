@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import json
 import re
@@ -275,6 +276,15 @@ def test_fragment_is_the_same_as_in_the_example_config() -> None:
     fragment = (deploy / "maintenance.fragment.cfg").read_text()
     block = fragment[fragment.index("\t# BEGIN maintenance"):]
     assert block.rstrip("\n") in full
+
+
+def test_the_page_script_is_the_one_its_content_security_policy_allows() -> None:
+    deploy = PROJECT / "deploy" / "haproxy"
+    scripts = re.findall(r"<script[^>]*>(.*?)</script>", (deploy / "maintenance" / "maintenance.html").read_text(), re.S)
+    assert len(scripts) == 1 and "%" not in scripts[0], "one script, left alone by HAProxy's log-format"
+    digest = base64.b64encode(hashlib.sha256(scripts[0].encode()).digest()).decode()
+    policies = re.findall(r'hdr Content-Security-Policy "([^"]+)"', (deploy / "haproxy.cfg").read_text())
+    assert len(policies) == 1 and f"script-src 'sha256-{digest}'" in policies[0] and "default-src 'none'" in policies[0]
 
 
 def test_templates_only_use_variables_the_config_sets() -> None:
