@@ -6,7 +6,8 @@ the maintenance answer. This script starts the shipped HAProxy config (via the
 test fixture) in front of a loopback backend, runs load generators in separate
 processes (each one keep-alive connection per thread, bounded in requests and
 time), flips EdgeTrafficStep apply/revert (with its verification) meanwhile,
-and prints the figures.
+and prints the figures. The maintenance message holds characters above
+U+FFFF; a JSON answer whose message is not exactly it counts as ``other``.
 
     python3 bench/haproxy_flip.py --seconds 10 --loaders 2 --threads 4 --flip-every 0.2
 
@@ -34,6 +35,7 @@ sys.path.insert(0, str(PROJECT))
 BACKEND_MARKER = "backend-ok"
 MAINT_MARKERS = ('"status":"maintenance"', 'data-maintenance="on"')
 PATHS = ("/api/payments", "/dashboard")
+MESSAGE = "flip bench \U0001f527\U0001f680 \U00010348 back soon"
 
 
 def load_thread(host: str, port: int, deadline: float, max_requests: int, counts: dict[str, int], lock: threading.Lock) -> None:
@@ -55,7 +57,8 @@ def load_thread(host: str, port: int, deadline: float, max_requests: int, counts
             continue
         if response.status == 200 and body.startswith(BACKEND_MARKER):
             local["backend"] += 1
-        elif response.status == 503 and any(marker in body for marker in MAINT_MARKERS) and response.getheader("Retry-After"):
+        elif response.status == 503 and any(marker in body for marker in MAINT_MARKERS) and response.getheader("Retry-After") \
+                and _message_intact(path, body):
             local["maintenance"] += 1
         else:
             local["other"] += 1
@@ -68,6 +71,16 @@ def load_thread(host: str, port: int, deadline: float, max_requests: int, counts
     with lock:
         for key, value in local.items():
             counts[key] = counts.get(key, 0) + value
+
+
+def _message_intact(path: str, body: str) -> bool:
+    """The API's JSON carries the message exactly; the page carries it as text."""
+    if path.startswith("/api/"):
+        try:
+            return bool(json.loads(body)["message"] == MESSAGE)
+        except (ValueError, KeyError):
+            return False
+    return MESSAGE in body
 
 
 def run_loader(url: str, seconds: float, threads: int, max_requests: int) -> dict[str, int]:
@@ -96,7 +109,7 @@ def run_bench(seconds: float, loaders: int, threads: int, flip_every: float, max
     with tempfile.TemporaryDirectory(prefix="haproxy-flip-") as tmp, LoopbackBackend() as backend:
         with HAProxyUnderTest(Path(tmp) / "haproxy", backend.port) as hap:
             step = EdgeTrafficStep(edge_section(hap))
-            intent = Intent(mode=Mode.MAINTENANCE, index=1, reason="bench", message="flip bench")
+            intent = Intent(mode=Mode.MAINTENANCE, index=1, reason="bench", message=MESSAGE)
             ctx = StepContext(intent=intent, node="bench", memory=StateFile(Path(tmp) / "state.json"))
             argv = [sys.executable, __file__, "--load", hap.url(""), "--seconds", str(seconds),
                     "--threads", str(threads), "--max-requests", str(max_requests)]

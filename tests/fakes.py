@@ -137,6 +137,7 @@ class FakeRuntime(MapRuntime):
     def __init__(self, live: dict[str, str] | None = None, error: Exception | None = None):
         self.live = dict(live or {"state": "off"})
         self.error = error
+        self.history: list[dict[str, str]] = []
 
     def show_map(self, map_path: Path) -> dict[str, str]:
         if self.error:
@@ -147,6 +148,7 @@ class FakeRuntime(MapRuntime):
         if self.error:
             raise self.error
         self.live = dict(entries)
+        self.history.append(dict(entries))
 
 
 class FakeVerifier(Verifier):

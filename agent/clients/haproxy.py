@@ -6,8 +6,12 @@ typed ``HAProxyError`` whose message names what is wrong *and* how to fix it,
 because an operator reads it in a status table in the middle of a window.
 
 Map files are plain ``key value`` lines; the values this project writes never
-contain whitespace (free text is percent-encoded by the caller), so a map
+contain whitespace (free text is base64-encoded by the caller), so a map
 round-trips exactly through the file and through ``show map``.
+
+HAProxy reads one runtime API request into one buffer (``tune.bufsize``, 16 KiB
+by default; 2.6 resets the connection beyond about 15.5 KB), so a new map is
+sent as several requests, each below ``MAX_REQUEST_BYTES``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from agent.core.errors import TemporaryError
 
 _SAFE_TOKEN = re.compile(r"^[!-~]+$")  # printable ASCII, no space: one CLI word, one map word
 _VERSION = re.compile(r"New version created:\s*(\d+)")
+MAX_REQUEST_BYTES = 14 * 1024
+"""The longest request line sent to the runtime API: below what a default HAProxy 2.6 accepts, with room to spare."""
 
 
 class HAProxyError(TemporaryError):
@@ -143,11 +149,16 @@ class HAProxyRuntime:
             raise RuntimeCommandFailed(f"`prepare map {map_path}` answered {answer.strip()!r}")
         version = found.group(1)
         commands = [f"add map @{version} {map_path} {key} {value}" for key, value in entries.items()]
-        commands.append(f"commit map @{version} {map_path}")
-        answer = self.command(";".join(commands))
+        for request in request_lines(commands):
+            answer = self.command(request)
+            problems = [line.strip() for line in answer.splitlines() if line.strip()]
+            if problems:
+                raise RuntimeCommandFailed(f"HAProxy refused the new content of map {map_path}: {'; '.join(problems)}")
+        # Only a complete new version is committed; an abandoned one is never seen by requests.
+        answer = self.command(f"commit map @{version} {map_path}")
         problems = [line.strip() for line in answer.splitlines() if line.strip()]
         if problems:
-            raise RuntimeCommandFailed(f"HAProxy refused the new content of map {map_path}: {'; '.join(problems)}")
+            raise RuntimeCommandFailed(f"HAProxy refused to commit map {map_path}: {'; '.join(problems)}")
 
     @staticmethod
     def _raise_unknown_map(answer: str, map_path: Path) -> None:
@@ -157,6 +168,30 @@ class HAProxyRuntime:
                 f"fragment with this exact path (deploy/haproxy/maintenance.fragment.cfg); fix the path in the agent's "
                 "[edge] map_file or in haproxy.cfg, then reload HAProxy"
             )
+
+
+def request_lines(commands: list[str], limit: int = MAX_REQUEST_BYTES) -> list[str]:
+    """Join ``commands`` with ';' into as few request lines as fit ``limit`` bytes each, in order.
+
+    A single command longer than ``limit`` is refused here with the reason,
+    instead of HAProxy resetting the connection half-way through a switch.
+    """
+    lines: list[str] = []
+    current = ""
+    for command in commands:
+        size = len(command.encode()) + 1
+        if size > limit:
+            raise RuntimeCommandFailed(
+                f"a runtime API command of {size} bytes exceeds the {limit} bytes HAProxy accepts in one request "
+                f"({command[:60]}...): shorten [edge] map_file's path or the text"
+            )
+        if current and len(current.encode()) + 1 + size > limit:
+            lines.append(current)
+            current = ""
+        current = f"{current};{command}" if current else command
+    if current:
+        lines.append(current)
+    return lines
 
 
 def render_map_file(entries: Mapping[str, str], header: str = "") -> bytes:

@@ -16,7 +16,7 @@ from agent import __version__
 from agent.clients.alertmanager import AlertmanagerClient
 from agent.clients.consul import ConsulGateway
 from agent.config.schema import AgentConfig
-from agent.core.model import Role
+from agent.core.model import Intent, Role, State
 from agent.core.settings import DEFAULTS, Settings
 from agent.daemon.metrics import AgentMetrics, MetricsServer
 from agent.daemon.peers import PeerView
@@ -91,6 +91,7 @@ class Agent:
                         if Role.EDGE in config.agent.roles and config.notices.partners else None)
         self.peers = PeerView(self.gateway, config.agent.environment, f"{prefix}/status", wake=self._wake, wait=config.consul.wait_seconds,
                               settings=self.settings)
+        self.silence = self._silence_lease(config, prefix)
         self.reconciler = Reconciler(
             node=self.node,
             roles=config.agent.roles,
@@ -105,13 +106,13 @@ class Agent:
             resync=resync,
             on_tick=self.notifier.watchdog,
             on_intent=self.windows.arm,
-            on_transition=self.notices.on_transition if self.notices else None,
+            on_transition=self._on_transition,
         )
+        self.metrics.follow_window(lambda: (self.reconciler.intent, self.reconciler.state))
         self.watcher = KeyWatcher(self.gateway, self.desired_key, self.reconciler.on_watch_event,
                                   wait=config.consul.wait_seconds, consistent=True, name=f"watch:{self.node}",
                                   reconnect=self.settings.consul_reconnect, reads=self.settings.intent_reads)
         self.metrics_server = MetricsServer(self.metrics, config.metrics.listen, self.healthy) if serve_metrics else None
-        self.silence = self._silence_lease(config, prefix)
 
     def _silence_lease(self, config: AgentConfig, prefix: str) -> SilenceLease | None:
         """Edge boxes (first in, last out) hold the Alertmanager silence lease of a window."""
@@ -122,7 +123,14 @@ class Agent:
             self.gateway, f"{prefix}/silence", AlertmanagerClient(am.url, am.timeout_seconds),
             matchers_for(am.matchers, config.agent.environment), am.lease_seconds, am.renew_seconds, self.node, am.created_by,
             box=lambda: (self.reconciler.state, self.reconciler.intent),
-            fleet_back=lambda intent: fleet_is_back(self.peers, intent), log=self.log)
+            fleet_back=lambda intent: fleet_is_back(self.peers, intent, self.reconciler.status()), log=self.log)
+
+    def _on_transition(self, source: State, dest: State, intent: Intent | None) -> None:
+        """The reconciler's transition hook: the silence first (before the window's first step), then the notices."""
+        if self.silence:
+            self.silence.on_transition(source, dest, intent)
+        if self.notices:
+            self.notices.on_transition(source, dest, intent)
 
     def _wake(self) -> None:
         self.reconciler.wake()

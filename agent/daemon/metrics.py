@@ -1,18 +1,21 @@
 """Prometheus metrics of one agent, in its own registry (many agents may share a process).
 
-Served with ``/healthz`` by ``MetricsServer`` on ``[metrics] listen``.
+Served with ``/healthz`` by ``MetricsServer`` on ``[metrics] listen``. Most
+gauges are set by the reconciler when something happens; the window figures
+(seconds until the announced end, overrun) change with the clock alone, so
+they are computed from the current intent and state when scraped.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram, Info, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
@@ -35,31 +38,24 @@ class AgentMetrics:
         self.transition_seconds = Histogram(
             "maintenance_transition_duration_seconds", "Time from starting to enter/exit until settled", ["direction"],
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800), registry=r)
-        self.window_overrun = Gauge("maintenance_window_overrun_seconds", "Seconds past the announced end while still in maintenance", registry=r)
-        self.seconds_to_end = Gauge("maintenance_window_seconds_until_end", "Seconds until the announced end (negative after it)", registry=r)
         self.window_start = Gauge("maintenance_window_start_timestamp_seconds",
                                   "Scheduled start (UNIX time) of the accepted maintenance intent; 0 when none", registry=r)
         self.info = Info("maintenance_agent", "Agent build and identity", registry=r)
+        self._window = _WindowCollector(lambda: (None, State.ACTIVE), lambda: datetime.now(UTC))
+        r.register(self._window)
         self.state.state(State.ACTIVE.value)
         self.desired.state(Mode.ACTIVE.value)
         self.consul_up.set(0)
 
-    def show_window(self, intent: Intent, state: State, now: datetime) -> bool:
-        """Set the window gauges for ``intent`` at ``now``; True when an overrun has just begun."""
-        if intent.mode is not Mode.MAINTENANCE or intent.ends_at is None:
-            self.seconds_to_end.set(0)
-            self.window_overrun.set(0)
-            return False
-        left = (intent.ends_at - now).total_seconds()
-        self.seconds_to_end.set(left)
-        overrun = max(0.0, -left) if state is not State.ACTIVE else 0.0
-        began = overrun > 0 and self.window_overrun._value.get() == 0  # noqa: SLF001 - once per overrun
-        self.window_overrun.set(overrun)
-        return began
-
     def count_requests_of(self, source: CountsRequests) -> None:
         """Expose ``source.requests`` (the Consul gateway's request count) as a counter."""
         self.registry.register(_RequestCounter(source))
+
+    def follow_window(self, box: Callable[[], tuple[Intent | None, State]],
+                      clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        """Compute the window figures from ``box()`` (its current intent and state) at every scrape."""
+        self._window.box = box
+        self._window.clock = clock
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -77,6 +73,36 @@ class _RequestCounter(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield CounterMetricFamily("maintenance_consul_requests", "Requests this agent sent to Consul", value=self.source.requests)
+
+
+def window_figures(intent: Intent | None, state: State, now: datetime) -> tuple[float, float]:
+    """(seconds until the announced end, seconds of overrun) of a maintenance intent; (0, 0) without an end.
+
+    Overrun counts from the announced end while the box is not back to active.
+    """
+    if intent is None or intent.mode is not Mode.MAINTENANCE or intent.ends_at is None:
+        return 0.0, 0.0
+    left = (intent.ends_at - now).total_seconds()
+    return left, (max(0.0, -left) if state is not State.ACTIVE else 0.0)
+
+
+class _WindowCollector:
+    UNTIL_END = ("maintenance_window_seconds_until_end", "Seconds until the announced end (negative after it)")
+    OVERRUN = ("maintenance_window_overrun_seconds", "Seconds past the announced end while still in maintenance")
+
+    def __init__(self, box: Callable[[], tuple[Intent | None, State]], clock: Callable[[], datetime]):
+        self.box = box
+        self.clock = clock
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(*self.UNTIL_END)
+        yield GaugeMetricFamily(*self.OVERRUN)
+
+    def collect(self) -> Iterator[Metric]:
+        intent, state = self.box()
+        left, overrun = window_figures(intent, state, self.clock())
+        yield GaugeMetricFamily(*self.UNTIL_END, value=left)
+        yield GaugeMetricFamily(*self.OVERRUN, value=overrun)
 
 
 class MetricsServer:

@@ -148,8 +148,6 @@ class Reconciler:
         if intent is None:
             return self.resync  # nothing read yet: hold whatever we were doing
         now = self.clock()
-        if self.metrics.show_window(intent, self.state, now):
-            self.log.warning("maintenance window overrun: past the announced end", ends_at=intent.ends_at.isoformat() if intent.ends_at else None)
         # Each move that does not wait makes progress (a trigger, a settled role), so a
         # tick takes at most one trigger, one move per role and the finish.
         for _ in range(len(self.roles) + 3):

@@ -113,5 +113,9 @@ class EntryScheduler:
             pass
 
     def _fire(self, job_id: str, intent_index: int) -> None:
-        self.log.info("window moment reached; waking the reconciler", job=job_id, intent_index=intent_index)
+        if job_id == END_JOB:
+            self.log.warning("announced end of the window reached: a box still in maintenance now overruns "
+                             "(maintenance_window_overrun_seconds)", intent_index=intent_index)
+        else:
+            self.log.info("window moment reached; waking the reconciler", job=job_id, intent_index=intent_index)
         self._wake()

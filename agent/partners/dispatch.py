@@ -9,6 +9,13 @@ body) in that same key, the others log that it is taken. ``maintctl
 announce``/``on``/``off`` use the same claims, so a second operator running
 ``announce`` does not notify partners twice (``--again`` makes a new event).
 
+The ``end`` notice is sent for the intent that closed the window, but it
+speaks of the window: when it started, its announced end, reason and
+identity. The ``start`` therefore records the window under
+``<prefix>/<env>/window`` (with its actual start when none was announced),
+so the ``end`` names it even if the agent that sends it restarted meanwhile
+or is not the one that saw the start.
+
 Deliveries run on a small thread pool with per-attempt timeouts, so a partner
 that never answers delays nothing but its own notice. A delivery cut short
 by a restart stays ``sending`` in its key and is resumed by the claimant's
@@ -17,6 +24,7 @@ next start.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -42,6 +50,7 @@ class NoticeDispatcher:
                  section: NoticesSection, log: Any, clock: Callable[[], datetime] = _utc_now, workers: int = 4):
         self.gateway = gateway
         self.prefix = f"{env_prefix}/notices"
+        self.window_key = f"{env_prefix}/window"
         self.environment = environment
         self.sender_name = sender_name
         self.section = section
@@ -49,6 +58,8 @@ class NoticeDispatcher:
         self.clock = clock
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"notices:{sender_name}")
+        # Recording a window and reading it for its end, in the order the transitions came.
+        self._window_line = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"notices-window:{sender_name}")
         self._sender = WebhookSender(section.timeout_seconds, section.attempts, section.backoff_seconds,
                                      section.backoff_max_seconds, stop=self._stop)
 
@@ -72,9 +83,44 @@ class NoticeDispatcher:
         if intent is None or intent.index == 0:
             return
         if dest is State.MAINTENANCE and intent.mode is Mode.MAINTENANCE:
-            self.send(self.notice("start", intent))
+            notice = self.notice("start", intent)
+            self._window_line.submit(self._record_window, intent, notice)
+            self.send(notice)
         elif dest is State.ACTIVE and source is State.EXITING and intent.mode is Mode.ACTIVE:
-            self.send(self.notice("end", intent))
+            self._window_line.submit(self._send_end, intent)
+
+    # -- the window an end notice speaks of ----------------------------------------
+
+    def _record_window(self, intent: Intent, start: Notice) -> None:
+        record = {"index": intent.index, "reason": intent.reason, "message": intent.message,
+                  "starts_at": (intent.starts_at or start.sent_at).isoformat(),
+                  "ends_at": intent.ends_at.isoformat() if intent.ends_at else None}
+        try:
+            read = self.gateway.get_key(self.window_key)
+            if read.exists and json.loads(read.value or b"{}").get("index") == intent.index:
+                return  # another edge box (or this one before a restart) recorded it first: keep its start time
+            self.gateway.put_key(self.window_key, json.dumps(record, sort_keys=True), cas=read.modify_index if read.exists else 0)
+        except (MaintenanceAgentError, ValueError) as exc:
+            self.log.warning("cannot record the window for its end notice", intent_index=intent.index, error=str(exc))
+
+    def window_before(self, closing: Intent) -> Intent | None:
+        """The maintenance window that ``closing`` ends, as recorded at its start (None when none was)."""
+        try:
+            read = self.gateway.get_key(self.window_key)
+            if not read.exists:
+                return None
+            doc = json.loads(read.value or b"{}")
+            if int(doc["index"]) >= closing.index:
+                return None
+            return Intent(mode=Mode.MAINTENANCE, index=int(doc["index"]), reason=doc.get("reason", ""), message=doc.get("message", ""),
+                          starts_at=datetime.fromisoformat(doc["starts_at"]) if doc.get("starts_at") else None,
+                          ends_at=datetime.fromisoformat(doc["ends_at"]) if doc.get("ends_at") else None)
+        except (MaintenanceAgentError, ValueError, KeyError, TypeError) as exc:
+            self.log.warning("cannot read the window an end notice speaks of; sending it without", error=str(exc))
+            return None
+
+    def _send_end(self, closing: Intent) -> None:
+        self.send(self.notice("end", closing, self.window_before(closing)))
 
     def resume(self) -> list[Future[Delivery | None]]:
         """Finish deliveries this sender claimed but did not finish (it was stopped or crashed)."""
@@ -98,6 +144,7 @@ class NoticeDispatcher:
 
     def stop(self) -> None:
         self._stop.set()
+        self._window_line.shutdown(wait=False, cancel_futures=True)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # -- one partner -----------------------------------------------------------------

@@ -68,6 +68,14 @@ class Notice:
     reason: str = ""
     message: str = ""
     impact: str = ""
+    #: The intent index of the maintenance window this notice is about (None: not known, e.g. an
+    #: ``off`` that withdrew nothing). Every notice of one window carries the same value.
+    window_index: int | None = None
+
+    @property
+    def window_id(self) -> str | None:
+        """The window's identity, the same in its announce, on, start, end and off notices."""
+        return f"{self.environment}-{self.window_index}" if self.window_index is not None else None
 
     @property
     def id(self) -> str:
@@ -92,7 +100,8 @@ class Notice:
             "environment": self.environment,
             "intent_index": self.intent_index,
             "sent_at": _iso(self.sent_at),
-            "window": {"starts_at": _iso(self.starts_at), "ends_at": _iso(self.ends_at)},
+            "window": {"id": self.window_id, "intent_index": self.window_index,
+                       "starts_at": _iso(self.starts_at), "ends_at": _iso(self.ends_at)},
             "reason": self.reason,
             "message": self.message,
             "what_you_will_see": ({"api": {"status": 503, "retry_after": "seconds until the announced end", "text": self.impact}}
@@ -106,11 +115,18 @@ class Notice:
 
 def notice_for(event: str, environment: str, intent: Intent, now: datetime, impact: str,
                window: Intent | None = None) -> Notice:
-    """The notice of ``event`` for ``intent``; ``window`` supplies the times when ``intent`` is the closing one."""
+    """The notice of ``event`` for ``intent``; ``window`` is the window's own intent when ``intent`` is the closing one.
+
+    The window (its identity, times, reason and message) comes from the
+    maintenance intent that opened it, so a partner can match the ``end`` or
+    ``off`` notice to the ``start`` and ``announce`` it received.
+    """
     source = window if window is not None and window.mode is Mode.MAINTENANCE else intent
+    in_window = source.mode is Mode.MAINTENANCE
     return Notice(event=event, environment=environment, intent_index=intent.index, sent_at=now,
-                  starts_at=source.starts_at or (now if source.mode is Mode.MAINTENANCE and event != "end" else None),
-                  ends_at=source.ends_at, reason=source.reason, message=source.message, impact=impact)
+                  starts_at=source.starts_at or (now if in_window and source is intent and event != "end" else None),
+                  ends_at=source.ends_at, reason=source.reason, message=source.message, impact=impact,
+                  window_index=source.index if in_window else None)
 
 
 def sign(secret: bytes, body: bytes, timestamp: int) -> str:

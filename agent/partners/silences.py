@@ -10,6 +10,12 @@ out of every window) push it forward every ``renew`` seconds while their box
 is not back to active. If every edge agent dies, the silence ends on its own
 within one lease. When the whole fleet is back it is deleted.
 
+The periodic job alone would leave the first ``renew`` seconds of a window
+unsilenced (and keep the silence as long after it), so the reconciler's
+transition hook also ticks the lease: when the edge starts entering, before
+the window's first step, and when it is back to active (the last box of
+the fleet to leave).
+
 Several edge boxes share one silence: its id lives in Consul under
 ``<prefix>/<env>/silence``; creating it is claimed with a check-and-set create
 (``cas=0``), so exactly one box creates it, and any of them extends it
@@ -19,6 +25,7 @@ Several edge boxes share one silence: its id lives in Consul under
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -65,14 +72,17 @@ class FleetStatuses(Protocol):
     def snapshot(self, boxes: Iterable[str]) -> Mapping[str, Status | None]: ...
 
 
-def fleet_is_back(fleet: FleetStatuses, intent: Intent) -> bool:
+def fleet_is_back(fleet: FleetStatuses, intent: Intent, own: Status | None = None) -> bool:
     """Every registered box (except released ones) reports active for ``intent``.
 
-    A silent box keeps this false: the silence is then no longer extended
-    (this box is active) and ends by itself within one lease.
+    ``own`` is this box's status as it is now (its key in Consul may lag a
+    moment behind). A silent box keeps this false: the silence is then no
+    longer extended (this box is active) and ends by itself within one lease.
     """
     boxes = [m.box for m in fleet.members() if m.box not in intent.release]
-    statuses = fleet.snapshot(boxes)
+    statuses = dict(fleet.snapshot(boxes))
+    if own is not None and own.node in statuses:
+        statuses[own.node] = own
     return all(s is not None and s.state is State.ACTIVE and s.intent_index == intent.index for s in statuses.values())
 
 
@@ -95,9 +105,19 @@ class SilenceLease:
         self.fleet_back = fleet_back
         self.log = log
         self.clock = clock
+        self._lock = threading.Lock()  # the periodic job and the transition hook tick from two threads
+
+    def on_transition(self, source: State, dest: State, intent: Intent | None) -> None:
+        """Reconciler hook: silence as the edge starts entering, unsilence as it is back. Never raises."""
+        if dest in (State.ENTERING, State.ACTIVE):
+            self.tick()
 
     def tick(self) -> None:
         """Hold the silence while this box is in a window; remove it once the whole fleet is back. Never raises."""
+        with self._lock:
+            self._tick()
+
+    def _tick(self) -> None:
         try:
             state, intent = self.box()
             if intent is None:

@@ -39,7 +39,8 @@ class _BackendHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         leaked = "x-maintenance-bypass" in {name.lower() for name in self.headers}
-        body = f"{BACKEND_MARKER} path={self.path} bypass_header_seen={leaked}\n".encode()
+        cookies = "|".join(self.headers.get_all("Cookie") or [])
+        body = f"{BACKEND_MARKER} path={self.path} bypass_header_seen={leaked} cookie={cookies}\n".encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
@@ -60,7 +61,10 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 class LoopbackBackend:
-    """A threaded HTTP server on 127.0.0.1 answering 200 ``backend-ok path=... bypass_header_seen=...`` to everything."""
+    """A threaded HTTP server on 127.0.0.1 answering 200 ``backend-ok path=... bypass_header_seen=... cookie=...`` to everything.
+
+    ``cookie`` is every Cookie header it received, joined with ``|`` (empty when none).
+    """
 
     def __init__(self, port: int = 0):
         self.server = _QuietServer(("127.0.0.1", port), _BackendHandler)

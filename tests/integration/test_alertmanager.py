@@ -13,12 +13,15 @@ import structlog
 from agent.clients.alertmanager import AlertmanagerClient
 from agent.clients.consul import ConsulGateway
 from agent.config.partners import AlertmanagerMatcher
-from agent.core.model import Intent, Mode, State
+from agent.config.schema import from_mapping
+from agent.core.model import Intent, Mode, Role, State
+from agent.daemon.app import Agent
+from agent.daemon.steps.base import Step, StepContext
 from agent.partners.silences import SilenceLease, matchers_for
 from demo.harness.consul import ConsulAgentProcess
 from demo.harness.processes import wait_until
 from tests.fixtures.alertmanager import Alertmanager, alertmanager
-from tests.fixtures.windows import window_fleet
+from tests.fixtures.windows import file_logger, window_fleet
 
 WINDOW = Intent(Mode.MAINTENANCE, 50, reason="SQL-A")
 
@@ -121,3 +124,57 @@ def test_edge_agents_silence_the_window_and_unsilence_when_the_fleet_is_back(con
             wait_until(lambda: _record(consul_server, environment) is None, 5, what="silence removed")
             time.sleep(1.0)  # another renewal round: nothing re-creates it
             assert [s["status"]["state"] for s in am.silences()] == ["expired"]
+
+
+class SilenceProbeStep(Step):
+    """An edge step that records, when it acts, which silences Alertmanager holds as active."""
+
+    name = "silence-probe"
+    role = Role.EDGE
+
+    def __init__(self, am: Alertmanager):
+        self.am = am
+        self.seen: list[tuple[str, int]] = []
+
+    def _active(self) -> int:
+        return len([s for s in self.am.silences() if s["status"]["state"] == "active"])
+
+    def check(self, ctx: StepContext, target: Mode) -> bool:
+        return ctx.notes(self).get("mode") == target.value
+
+    def apply(self, ctx: StepContext) -> None:
+        self.seen.append(("apply", self._active()))
+        ctx.save_notes(self, {"mode": Mode.MAINTENANCE.value})
+
+    def revert(self, ctx: StepContext) -> None:
+        self.seen.append(("revert", self._active()))
+        ctx.save_notes(self, {"mode": Mode.ACTIVE.value})
+
+
+def test_the_window_is_silenced_before_its_first_step_and_unsilenced_when_the_fleet_is_back(
+        consul_server: ConsulAgentProcess, environment: str, tmp_path: Path) -> None:
+    """With a renewal far away (30 min), only the transition hook can create and remove the silence in time."""
+    with alertmanager(tmp_path / "am") as am:
+        section = {"url": am.url, "lease_seconds": 3600, "renew_seconds": 1800}
+        with window_fleet(consul_server, environment, tmp_path / "fleet", alertmanager=section) as fleet:
+            fleet.add("worker-1", ["worker"])
+            probe = SilenceProbeStep(am)
+            doc = {**fleet.docs["worker-1"], "agent": {**fleet.docs["worker-1"]["agent"], "node": "edge-1", "roles": ["edge"],
+                                                       "state_dir": str(tmp_path / "fleet" / "edge-1")}}
+            doc.pop("worker")
+            check = {"name": "unused", "url": "http://127.0.0.1:9/"}
+            doc["edge"] = {"verify_maintenance": [check], "verify_active": [check]}
+            fleet.agents["edge-1"] = Agent(from_mapping(doc), steps={Role.EDGE: [probe]}, log=file_logger(fleet.log)).start()
+            fleet.wait_states("active")
+            time.sleep(0.5)  # the periodic job's first (immediate) run is over: it comes back in 30 minutes
+            assert am.silences() == []
+
+            on = consul_server.kv_put(f"maintenance/{environment}/desired", json.dumps({"mode": "maintenance", "reason": "x"}))
+            fleet.wait_states("maintenance", intent_index=on)
+            assert probe.seen == [("apply", 1)], "the silence is active when the window's first step acts"
+
+            off = consul_server.kv_put(f"maintenance/{environment}/desired", "active")
+            fleet.wait_states("active", intent_index=off)
+            assert probe.seen[-1] == ("revert", 1), "still silenced while the edge, last out, restores traffic"
+            wait_until(lambda: [s["status"]["state"] for s in am.silences()] == ["expired"], 3, what="silence expired once the fleet is back")
+            assert _record(consul_server, environment) is None

@@ -77,7 +77,7 @@ def test_flip_changes_what_clients_get_and_back(tmp_path: Path, hap: HAProxyUnde
 
     ui = http_get(hap.url("/dashboard"))
     assert ui.status == 503 and ui.headers["content-type"].startswith("text/html")
-    assert PAGE_MARKER in ui.body and html.escape(MESSAGE) in ui.body
+    assert PAGE_MARKER in ui.body and html.escape(MESSAGE, quote=False) in ui.body
     assert intent.ends_at.strftime("%Y-%m-%d %H:%M UTC") in ui.body
     assert 1790 <= int(ui.headers["retry-after"]) <= 1800
 
@@ -97,6 +97,67 @@ def test_flip_changes_what_clients_get_and_back(tmp_path: Path, hap: HAProxyUnde
         answer = http_get(hap.url(path))
         assert answer.status == 200 and answer.body.startswith(BACKEND_MARKER), path
     assert ctx.notes(step)["mode"] == "active"
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["Back soon \U0001f527", "\U0001f527\U0001f680 \U00010348 mixed \u00e9 \u4e2d \"q\" \\ </script>", "\U0001f600" * 3],
+    ids=["wrench", "mixed-astral", "only-emoji"],
+)
+def test_characters_above_u_ffff_reach_both_answers(tmp_path: Path, hap: HAProxyUnderTest, message: str) -> None:
+    step = EdgeTrafficStep(edge_section(hap))
+    step.apply(context(tmp_path, Intent(mode=Mode.MAINTENANCE, index=5, reason=f"fix \U0001f527 {message}", message=message)))
+    doc = json.loads(http_get(hap.url("/api/x")).body)
+    assert doc["message"] == message and doc["reason"] == f"fix \U0001f527 {message}"
+    assert html.escape(message, quote=False) in http_get(hap.url("/")).body
+
+
+@pytest.mark.parametrize(
+    ("sent", "forwarded"),
+    [
+        ("maint_bypass=staff-bypass-secret", ""),
+        ("session=abc; maint_bypass=staff-bypass-secret", "session=abc"),
+        ("maint_bypass=staff-bypass-secret; session=abc", "session=abc"),
+        ("a=1; maint_bypass=staff-bypass-secret; b=2", "a=1; b=2"),
+        ("a=1;maint_bypass=staff-bypass-secret;b=2", "a=1;b=2"),
+        ("maint_bypass=staff-bypass-secret; a=1; maint_bypass=wrong", "a=1"),
+        ("xmaint_bypass=keep; maint_bypass_hint=keep2", "xmaint_bypass=keep; maint_bypass_hint=keep2"),
+        ("session=abc", "session=abc"),
+    ],
+    ids=["alone", "last", "first", "middle", "no-spaces", "twice", "look-alikes", "none"],
+)
+@pytest.mark.parametrize("window", [True, False], ids=["in-window", "outside"])
+def test_bypass_cookie_never_reaches_the_backend(tmp_path: Path, hap: HAProxyUnderTest, sent: str, forwarded: str, window: bool) -> None:
+    if window:
+        EdgeTrafficStep(edge_section(hap)).apply(context(tmp_path, maintenance()))
+    answer = http_get(hap.url("/dashboard"), source="127.0.0.5", headers={"Cookie": sent})
+    assert answer.status == 200 and answer.body.startswith(BACKEND_MARKER)
+    assert f"cookie={forwarded}\n" in answer.body and "staff-bypass-secret" not in answer.body
+
+
+def test_bypass_by_cookie_works_and_the_secret_stays_at_the_edge(tmp_path: Path, hap: HAProxyUnderTest) -> None:
+    EdgeTrafficStep(edge_section(hap)).apply(context(tmp_path, maintenance()))
+    answer = http_get(hap.url("/api/x"), headers={"Cookie": "lang=de; maint_bypass=staff-bypass-secret"})
+    assert answer.status == 200 and "cookie=lang=de\n" in answer.body and "staff-bypass-secret" not in answer.body
+    many = "; ".join(["maint_bypass=staff-bypass-secret"] * 4)
+    assert http_get(hap.url("/x"), source="127.0.0.5", headers={"Cookie": many}).status == 400  # refused, not forwarded
+
+
+@pytest.mark.parametrize("char", ['"', "&", "\U0001f527", "<", "\\"], ids=["quote", "amp", "emoji", "lt", "backslash"])
+def test_longest_worst_escaping_message_switches(tmp_path: Path, hap: HAProxyUnderTest, char: str) -> None:
+    """message_max_chars at its maximum (2000) of the character that escapes worst: the switch works, both answers intact."""
+    step = EdgeTrafficStep(edge_section(hap, message_max_chars=2000))
+    message = char * 2000
+    ctx = context(tmp_path, Intent(mode=Mode.MAINTENANCE, index=8, reason=char * 500, message=message))
+    converge(step, ctx, Mode.MAINTENANCE)
+    doc = json.loads(http_get(hap.url("/api/x")).body)
+    assert doc["message"] == message and len(doc["reason"]) == 200
+    assert html.escape(message, quote=False) in http_get(hap.url("/")).body
+    hap.restart()  # the same values read back from the map file
+    assert json.loads(http_get(hap.url("/api/x")).body)["message"] == message
+    assert step.check(ctx, Mode.MAINTENANCE) is True
+    converge(step, ctx, Mode.ACTIVE)
+    assert http_get(hap.url("/api/x")).status == 200
 
 
 @pytest.mark.parametrize(
@@ -181,27 +242,44 @@ def test_verification_from_an_allowlisted_frontend_view_fails(tmp_path: Path, ba
             step.apply(context(tmp_path, maintenance()))
 
 
+def converge(step: EdgeTrafficStep, ctx: StepContext, target: Mode) -> None:
+    """What the reconciler does with a step: check, act if it does not hold, check again."""
+    if not step.check(ctx, target):
+        (step.apply if target is Mode.MAINTENANCE else step.revert)(ctx)
+        if not step.check(ctx, target):
+            raise StepError(step.name, "did not hold after acting")
+
+
 def test_haproxy_down_names_the_socket_and_the_fix(tmp_path: Path, hap: HAProxyUnderTest) -> None:
     step = EdgeTrafficStep(edge_section(hap))
     ctx = context(tmp_path, maintenance())
     hap.stop()  # HAProxy 2.6 leaves its socket file behind when it stops
     with pytest.raises(StepError) as err:
-        step.check(ctx, Mode.MAINTENANCE)
+        converge(step, ctx, Mode.MAINTENANCE)
     assert f"HAProxy admin socket {hap.admin_socket} exists but nothing listens" in err.value.detail
     assert "systemctl start haproxy" in err.value.detail
-    with pytest.raises(StepError, match="nothing listens"):
+
+
+@pytest.mark.parametrize("target", [Mode.MAINTENANCE, Mode.ACTIVE])
+def test_map_file_is_written_while_haproxy_is_down(tmp_path: Path, hap: HAProxyUnderTest, target: Mode) -> None:
+    """HAProxy down during a switch: the reconciler's attempt fails, but a HAProxy started now serves the new mode."""
+    step = EdgeTrafficStep(edge_section(hap))
+    ctx = context(tmp_path, maintenance())
+    if target is Mode.ACTIVE:
         step.apply(ctx)
-    # The file was still written first: a HAProxy started now comes up in maintenance.
+    hap.stop()
+    with pytest.raises(StepError, match="nothing listens"):
+        converge(step, ctx, target)
     hap.start()
-    assert http_get(hap.url("/api/x")).status == 503
-    assert step.check(ctx, Mode.MAINTENANCE) is True
+    assert http_get(hap.url("/api/x")).status == (503 if target is Mode.MAINTENANCE else 200)
+    assert step.check(ctx, target) is True
 
 
 def test_missing_admin_socket_says_how_to_configure_it(tmp_path: Path, hap: HAProxyUnderTest) -> None:
     missing = tmp_path / "run" / "admin.sock"
     step = EdgeTrafficStep(edge_section(hap, admin_socket=str(missing)))
     with pytest.raises(StepError) as err:
-        step.check(context(tmp_path, maintenance()), Mode.MAINTENANCE)
+        converge(step, context(tmp_path, maintenance()), Mode.MAINTENANCE)
     assert f"HAProxy admin socket {missing} is missing" in err.value.detail
     assert f"stats socket {missing} mode 660 level admin" in err.value.detail
 

@@ -57,6 +57,8 @@ def test_two_edge_boxes_send_one_signed_notice_per_event_per_partner(consul_serv
             fleet.wait_states("maintenance", intent_index=on)
             for partner in ("acme", "globex"):
                 wait_until(lambda partner=partner: _finished(consul_server, environment, f"{on}-start", partner), 15, what=f"start to {partner}")
+            fleet.restart("edge-1")  # the end is told by agents that did not see the start
+            fleet.restart("edge-2")
             off = consul_server.kv_put(f"maintenance/{environment}/desired", "active")
             fleet.wait_states("active", intent_index=off)
             for partner in ("acme", "globex"):
@@ -64,7 +66,11 @@ def test_two_edge_boxes_send_one_signed_notice_per_event_per_partner(consul_serv
             time.sleep(0.5)  # a second sender, if any, would have delivered by now
         start = _assert_once(acme, ACME, f"{environment}-{on}-start")
         assert start["window"]["ends_at"] == "2030-01-01T00:00:00Z" and start["what_you_will_see"]["api"]["status"] == 503
-        _assert_once(acme, ACME, f"{environment}-{off}-end")
+        assert start["window"]["id"] == f"{environment}-{on}" and start["window"]["intent_index"] == on
+        assert start["window"]["starts_at"] is not None
+        end = _assert_once(acme, ACME, f"{environment}-{off}-end")
+        assert end["window"] == start["window"], "the end notice names the window it ends"
+        assert end["reason"] == "SQL-A" and end["intent_index"] == off and end["what_you_will_see"]["api"]["status"] == "normal"
         _assert_once(globex, GLOBEX, f"{environment}-{on}-start")
         _assert_once(globex, GLOBEX, f"{environment}-{off}-end")
         assert len(acme.received) == 2 and len(globex.received) == 6  # globex failed the first two attempts of each
@@ -137,7 +143,10 @@ def test_maintctl_announce_sends_once_writes_the_ics_and_on_off_notify_when_conf
     assert kinds == ["maintenance.on", "maintenance.announce", "maintenance.announce", "maintenance.off"]
     assert all(r.signed_by(ACME.encode()) for r in acme.received)
     announced = acme.delivered()[1].doc
-    assert announced["window"] == {"starts_at": "2030-01-02T21:00:00Z", "ends_at": "2030-01-02T21:45:00Z"}
+    window_index = announced["intent_index"]
+    assert announced["window"] == {"id": f"{environment}-{window_index}", "intent_index": window_index,
+                                   "starts_at": "2030-01-02T21:00:00Z", "ends_at": "2030-01-02T21:45:00Z"}
+    assert all(r.doc["window"] == announced["window"] for r in acme.delivered()), "on, announce and off name the same window"
     assert announced["message"] == "Back by 21:45 UTC" and "HTTP 503" in announced["summary"]
     event = next(iter(icalendar.Calendar.from_ical(ics.read_bytes()).walk("VEVENT")))
     assert event.decoded("DTSTART").isoformat() == "2030-01-02T21:00:00+00:00"

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.clients.haproxy import (
+    MAX_REQUEST_BYTES,
     AdminSocketDenied,
     AdminSocketMissing,
     HAProxyDown,
@@ -102,8 +103,26 @@ def test_replace_map_prepares_adds_and_commits(sock_path: Path, scripted) -> Non
     HAProxyRuntime(sock_path).replace_map(Path("/m.map"), {"message": "a%20b", "state": "on"})
     assert server.requests == [
         "prepare map /m.map",
-        "add map @7 /m.map message a%20b;add map @7 /m.map state on;commit map @7 /m.map",
+        "add map @7 /m.map message a%20b;add map @7 /m.map state on",
+        "commit map @7 /m.map",
     ]
+
+
+def test_replace_map_splits_long_values_over_requests_haproxy_accepts(sock_path: Path, scripted) -> None:
+    server = scripted(lambda line: "New version created: 3\n\n" if line.startswith("prepare") else "\n")
+    entries = {"a": "x" * 9000, "b": "y" * 9000, "c": "1", "state": "on"}
+    HAProxyRuntime(sock_path).replace_map(Path("/m.map"), entries)
+    assert all(len(line) + 1 <= MAX_REQUEST_BYTES for line in server.requests)
+    assert server.requests[1] == f"add map @3 /m.map a {'x' * 9000}"
+    assert server.requests[2] == f"add map @3 /m.map b {'y' * 9000};add map @3 /m.map c 1;add map @3 /m.map state on"
+    assert server.requests[-1] == "commit map @3 /m.map"
+
+
+def test_a_command_longer_than_a_request_is_refused_before_sending(sock_path: Path, scripted) -> None:
+    server = scripted(lambda line: "New version created: 3\n\n" if line.startswith("prepare") else "\n")
+    with pytest.raises(RuntimeCommandFailed, match="exceeds the 14336 bytes HAProxy accepts"):
+        HAProxyRuntime(sock_path).replace_map(Path("/m.map"), {"a": "x" * MAX_REQUEST_BYTES})
+    assert not any(line.startswith(("add", "commit")) for line in server.requests)
 
 
 def test_replace_map_reports_refusals(sock_path: Path, scripted) -> None:

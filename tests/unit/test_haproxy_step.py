@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
+import json
 import re
 import tomllib
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from urllib.parse import unquote
 
 import pytest
 
-from agent.clients.haproxy import AdminSocketMissing, check_token, read_map_file, write_map_file
+from agent.clients.haproxy import MAX_REQUEST_BYTES, AdminSocketMissing, check_token, read_map_file, request_lines, write_map_file
 from agent.clients.http_check import FrontendVerifier, describe_failure
 from agent.config.roles import EdgeSection, SmokeCheck
 from agent.config.schema import AgentConfig, from_mapping
@@ -26,6 +28,11 @@ from demo.harness.processes import PROJECT
 from tests.fakes import FakeRuntime, FakeVerifier
 
 CHECK = {"name": "ui", "url": "http://127.0.0.1:8000/", "expect_status": 503, "expect_body": "marker"}
+
+
+def decoded(value: str) -> str:
+    """What HAProxy's b64dec makes of a map value."""
+    return base64.b64decode(value, validate=True).decode()
 
 
 def edge(tmp_path: Path, **overrides: object) -> EdgeSection:
@@ -60,24 +67,41 @@ def test_entries_encode_free_text_and_escape_html(tmp_path: Path) -> None:
     entries = maintenance_entries(Intent(mode=Mode.MAINTENANCE, message=message, reason="db"), edge(tmp_path))
     for key, value in entries.items():
         check_token(value, key)  # every value is one CLI word and one map word
-    assert unquote(entries["message"]) == 'Upgrade <SQL-A> & "B"; then check 100%'
-    assert unquote(entries["message_html"]) == html.escape('Upgrade <SQL-A> & "B"; then check 100%')
+    assert json.loads(decoded(entries["message_json"])) == 'Upgrade <SQL-A> & "B"; then check 100%'
+    assert decoded(entries["message_html"]) == html.escape('Upgrade <SQL-A> & "B"; then check 100%', quote=False)
     assert entries["state"] == "on" and list(entries)[-1] == "state"
-    assert entries["ends_epoch"] == "0" and entries["ends_at_json"] == "null"
+    assert entries["ends_epoch"] == "0" and decoded(entries["ends_at_json"]) == "null"
+
+
+@pytest.mark.parametrize("char", ["&", '"', "\\", "<", "\U0001f527", "\u00e9"], ids=["amp", "quote", "backslash", "lt", "emoji", "e-acute"])
+def test_the_longest_worst_escaping_message_fits_runtime_requests(tmp_path: Path, char: str) -> None:
+    """message_max_chars at its maximum, every character the worst for some encoding: each command fits a request."""
+    config = edge(tmp_path, message_max_chars=2000)
+    intent = Intent(mode=Mode.MAINTENANCE, message=char * 2000, reason=char * 500)
+    entries = maintenance_entries(intent, config)
+    assert json.loads(decoded(entries["message_json"])) == char * 2000
+    long_path = "/etc/haproxy/" + "m" * 200 + "/maintenance.map"
+    commands = [f"add map @4294967295 {long_path} {key} {value}" for key, value in entries.items()]
+    assert all(len(line) + 1 <= MAX_REQUEST_BYTES for line in request_lines(commands))
+
+
+def test_lone_surrogates_become_replacement_characters(tmp_path: Path) -> None:
+    entries = maintenance_entries(Intent(mode=Mode.MAINTENANCE, message="a\ud800b"), edge(tmp_path))
+    assert json.loads(decoded(entries["message_json"])) == "a\ufffdb"
 
 
 def test_entries_convert_the_end_to_utc(tmp_path: Path) -> None:
     ends = datetime(2026, 11, 25, 22, 30, tzinfo=timezone(timedelta(hours=1)))
     entries = maintenance_entries(Intent(mode=Mode.MAINTENANCE, ends_at=ends), edge(tmp_path))
     assert entries["ends_epoch"] == str(int(ends.timestamp()))
-    assert unquote(entries["ends_at_json"]) == '"2026-11-25T21:30:00Z"'
-    assert unquote(entries["ends_text"]) == "2026-11-25 21:30 UTC"
+    assert decoded(entries["ends_at_json"]) == '"2026-11-25T21:30:00Z"'
+    assert decoded(entries["ends_text"]) == "2026-11-25 21:30 UTC"
 
 
 def test_entries_fall_back_to_the_default_message_and_config_bounds(tmp_path: Path) -> None:
     config = edge(tmp_path, default_message="Wartung", default_retry_after_seconds=120, min_retry_after_seconds=30)
     entries = maintenance_entries(Intent(mode=Mode.MAINTENANCE, message=" \n "), config)
-    assert unquote(entries["message"]) == "Wartung" and unquote(entries["reason"]) == "planned maintenance"
+    assert json.loads(decoded(entries["message_json"])) == "Wartung" and json.loads(decoded(entries["reason_json"])) == "planned maintenance"
     assert (entries["retry_default"], entries["retry_min"], entries["retry_max"]) == ("120", "30", "3600")
 
 
@@ -100,7 +124,7 @@ def test_check_holds_only_when_live_map_file_and_frontend_agree(tmp_path: Path) 
     assert step.check(context, Mode.MAINTENANCE) is False  # no file on disk yet: a restart would lose it
     write_map_file(step.edge.map_file, wanted)
     assert step.check(context, Mode.MAINTENANCE) is True
-    write_map_file(step.edge.map_file, {**wanted, "message": "old"})
+    write_map_file(step.edge.map_file, {**wanted, "message_json": "b2xk"})
     assert step.check(context, Mode.MAINTENANCE) is False  # another intent's message
     write_map_file(step.edge.map_file, wanted)
     verifier.failures = ["ui: expected HTTP 503, got 200"]
@@ -120,6 +144,17 @@ def test_apply_writes_file_then_live_map_then_verifies(tmp_path: Path) -> None:
     assert step.check(context, Mode.ACTIVE) is True
 
 
+def test_leaving_turns_the_state_off_before_dropping_the_texts(tmp_path: Path) -> None:
+    """A request that read state=on just before the swap still finds the message it reads just after."""
+    runtime = FakeRuntime()
+    step, _ = make_step(tmp_path, runtime)
+    context = ctx(tmp_path)
+    step.apply(context)
+    on = maintenance_entries(context.intent, step.edge)
+    step.revert(context)
+    assert runtime.history == [on, {**on, "state": "off"}, active_entries()]
+
+
 def test_failed_verification_is_a_step_error_with_the_details(tmp_path: Path) -> None:
     step, _ = make_step(tmp_path, FakeRuntime(), failures=["ui (http://x/): expected HTTP 503, got 200: 'hello'"])
     with pytest.raises(StepError) as err:
@@ -133,8 +168,17 @@ def test_runtime_errors_become_step_errors_but_the_file_is_written(tmp_path: Pat
     with pytest.raises(StepError, match="admin socket /x is missing: fix"):
         step.apply(ctx(tmp_path))
     assert read_map_file(step.edge.map_file) is not None and read_map_file(step.edge.map_file)["state"] == "on"
+
+
+def test_unreachable_runtime_api_is_no_proof_so_the_reconciler_acts_and_writes_the_file(tmp_path: Path) -> None:
+    """check() says False (not raise) when HAProxy cannot be asked, so apply runs and writes the file first."""
+    step, _ = make_step(tmp_path, FakeRuntime(error=AdminSocketMissing("HAProxy admin socket /x is missing: fix")))
+    context = ctx(tmp_path)
+    assert read_map_file(step.edge.map_file) is None
+    assert step.check(context, Mode.MAINTENANCE) is False
     with pytest.raises(StepError, match="is missing"):
-        step.check(ctx(tmp_path), Mode.MAINTENANCE)
+        step.apply(context)
+    assert read_map_file(step.edge.map_file) == maintenance_entries(context.intent, step.edge)
 
 
 def test_unwritable_map_file_is_a_step_error(tmp_path: Path) -> None:
@@ -203,6 +247,15 @@ def test_fragment_is_the_same_as_in_the_example_config() -> None:
     fragment = (deploy / "maintenance.fragment.cfg").read_text()
     block = fragment[fragment.index("\t# BEGIN maintenance"):]
     assert block.rstrip("\n") in full
+
+
+def test_the_page_script_is_the_one_its_content_security_policy_allows() -> None:
+    deploy = PROJECT / "deploy" / "haproxy"
+    scripts = re.findall(r"<script[^>]*>(.*?)</script>", (deploy / "maintenance" / "maintenance.html").read_text(), re.S)
+    assert len(scripts) == 1 and "%" not in scripts[0], "one script, left alone by HAProxy's log-format"
+    digest = base64.b64encode(hashlib.sha256(scripts[0].encode()).digest()).decode()
+    policies = re.findall(r'hdr Content-Security-Policy "([^"]+)"', (deploy / "haproxy.cfg").read_text())
+    assert len(policies) == 1 and f"script-src 'sha256-{digest}'" in policies[0] and "default-src 'none'" in policies[0]
 
 
 def test_templates_only_use_variables_the_config_sets() -> None:

@@ -38,12 +38,15 @@ def test_notice_says_what_partners_will_see_and_when() -> None:
     notice = notice_for("announce", "prod", WINDOW, START - timedelta(days=2), "API: HTTP 503 with Retry-After")
     doc = json.loads(notice.body())
     assert doc["id"] == "prod-40-announce" and doc["type"] == "maintenance.announce"
-    assert doc["window"] == {"starts_at": "2026-12-02T21:00:00Z", "ends_at": "2026-12-02T21:45:00Z"}
+    assert doc["window"] == {"id": "prod-40", "intent_index": 40, "starts_at": "2026-12-02T21:00:00Z", "ends_at": "2026-12-02T21:45:00Z"}
     assert doc["what_you_will_see"]["api"]["status"] == 503
     assert "2026-12-02 21:00 UTC until 2026-12-02 21:45 UTC" in doc["summary"] and "Retry-After" in doc["summary"]
     closing = notice_for("end", "prod", Intent(Mode.ACTIVE, 41), START + timedelta(minutes=40), "x", window=WINDOW)
     end = json.loads(closing.body())
     assert end["id"] == "prod-41-end" and end["what_you_will_see"] == {"api": {"status": "normal"}}
+    assert end["window"] == doc["window"] and end["reason"] == "SQL-A patch", "the end names the window it ends"
+    withdrawn = json.loads(notice_for("off", "prod", Intent(Mode.ACTIVE, 42), START, "x").body())
+    assert withdrawn["window"] == {"id": None, "intent_index": None, "starts_at": None, "ends_at": None}
     assert "answers normally again since 2026-12-02 21:40 UTC" in end["summary"]
 
 
@@ -124,8 +127,11 @@ def test_only_the_agent_events_follow_transitions_and_the_wanted_kinds_are_sent(
                 time.sleep(0.02)
         finally:
             box.stop()
-    assert sorted(gateway.kv) == ["maintenance/prod/notices/40-start/acme", "maintenance/prod/notices/41-end/globex"]
+    assert sorted(gateway.kv) == ["maintenance/prod/notices/40-start/acme", "maintenance/prod/notices/41-end/globex",
+                                  "maintenance/prod/window"]
     assert sorted(r.event for r in receiver.delivered()) == ["end", "start"]
+    end = next(r.doc for r in receiver.delivered() if r.event == "end")
+    assert end["window"] == {"id": "prod-40", "intent_index": 40, "starts_at": "2026-12-02T21:00:00Z", "ends_at": "2026-12-02T21:45:00Z"}
 
 
 def test_an_interrupted_delivery_is_resumed_by_its_claimant() -> None:

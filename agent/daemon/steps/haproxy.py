@@ -15,6 +15,7 @@ edited the map) makes it false and the reconciler repairs it
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import re
@@ -23,7 +24,6 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import quote
 
 from agent.clients.haproxy import HAProxyError, HAProxyRuntime, read_map_file, write_map_file
 from agent.clients.http_check import FrontendVerifier
@@ -38,6 +38,7 @@ MAP_HEADER = (
     "Hand edits are reverted: change the intent in Consul instead."
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 
@@ -62,13 +63,23 @@ VerifierFactory = Callable[[Sequence[SmokeCheck], int, float], Verifier]
 
 def clean_text(text: str, limit: int) -> str:
     """One line of printable text of at most ``limit`` characters (the page shows one paragraph)."""
-    flat = " ".join(_CONTROL.sub(" ", text).split())
+    flat = " ".join(_CONTROL.sub(" ", _LONE_SURROGATE.sub("\ufffd", text)).split())
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "\u2026"
 
 
 def _encode(text: str) -> str:
-    """Percent-encode so the value is one word in the map file and on the CLI; HAProxy url_dec's it."""
-    return quote(text, safe="")
+    """Base64 of the UTF-8 bytes: one word in the map file and on the CLI whatever the text; HAProxy b64dec's it.
+
+    Base64 also bounds the size: a character takes at most 4 bytes in UTF-8
+    (5 once HTML-escaped, ``&amp;``), so at most 20/3 map characters, and a
+    2000-character message fits one runtime API request per value.
+    """
+    return base64.b64encode(text.encode()).decode()
+
+
+def _json_text(text: str) -> str:
+    """``text`` as a JSON string literal, non-ASCII kept as UTF-8 (HAProxy inserts it as is)."""
+    return json.dumps(text, ensure_ascii=False)
 
 
 def maintenance_entries(intent: Intent, edge: EdgeSection) -> dict[str, str]:
@@ -81,20 +92,21 @@ def maintenance_entries(intent: Intent, edge: EdgeSection) -> dict[str, str]:
     reason = clean_text(intent.reason, 200) or "planned maintenance"
     entries = {
         "ends_epoch": "0",
-        "ends_at_json": "null",
+        "ends_at_json": _encode("null"),
         "ends_text": _encode("soon"),
         "retry_default": str(edge.default_retry_after_seconds),
         "retry_min": str(edge.min_retry_after_seconds),
         "retry_max": str(edge.max_retry_after_seconds),
-        "message": _encode(message),
-        "message_html": _encode(html.escape(message)),
-        "reason": _encode(reason),
+        "message_json": _encode(_json_text(message)),
+        # Element text only (the page shows it in a <p>): quotes need no escaping there.
+        "message_html": _encode(html.escape(message, quote=False)),
+        "reason_json": _encode(_json_text(reason)),
     }
     if intent.ends_at is not None:
         ends = intent.ends_at if intent.ends_at.tzinfo else intent.ends_at.replace(tzinfo=UTC)
         ends = ends.astimezone(UTC)
         entries["ends_epoch"] = str(int(ends.timestamp()))
-        entries["ends_at_json"] = _encode(json.dumps(ends.strftime("%Y-%m-%dT%H:%M:%SZ")))
+        entries["ends_at_json"] = _encode(_json_text(ends.strftime("%Y-%m-%dT%H:%M:%SZ")))
         entries["ends_text"] = _encode(ends.strftime("%Y-%m-%d %H:%M UTC"))
     # state last: readers of the file see the values before the switch itself.
     entries["state"] = "on"
@@ -127,8 +139,17 @@ class EdgeTrafficStep(Step):
 
     def check(self, ctx: StepContext, target: Mode) -> bool:
         expected = self.expected(ctx.intent, target)
-        live = self._call(lambda: self.runtime.show_map(self.edge.map_file))
         on_disk = read_map_file(self.edge.map_file)
+        try:
+            live = self.runtime.show_map(self.edge.map_file)
+        except HAProxyError as exc:
+            # No answer about the live map is no proof it holds. Returning False
+            # (rather than failing here) lets apply/revert run: they write the
+            # file first, so a HAProxy (re)started meanwhile reads the current
+            # mode, and then report this same runtime API error.
+            ctx.log.warning("edge map unreadable through the runtime API", step=self.name, target=target.value,
+                            file_matches=on_disk == expected, error=str(exc))
+            return False
         if live != expected or on_disk != expected:
             ctx.log.info(
                 "edge map differs from the intent", step=self.name, target=target.value,
@@ -155,6 +176,13 @@ class EdgeTrafficStep(Step):
             write_map_file(self.edge.map_file, entries, MAP_HEADER)
         except OSError as exc:
             raise StepError(self.name, f"cannot write map file {self.edge.map_file}: {exc.strerror or exc}") from None
+        if target is Mode.ACTIVE:
+            # HAProxy reads each key of the map separately: a request that saw
+            # state=on just before the swap reads the texts just after it. Turn
+            # the state off first with the texts still in, drop them after.
+            live = self._call(lambda: self.runtime.show_map(self.edge.map_file))
+            if live.get("state") == "on":
+                self._call(lambda: self.runtime.replace_map(self.edge.map_file, {**live, "state": "off"}))
         self._call(lambda: self.runtime.replace_map(self.edge.map_file, entries))
         started = time.monotonic()
         failures = self._checks(target).verify()
