@@ -121,7 +121,7 @@ def calendar_window(settings: Settings, intent: Intent, section: NoticesSection,
                           ends_at=intent.ends_at, summary=summary, description=description)
 
 
-@click.command("announce")
+@click.command("announce", short_help="Tell partners: signed webhooks and an .ics file.")
 @notices_option
 @click.option("--ics", "ics_path", type=click.Path(dir_okay=False, writable=True, path_type=Path), default=None,
               help="Also write the window as an iCalendar file (to mail or publish).")

@@ -15,7 +15,6 @@ Every error is one line on stderr starting with ``maintctl: error:``.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from dataclasses import replace
@@ -27,6 +26,7 @@ import click
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from agent import __version__
 from agent.cli.announce import announce, notices_option, notify_on_flip
 from agent.cli.options import (
     DURATION,
@@ -37,11 +37,11 @@ from agent.cli.options import (
     OperatorError,
     Settings,
     console,
-    default_gateway,
     history_is_best_effort,
     login_user,
     utc_now,
 )
+from agent.config.connection import DEFAULT_ADDRESS, ENVIRONMENT, FLAG_NAMES, resolve
 from agent.config.partners import NoticesSection
 from agent.core.model import Intent, Mode
 from agent.core.planning import DEFAULT_MAX_WINDOW, PlanningError, format_duration, parse_clock, parse_time, plan, window, zone
@@ -49,32 +49,42 @@ from agent.ops import render
 from agent.ops.fleet import FleetReader, FleetSnapshot, IntentWriter, NoAgents
 from agent.ops.history import Request, WindowRecord
 
+_ENVIRONMENT_HELP = "\b\nEnvironment variables (as the consul command reads them; flags win):\n" + "\n".join(
+    f"  {name:<24} {meaning}" for name, meaning in ENVIRONMENT.items()) + (
+    "\n  MAINTCTL_ENV, MAINTCTL_TZ, MAINTCTL_PREFIX, MAINTCTL_MAX_WINDOW,"
+    "\n  MAINTCTL_SLOT_TIME, MAINTCTL_NOTICES: the options of those names"
+    "\n\nGlobal options may also follow the command: maintctl status --env prod.")
 
-@click.group(cls=MaintctlGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.option("--consul", "address", envvar="CONSUL_HTTP_ADDR", default="http://127.0.0.1:8500", show_default=True,
-              help="Consul HTTP address (env CONSUL_HTTP_ADDR).")
-@click.option("--token", default=None, help="Consul ACL token (else --token-file, else env CONSUL_HTTP_TOKEN).")
-@click.option("--token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="File holding the Consul ACL token.")
+
+@click.group(cls=MaintctlGroup, epilog=_ENVIRONMENT_HELP,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, "--version", "-V", prog_name="maintctl")
+@click.option("--consul", "--http-addr", "address", default=None, metavar="ADDR",
+              help=f"Consul HTTP(S) address (env CONSUL_HTTP_ADDR; default {DEFAULT_ADDRESS}).")
+@click.option("--token", default=None, help="Consul ACL token (else --token-file, CONSUL_HTTP_TOKEN_FILE, CONSUL_HTTP_TOKEN).")
+@click.option("--token-file", type=click.Path(path_type=Path), default=None, help="File holding the Consul ACL token (env CONSUL_HTTP_TOKEN_FILE).")
+@click.option("--ca-file", type=click.Path(path_type=Path), default=None, help="CA certificate to verify Consul's TLS certificate (env CONSUL_CACERT).")
+@click.option("--client-cert", type=click.Path(path_type=Path), default=None, help="Client certificate for Consul's verify_incoming (env CONSUL_CLIENT_CERT).")
+@click.option("--client-key", type=click.Path(path_type=Path), default=None, help="Key of the client certificate (env CONSUL_CLIENT_KEY).")
+@click.option("--tls-server-name", default=None, help="Name to verify Consul's certificate against (env CONSUL_TLS_SERVER_NAME).")
 @click.option("--env", "environment", envvar="MAINTCTL_ENV", default=None, help="Environment: final, mock, prod, ... (env MAINTCTL_ENV).")
 @click.option("--prefix", envvar="MAINTCTL_PREFIX", default="maintenance", show_default=True, help="Consul key prefix.")
 @click.option("--max-window", envvar="MAINTCTL_MAX_WINDOW", type=DURATION, default=DEFAULT_MAX_WINDOW,
               help="Policy maximum of a window (default 60m; env MAINTCTL_MAX_WINDOW).")
 @click.option("--tz", "tz_name", envvar="MAINTCTL_TZ", default=None, help="Time zone for times you type and see (default: this machine's).")
 @click.pass_context
-def cli(ctx: click.Context, address: str, token: str | None, token_file: Path | None, environment: str | None,
+def cli(ctx: click.Context, address: str | None, token: str | None, token_file: Path | None, ca_file: Path | None,
+        client_cert: Path | None, client_key: Path | None, tls_server_name: str | None, environment: str | None,
         prefix: str, max_window: timedelta, tz_name: str | None) -> None:
     """Open, follow, close, audit and plan maintenance windows of a fleet."""
-    if token is None and token_file is not None:
-        token = token_file.read_text().strip() or None
-    if token is None:
-        token = os.environ.get("CONSUL_HTTP_TOKEN") or None
     try:
         tz = zone(tz_name)
     except PlanningError as exc:
         raise click.BadParameter(str(exc), param_hint="--tz") from None
-    factory = ctx.obj if callable(ctx.obj) else default_gateway
-    ctx.obj = Settings(address=address, token=token, environment=environment, prefix=prefix.strip("/"),
+    connection = resolve(address=address, token=token, token_file=token_file, ca_file=ca_file, cert_file=client_cert,
+                         key_file=client_key, tls_server_name=tls_server_name, names=FLAG_NAMES)
+    factory = ctx.obj if callable(ctx.obj) else None
+    ctx.obj = Settings(connection=connection, environment=environment, prefix=prefix.strip("/"),
                        max_window=max_window, tz=tz, make_gateway=factory)
 
 
@@ -100,7 +110,7 @@ def _print_json(doc: Any) -> None:
 # -- on / off / release ----------------------------------------------------------------
 
 
-@cli.command("on")
+@cli.command("on", short_help="Open a window: write the intent (check-and-set).")
 @click.option("--reason", required=True, help="Why: shown to operators and kept in the history.")
 @click.option("--for", "length", type=DURATION, default=None, help="Length of the window, e.g. 45m (default: the policy maximum).")
 @click.option("--until", "until_text", default=None, help="Announced end instead of --for: 23:00 or an ISO time.")
@@ -136,7 +146,7 @@ def on(settings: Settings, reason: str, length: timedelta | None, until_text: st
         click.echo(f"follow with: maintctl --env {snapshot.environment} wait")
 
 
-@cli.command("off")
+@cli.command("off", short_help="Close the window: write active (check-and-set).")
 @click.option("--reason", default="", help="Why (kept in the history).")
 @click.option("--by", default=login_user, show_default="the login user", help="Who asks.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and write nothing.")
@@ -162,13 +172,13 @@ def off(settings: Settings, reason: str, by: str, dry_run: bool, as_json: bool, 
         click.echo(f"follow with: maintctl --env {snapshot.environment} wait")
 
 
-@cli.command("release")
+@cli.command("release", short_help="Let the gates pass without a dead box (recorded).")
 @click.argument("node")
 @click.option("--reason", required=True, help="Why the fleet may go on without this box (kept in the history).")
 @click.option("--by", default=login_user, show_default="the login user", help="Who decides.")
 @click.pass_obj
 def release(settings: Settings, node: str, reason: str, by: str) -> None:
-    """Let the gates pass without NODE (e.g. a dead box): adds it to the intent's release list."""
+    """Let the gates pass without NODE, a dead box say; recorded in the intent's release list."""
     now = utc_now()
     reader = settings.reader()
     snapshot = reader.read()
@@ -232,7 +242,7 @@ def _observe(settings: Settings, snapshot: FleetSnapshot) -> None:
             settings.history(snapshot.environment).record_reached(snapshot.intent.mode, reached)
 
 
-@cli.command("status")
+@cli.command("status", short_help="One row per box; exit 0 converged, 1 not yet, 2 error.")
 @click.option("--watch", is_flag=True, help="Follow live (blocking queries) until interrupted.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (one document per update with --watch).")
 @click.pass_obj
@@ -269,7 +279,7 @@ def _follow_step(settings: Settings, snapshot: FleetSnapshot) -> int:
     return _verdict(snapshot)
 
 
-@cli.command("wait")
+@cli.command("wait", short_help="Follow the fleet until it converges or times out.")
 @click.option("--timeout", type=DURATION, default="10m", show_default=True, help="Give up after this long.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final snapshot as JSON.")
 @click.pass_obj
@@ -312,7 +322,7 @@ def wait(settings: Settings, timeout: timedelta, as_json: bool) -> None:
 # -- history / plan ------------------------------------------------------------------------
 
 
-@cli.command("history")
+@cli.command("history", short_help="The audit trail of windows: who, why, how long.")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="How many windows, newest first.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
@@ -328,7 +338,7 @@ def history(settings: Settings, limit: int, as_json: bool) -> None:
         console().print(render.history_view(records, now, settings.tz))
 
 
-@cli.command("plan")
+@cli.command("plan", short_help="Estimate a production window from Mock's duration.")
 @click.option("--mock-minutes", type=click.FloatRange(min=0, min_open=True), default=None, help="How long the work took on Mock.")
 @click.option("--from-history", "history_env", default=None, help="Use the measured duration of the last window of this environment (e.g. mock).")
 @click.option("--db", is_flag=True, help="Databases are touched: production takes twice Mock's time (SQL-A, then SQL-B).")
