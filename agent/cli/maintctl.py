@@ -47,6 +47,7 @@ from agent.core.model import Intent, Mode
 from agent.core.planning import DEFAULT_MAX_WINDOW, PlanningError, format_duration, parse_clock, parse_time, plan, window, zone
 from agent.ops import render
 from agent.ops.fleet import FleetReader, FleetSnapshot, IntentWriter, NoAgents
+from agent.ops.follow import ChangeTracker
 from agent.ops.history import Request, WindowRecord
 
 _ENVIRONMENT_HELP = "\b\nEnvironment variables (as the consul command reads them; flags win):\n" + "\n".join(
@@ -281,27 +282,45 @@ def _follow_step(settings: Settings, snapshot: FleetSnapshot) -> int:
 
 @cli.command("wait", short_help="Follow the fleet until it converges or times out.")
 @click.option("--timeout", type=DURATION, default="10m", show_default=True, help="Give up after this long.")
-@click.option("--json", "as_json", is_flag=True, help="Print the final snapshot as JSON.")
+@click.option("--fail-fast", is_flag=True,
+              help="Exit 1 at the first error a box reports. Without it a reported error is shown at once and "
+                   "the wait goes on: the agent retries the step, and it may pass.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final snapshot as JSON (progress lines go to stderr).")
 @click.pass_obj
-def wait(settings: Settings, timeout: timedelta, as_json: bool) -> None:
-    """A progress bar per phase until the fleet converges: exit 0 converged, 1 timed out, 2 error."""
+def wait(settings: Settings, timeout: timedelta, fail_fast: bool, as_json: bool) -> None:
+    """Follow the fleet until it converges: exit 0 converged, 1 timed out (or --fail-fast), 2 error.
+
+    A box's error is printed the moment its status reports it (box, role, step,
+    message), and again when it clears. On a terminal a progress bar per role;
+    off one (a CI log, tee) one flushed line per change.
+    """
     reader = settings.reader()
     out = console()
+    live = out.is_terminal and not as_json
     deadline = time.monotonic() + timeout.total_seconds()
+    tracker = ChangeTracker()
     snapshot: FleetSnapshot | None = None
     columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=out, disable=as_json) as progress:
+    with Progress(*columns, console=out, disable=not live) as progress:
         tasks: dict[str, Any] = {}
         for snapshot in reader.follow(deadline=deadline):
             _require_agents(snapshot)
             if snapshot.intent is None:
                 raise OperatorError(f"{snapshot.desired_key} holds an invalid intent: {snapshot.intent_error}")
+            now = utc_now()
+            for change in tracker.update(snapshot, now):
+                line = render.change_line(change, now, settings.tz)
+                if live:
+                    if change.kind != "phase":
+                        progress.console.print(line)
+                else:
+                    click.echo(line.plain, err=as_json)
             direction = "entering" if snapshot.intent.mode is Mode.MAINTENANCE else "exiting"
             for step in snapshot.roles_progress():
                 if step.role not in tasks:
                     tasks[step.role] = progress.add_task(step.role, total=step.total)
                 progress.update(tasks[step.role], description=f"{direction} {step.role}", completed=step.done, total=step.total)
-            if snapshot.converged:
+            if snapshot.converged or (fail_fast and tracker.failing):
                 break
     assert snapshot is not None
     now = utc_now()
@@ -313,7 +332,9 @@ def wait(settings: Settings, timeout: timedelta, as_json: bool) -> None:
             click.echo(f"converged: every box {snapshot.phase(now)} (intent {snapshot.intent.index if snapshot.intent else '?'})")
         sys.exit(EXIT_OK)
     if not as_json:
-        click.echo(f"timed out after {format_duration(timeout)}: {snapshot.phase(now)}")
+        reason = f"failed fast ({len(tracker.failing)} box(es) reporting an error)" if fail_fast and tracker.failing \
+            else f"timed out after {format_duration(timeout)}"
+        click.echo(f"{reason}: {snapshot.phase(now)}")
         for line in snapshot.blockers():
             click.echo(f"  blocked: {line}")
     sys.exit(EXIT_NOT_YET)

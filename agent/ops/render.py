@@ -18,6 +18,7 @@ from agent.core.gates import roles_in_direction
 from agent.core.model import DEFAULT_ORDER, Intent, State
 from agent.core.planning import Plan, format_duration
 from agent.ops.fleet import FleetSnapshot
+from agent.ops.follow import Change
 from agent.ops.history import WindowRecord
 
 _STATE_STYLE = {"active": "green", "maintenance": "yellow", "entering": "cyan", "exiting": "cyan"}
@@ -46,6 +47,15 @@ def describe_intent(intent: Intent | None, error: str | None, written: bool = Tr
     if intent.release:
         parts.append("released: " + ", ".join(intent.release))
     return " — ".join(parts)
+
+
+_CHANGE_STYLE = {"phase": ("·", "dim"), "failed": ("✗ error", "bold red"), "recovered": ("✓ cleared", "green")}
+
+
+def change_line(change: Change, now: datetime, tz: tzinfo) -> Text:
+    """One line per change while following a fleet: ``22:04:31 ✗ error worker-1 [worker] services: …``."""
+    mark, style = _CHANGE_STYLE.get(change.kind, ("·", ""))
+    return Text.assemble((f"{now.astimezone(tz):%H:%M:%S} ", "dim"), (mark, style), " ", change.text)
 
 
 def status_view(snapshot: FleetSnapshot, now: datetime, tz: tzinfo) -> RenderableType:
