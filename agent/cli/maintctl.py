@@ -209,11 +209,12 @@ def _flip(settings: Settings, reader: FleetReader, snapshot: FleetSnapshot, inte
         if as_json:
             _print_json({"dry_run": True, "intent": json.loads(intent.to_json()), "fleet": snapshot.to_dict(now)})
         else:
-            console().print(render.dry_run_view(snapshot, intent, settings.tz))
+            out = console()
+            out.print(render.dry_run_view(snapshot, intent, settings.tz, out.width))
         return None
     index = IntentWriter(settings.gateway(), reader.desired_key).write(intent, snapshot.desired_modify_index)
     request = Request(at=now.isoformat(), by=intent.by, reason=intent.reason, intent_index=index)
-    click.echo(f"wrote {reader.desired_key} (intent {index}): {render.describe_intent(intent, None, written=False)}")
+    click.echo(f"wrote {reader.desired_key} (intent {index}): {render.describe_intent(intent, None, written=False, tz=settings.tz)}")
     history = settings.history()
     with history_is_best_effort():
         if intent.mode is Mode.MAINTENANCE:
@@ -256,7 +257,8 @@ def status(settings: Settings, watch: bool, as_json: bool) -> None:
         if as_json:
             _print_json(snapshot.to_dict(utc_now()))
         else:
-            console().print(render.status_view(snapshot, utc_now(), settings.tz))
+            out = console()
+            out.print(render.status_view(snapshot, utc_now(), settings.tz, out.width))
         sys.exit(_verdict(snapshot))
     verdict = EXIT_NOT_YET
     try:
@@ -268,7 +270,7 @@ def status(settings: Settings, watch: bool, as_json: bool) -> None:
             with Live(console=console(), auto_refresh=False) as live:
                 for snapshot in reader.follow():
                     verdict = _follow_step(settings, snapshot)
-                    live.update(render.status_view(snapshot, utc_now(), settings.tz), refresh=True)
+                    live.update(render.status_view(snapshot, utc_now(), settings.tz, live.console.width), refresh=True)
     except KeyboardInterrupt:
         pass
     sys.exit(verdict)
@@ -356,7 +358,8 @@ def history(settings: Settings, limit: int, as_json: bool) -> None:
     elif not records:
         click.echo(f"no maintenance windows recorded under {settings.prefix}/{settings.env()}/history/")
     else:
-        console().print(render.history_view(records, now, settings.tz))
+        out = console()
+        out.print(render.history_view(records, now, settings.tz, out.width))
 
 
 @cli.command("plan", short_help="Estimate a production window from Mock's duration.")
