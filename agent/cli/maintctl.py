@@ -390,13 +390,20 @@ def plan_command(settings: Settings, mock_minutes: float | None, history_env: st
             raise OperatorError(f"no measured window in the history of {history_env!r} (a window counts once maintctl saw it end)")
         mock, source = measured.duration, f"measured on {history_env}, window opened {measured.opened.at}"
     result = plan(mock, db, after, clock, settings.tz, max_window=settings.max_window)
+    policy_flag = " ".join([*([f"--env {settings.environment}"] if settings.environment else []),
+                            *([f"--max-window {format_duration(settings.max_window)}"] if settings.max_window != DEFAULT_MAX_WINDOW else [])])
     if as_json:
-        _print_json({**result.to_dict(), "source": source})
+        command, why = render.suggested_on(result, settings.tz, policy_flag)
+        _print_json({**result.to_dict(), "source": source, "command": command, "force_because": why})
     else:
         out = console()
         out.print(render.plan_view(result, settings.tz, source))
         for warning in result.warnings():
             out.print(f"[bold red]![/] {warning}")
+        command, why = render.suggested_on(result, settings.tz, policy_flag)
+        click.echo(f"command: {command}")
+        if why:
+            click.echo(f"  {why}")
     sys.exit(EXIT_OK if result.fits else EXIT_NOT_YET)
 
 

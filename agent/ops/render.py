@@ -8,7 +8,7 @@ to actions, and so every table is built from immutable data (a
 from __future__ import annotations
 
 import math
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 
 from rich import box as borders
 from rich.console import Group, RenderableType
@@ -214,9 +214,26 @@ def history_view(records: list[WindowRecord], now: datetime, tz: tzinfo, width: 
     return table
 
 
+def suggested_on(plan: Plan, tz: tzinfo, policy_flag: str = "") -> tuple[str, str | None]:
+    """The ``maintctl on`` command for the plan's slot that ``on`` accepts as printed, and why ``--force`` is in it (or None).
+
+    ``policy_flag`` carries the global options the plan was made under (``--env``, and ``--max-window``
+    when not the default, so ``on`` judges the window by the same policy).
+    """
+    whole_minutes = math.ceil(plan.estimate.total_seconds() / 60)
+    over = timedelta(minutes=whole_minutes) > plan.max_window
+    parts = ["maintctl", *([policy_flag] if policy_flag else []), "on", "--at", plan.slot_starts_at.astimezone(tz).isoformat(),
+             "--for", f"{whole_minutes}m", *(["--force"] if over else []), "--reason", '"..."']
+    why = (f"--force: the estimate {format_duration(plan.estimate)} is over the {format_duration(plan.max_window)} policy"
+           + (f" (production twice Mock's {format_duration(plan.mock)} with databases)" if plan.databases else "")
+           + "; split the work instead if you can") if over else None
+    return " ".join(parts), why
+
+
 def plan_view(plan: Plan, tz: tzinfo, source: str) -> RenderableType:
+    """The plan's facts as a two-column table (the suggested command goes below it, unwrapped: ``suggested_on``)."""
     table = Table(show_header=False, title="production window plan")
-    table.add_column("what", style="dim")
+    table.add_column("what", style="dim", no_wrap=True)
     table.add_column("value")
     table.add_row("Mock took", f"{format_duration(plan.mock)} ({source})")
     table.add_row("databases", "yes: SQL-A then SQL-B, twice Mock's time" if plan.databases else "no")
@@ -226,6 +243,4 @@ def plan_view(plan: Plan, tz: tzinfo, source: str) -> RenderableType:
                   if plan.cut_scope else "ok")
     start = plan.slot_starts_at.astimezone(tz)
     table.add_row("next Wednesday slot", f"{start:%a %Y-%m-%d %H:%M %Z} → {plan.slot_ends_at.astimezone(tz):%H:%M}")
-    whole_minutes = math.ceil(plan.estimate.total_seconds() / 60)
-    table.add_row("command", f"maintctl on --at {start.isoformat()} --for {whole_minutes}m --reason ...")
     return table
