@@ -43,6 +43,7 @@ from agent.cli.options import (
 )
 from agent.config.connection import DEFAULT_ADDRESS, ENVIRONMENT, FLAG_NAMES, resolve
 from agent.config.partners import NoticesSection
+from agent.core.errors import MaintenanceAgentError
 from agent.core.model import Intent, Mode
 from agent.core.planning import DEFAULT_MAX_WINDOW, PlanningError, format_duration, parse_clock, parse_time, plan, window, zone
 from agent.ops import render
@@ -121,7 +122,7 @@ def _print_json(doc: Any) -> None:
 @click.option("--dry-run", is_flag=True, help="Print the plan and write nothing.")
 @click.option("--force", is_flag=True, help="Allow a window longer than the policy maximum.")
 @click.option("--replace", "replace_window", is_flag=True, help="Replace a maintenance window already in progress.")
-@click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="The plan (with --dry-run) or what was written, as JSON.")
 @notices_option
 @click.pass_obj
 def on(settings: Settings, reason: str, length: timedelta | None, until_text: str | None, at_text: str | None,
@@ -138,12 +139,14 @@ def on(settings: Settings, reason: str, length: timedelta | None, until_text: st
     if current is not None and current.mode is Mode.MAINTENANCE and not replace_window:
         raise OperatorError(f"a maintenance window is already in progress ({render.describe_intent(current, None)}); "
                             "pass --replace to replace it")
+    if not dry_run:
+        _observe(settings, snapshot)  # the last window may have ended unobserved: close its record before opening one
     intent = Intent(mode=Mode.MAINTENANCE, reason=reason, by=by, message=message,
                     starts_at=start, ends_at=planned.ends_at)
     index = _flip(settings, reader, snapshot, intent, dry_run, as_json, now)
     if index is not None:
         notify_on_flip(settings, notices, "on", replace(intent, index=index), None)
-    if not dry_run:
+    if not dry_run and not as_json:
         click.echo(f"follow with: maintctl --env {snapshot.environment} wait")
 
 
@@ -151,7 +154,7 @@ def on(settings: Settings, reason: str, length: timedelta | None, until_text: st
 @click.option("--reason", default="", help="Why (kept in the history).")
 @click.option("--by", default=login_user, show_default="the login user", help="Who asks.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and write nothing.")
-@click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="The plan (with --dry-run) or what was written, as JSON.")
 @notices_option
 @click.pass_obj
 def off(settings: Settings, reason: str, by: str, dry_run: bool, as_json: bool, notices: NoticesSection | None) -> None:
@@ -161,7 +164,10 @@ def off(settings: Settings, reason: str, by: str, dry_run: bool, as_json: bool, 
     snapshot = reader.read()
     _require_agents(snapshot)
     if snapshot.intent is not None and snapshot.intent.mode is Mode.ACTIVE and snapshot.desired.exists:
-        click.echo(f"already active ({render.describe_intent(snapshot.intent, None)}); nothing written")
+        if as_json:
+            _print_json({"written": False, "key": reader.desired_key, "intent_index": snapshot.intent.index, "why": "already active"})
+        else:
+            click.echo(f"already active ({render.describe_intent(snapshot.intent, None, tz=settings.tz)}); nothing written")
         return
     if not dry_run:
         _observe(settings, snapshot)  # the entry may have completed unobserved: record it before it is gone
@@ -169,7 +175,7 @@ def off(settings: Settings, reason: str, by: str, dry_run: bool, as_json: bool, 
     index = _flip(settings, reader, snapshot, closing, dry_run, as_json, now)
     if index is not None:
         notify_on_flip(settings, notices, "off", replace(closing, index=index), snapshot.intent)
-    if not dry_run:
+    if not dry_run and not as_json:
         click.echo(f"follow with: maintctl --env {snapshot.environment} wait")
 
 
@@ -214,7 +220,11 @@ def _flip(settings: Settings, reader: FleetReader, snapshot: FleetSnapshot, inte
         return None
     index = IntentWriter(settings.gateway(), reader.desired_key).write(intent, snapshot.desired_modify_index)
     request = Request(at=now.isoformat(), by=intent.by, reason=intent.reason, intent_index=index)
-    click.echo(f"wrote {reader.desired_key} (intent {index}): {render.describe_intent(intent, None, written=False, tz=settings.tz)}")
+    if as_json:
+        _print_json({"written": True, "key": reader.desired_key, "intent_index": index, "intent": json.loads(intent.to_json()),
+                     "follow": f"maintctl --env {snapshot.environment} wait"})
+    else:
+        click.echo(f"wrote {reader.desired_key} (intent {index}): {render.describe_intent(intent, None, written=False, tz=settings.tz)}")
     history = settings.history()
     with history_is_best_effort():
         if intent.mode is Mode.MAINTENANCE:
@@ -242,6 +252,16 @@ def _observe(settings: Settings, snapshot: FleetSnapshot) -> None:
     if reached is not None and snapshot.intent is not None and snapshot.intent.index > 0:
         with history_is_best_effort():
             settings.history(snapshot.environment).record_reached(snapshot.intent.mode, reached)
+
+
+def _close_from_statuses(settings: Settings) -> None:
+    """Let the agents' own statuses fill in a phase nobody watched (e.g. the end of a window closed without ``wait``)."""
+    try:
+        snapshot = settings.reader().read()
+    except MaintenanceAgentError as exc:
+        click.echo(f"maintctl: warning: could not read the fleet to complete open records: {' '.join(str(exc).split())}", err=True)
+        return
+    _observe(settings, snapshot)
 
 
 @cli.command("status", short_help="One row per box; exit 0 converged, 1 not yet, 2 error.")
@@ -351,6 +371,7 @@ def wait(settings: Settings, timeout: timedelta, fail_fast: bool, as_json: bool)
 @click.pass_obj
 def history(settings: Settings, limit: int, as_json: bool) -> None:
     """The audit trail: who, when, why, when each phase was reached, how long it really took, overrun or not."""
+    _close_from_statuses(settings)
     records = settings.history().records()[:limit]
     now = utc_now()
     if as_json:

@@ -1,0 +1,69 @@
+"""maintctl as an operator who knows consul and nomad uses it: flags anywhere, --version, JSON everywhere --json is given,
+one time zone per screen, and an audit trail that closes itself from the agents' statuses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from agent import __version__
+from demo.harness.consul import ConsulAgentProcess
+from demo.harness.processes import wait_until
+from tests.fixtures.maintctl import web_fleet
+from tests.fixtures.scripts import run_script
+
+
+def test_global_options_after_the_command_and_version(consul_server: ConsulAgentProcess, environment: str, tmp_path: Path) -> None:
+    version = run_script("maintctl", "--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"maintctl, version {__version__}"
+    with web_fleet(consul_server, environment, tmp_path, count=1):
+        after = run_script("maintctl", "status", "--env", environment, "--consul", consul_server.address, "--json")
+        assert after.returncode == 0, after.stderr
+        assert json.loads(after.stdout)["environment"] == environment
+        mixed = run_script("maintctl", "--env", environment, "status", f"--consul={consul_server.address}", "--tz", "UTC")
+        assert mixed.returncode == 0, mixed.stderr
+        # a subcommand's own value that looks like a global option is left alone
+        dry = run_script("maintctl", "on", "--reason", "--env", "--for", "5m", "--dry-run", "--json", "--env", environment,
+                         "--consul", consul_server.address)
+        assert dry.returncode == 0, dry.stderr
+        assert json.loads(dry.stdout)["intent"]["reason"] == "--env"
+
+
+def test_json_is_json_for_writes_and_errors_and_the_dry_run_has_one_zone(
+        consul_server: ConsulAgentProcess, environment: str, tmp_path: Path) -> None:
+    base = ["--consul", consul_server.address, "--env", environment]
+    unreachable = run_script("maintctl", "--consul", "http://127.0.0.1:1", "--env", environment, "status", "--json")
+    assert unreachable.returncode == 2
+    assert json.loads(unreachable.stdout) == {"error": unreachable.stderr.strip().removeprefix("maintctl: error: "), "exit_code": 2}
+    usage = run_script("maintctl", *base, "on", "--json", "--for", "5m")  # no --reason
+    assert usage.returncode == 2 and "Missing option '--reason'" in json.loads(usage.stdout)["error"]
+    with web_fleet(consul_server, environment, tmp_path, count=1):
+        dry = run_script("maintctl", *base, "--tz", "Europe/Zurich", "on", "--reason", "r", "--at", "2030-01-15T23:00", "--for", "30m",
+                         "--dry-run")
+        assert dry.returncode == 0, dry.stderr
+        assert "until 2030-01-15T23:30:00+01:00" in dry.stdout and "starts 2030-01-15T23:00:00+01:00, announced end 2030-01-15T23:30:00+01:00" in dry.stdout
+        assert "+00:00" not in dry.stdout
+
+        written = run_script("maintctl", *base, "on", "--reason", "r", "--for", "5m", "--json")
+        assert written.returncode == 0, written.stderr
+        doc = json.loads(written.stdout)
+        assert doc["written"] is True and doc["intent"]["mode"] == "maintenance"
+        assert doc["intent_index"] == consul_server.kv_index(f"maintenance/{environment}/desired")
+
+
+def test_history_closes_a_window_nobody_watched_from_the_agents_statuses(
+        consul_server: ConsulAgentProcess, environment: str, tmp_path: Path) -> None:
+    base = ["--consul", consul_server.address, "--env", environment]
+    with web_fleet(consul_server, environment, tmp_path, count=2) as agents:
+        def all_in(state: str) -> bool:
+            return all((consul_server.kv_get_json(f"maintenance/{environment}/status/{a.node}") or {}).get("state") == state for a in agents)
+
+        assert run_script("maintctl", *base, "on", "--reason", "unwatched", "--for", "5m").returncode == 0
+        wait_until(lambda: all_in("maintenance"), 20.0, what="fleet in maintenance")
+        assert run_script("maintctl", *base, "off", "--reason", "done").returncode == 0  # off records the entry it sees
+        wait_until(lambda: all_in("active"), 20.0, what="fleet active again")
+        # nobody ran wait or status --watch: the history itself reads the statuses and closes the record
+        [record] = json.loads(run_script("maintctl", *base, "history", "--json").stdout)
+        assert record["active_reached"] is not None and record["duration_seconds"] is not None, record
+        since = max(consul_server.kv_get_json(f"maintenance/{environment}/status/{a.node}")["since"] for a in agents)
+        assert record["active_reached"] == since  # the boxes' own moment, not when history was run
