@@ -37,6 +37,8 @@ from agent.cli.options import (
     OperatorError,
     Settings,
     console,
+    environment_name,
+    finite_minutes,
     history_is_best_effort,
     login_user,
     utc_now,
@@ -131,7 +133,10 @@ def on(settings: Settings, reason: str, length: timedelta | None, until_text: st
     now = utc_now().replace(microsecond=0)
     start = _time_option(at_text, "--at", now, settings.tz)
     until = _time_option(until_text, "--until", now, settings.tz)
-    planned = window(now, start, length, until, settings.max_window, force)
+    try:
+        planned = window(now, start, length, until, settings.max_window, force)
+    except OverflowError:
+        raise click.BadParameter("the window ends beyond the year 9999", param_hint="--at/--for/--until") from None
     reader = settings.reader()
     snapshot = reader.read()
     _require_agents(snapshot)
@@ -384,8 +389,9 @@ def history(settings: Settings, limit: int, as_json: bool) -> None:
 
 
 @cli.command("plan", short_help="Estimate a production window from Mock's duration.")
-@click.option("--mock-minutes", type=click.FloatRange(min=0, min_open=True), default=None, help="How long the work took on Mock.")
-@click.option("--from-history", "history_env", default=None, help="Use the measured duration of the last window of this environment (e.g. mock).")
+@click.option("--mock-minutes", type=float, callback=finite_minutes, default=None, help="How long the work took on Mock.")
+@click.option("--from-history", "history_env", default=None, callback=environment_name,
+              help="Use the measured duration of the last window of this environment (e.g. mock).")
 @click.option("--db", is_flag=True, help="Databases are touched: production takes twice Mock's time (SQL-A, then SQL-B).")
 @click.option("--slot-time", envvar="MAINTCTL_SLOT_TIME", default="22:00", show_default=True, help="Local start time of Wednesday slots.")
 @click.option("--after", "after_text", default=None, help="Propose the first slot after this time (default now).")
@@ -410,7 +416,10 @@ def plan_command(settings: Settings, mock_minutes: float | None, history_env: st
         if measured is None or measured.duration is None:
             raise OperatorError(f"no measured window in the history of {history_env!r} (a window counts once maintctl saw it end)")
         mock, source = measured.duration, f"measured on {history_env}, window opened {measured.opened.at}"
-    result = plan(mock, db, after, clock, settings.tz, max_window=settings.max_window)
+    try:
+        result = plan(mock, db, after, clock, settings.tz, max_window=settings.max_window)
+    except OverflowError:
+        raise click.BadParameter("the proposed slot would fall beyond the year 9999", param_hint="--after") from None
     policy_flag = " ".join([*([f"--env {settings.environment}"] if settings.environment else []),
                             *([f"--max-window {format_duration(settings.max_window)}"] if settings.max_window != DEFAULT_MAX_WINDOW else [])])
     if as_json:

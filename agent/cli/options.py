@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import getpass
-import json
+import math
 import os
 import re
 import shutil
@@ -18,11 +18,13 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 from rich.console import Console
 
+from agent.cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_NOT_YET, EXIT_OK, OneLineErrorGroup, fail_line  # noqa: F401 - the commands import the codes from here
 from agent.clients.consul import ConsulGateway
 from agent.config.connection import ConnectionSettingError, ConsulConnection
 from agent.core.errors import ConsulPermissionDenied, MaintenanceAgentError
@@ -30,7 +32,6 @@ from agent.core.planning import PlanningError, parse_duration
 from agent.ops.fleet import FleetReader
 from agent.ops.history import HistoryStore
 
-EXIT_OK, EXIT_NOT_YET, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 ENVIRONMENT_NAME = re.compile(r"[a-z0-9][a-z0-9_\-]{0,63}")
 GatewayFactory = Callable[[str, "str | None"], ConsulGateway]
 
@@ -46,12 +47,38 @@ class Duration(click.ParamType):
         if isinstance(value, timedelta):
             return value
         try:
-            return parse_duration(str(value))
+            duration = parse_duration(str(value))
         except PlanningError as exc:
             self.fail(str(exc), param, ctx)
+        if duration > LONGEST_DURATION:
+            self.fail(f"{value!r} is longer than {LONGEST_DURATION.days} days", param, ctx)
+        return duration
 
 
 DURATION = Duration()
+LONGEST_DURATION = timedelta(days=30)
+"""No window, wait or policy is longer; anything beyond is a typo (and would overflow a date)."""
+
+
+def finite_minutes(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """A positive, finite number of minutes within ``LONGEST_DURATION`` (click's FloatRange lets nan through)."""
+    if value is not None and not (math.isfinite(value) and 0 < value <= LONGEST_DURATION.total_seconds() / 60):
+        raise click.BadParameter(f"{value} is not a number of minutes between 0 and {LONGEST_DURATION.days} days", ctx=ctx, param=param)
+    return value
+
+
+def environment_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not ENVIRONMENT_NAME.fullmatch(value):
+        raise click.BadParameter(f"{value!r} is not an environment name like prod or mock (lower-case letters, digits, - and _)",
+                                 ctx=ctx, param=param)
+    return value
+
+
+def writable_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """A file to write: its folder must exist, so nothing is sent before the write fails."""
+    if value is not None and not value.parent.is_dir():
+        raise click.BadParameter(f"{value.parent} is not an existing folder", ctx=ctx, param=param)
+    return value
 
 
 @dataclass(frozen=True)
@@ -102,7 +129,7 @@ GLOBAL_VALUE_OPTIONS = ("--consul", "--http-addr", "--token", "--token-file", "-
                         "--tls-server-name", "--env", "--prefix", "--max-window", "--tz")
 
 
-class MaintctlGroup(click.Group):
+class MaintctlGroup(OneLineErrorGroup):
     """Accepts the global options after the subcommand too, and turns every failure into one line and exit code 2.
 
     Usage errors included: ``maintctl: error: <what is wrong> (see maintctl <command> --help)``, also
@@ -113,31 +140,6 @@ class MaintctlGroup(click.Group):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.meta["maintctl.json"] = "--json" in args[: args.index("--")] if "--" in args else "--json" in args
         return super().parse_args(ctx, hoist_global_options(self, args))
-
-    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
-        argv = list(sys.argv[1:] if args is None else args)
-        as_json = "--json" in argv
-        try:
-            result = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
-        except click.exceptions.NoArgsIsHelpError as exc:
-            click.echo(exc.ctx.get_help() if exc.ctx else "", err=True)
-            sys.exit(EXIT_ERROR)
-        except click.UsageError as exc:
-            where = f"{exc.ctx.command_path} --help" if exc.ctx else f"{prog_name or self.name} --help"
-            fail(f"{exc.format_message()} (see {where})", as_json)
-        except click.ClickException as exc:
-            fail(exc.format_message(), as_json)
-        except click.Abort:
-            click.echo(f"{prog_name or self.name}: interrupted", err=True)
-            sys.exit(EXIT_INTERRUPTED)
-        except (OSError, ValueError, TypeError, KeyError, LookupError, RuntimeError) as exc:
-            if os.environ.get("MAINTCTL_DEBUG"):
-                raise
-            fail(f"unexpected {type(exc).__name__}: {exc} (a bug: MAINTCTL_DEBUG=1 shows where)", as_json)
-        if not standalone_mode:
-            return result
-        sys.exit(result if isinstance(result, int) else EXIT_OK)
 
     def invoke(self, ctx: click.Context) -> Any:
         as_json = bool(ctx.meta.get("maintctl.json"))
@@ -198,11 +200,7 @@ def hoist_global_options(group: click.Group, args: list[str]) -> list[str]:
 
 def fail(message: str, as_json: bool = False) -> NoReturn:
     """One line on stderr (and, with ``--json``, ``{"error": ...}`` on stdout) and exit code 2."""
-    line = " ".join(message.split())
-    if as_json:
-        click.echo(json.dumps({"error": line, "exit_code": EXIT_ERROR}))
-    click.echo(f"maintctl: error: {line}", err=True)
-    sys.exit(EXIT_ERROR)
+    fail_line("maintctl", message, as_json)
 
 
 def terminal_width() -> int:
