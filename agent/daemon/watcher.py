@@ -10,6 +10,7 @@ times a second costs a bounded number of requests.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,8 +28,16 @@ class KeyChanged:
 
 @dataclass(frozen=True)
 class ConsulReachability:
+    """Consul became reachable or not; while it stays away, ``reminder`` events say for how long (``down_seconds``)."""
+
     up: bool
     error: str = ""
+    down_seconds: float = 0.0
+    reminder: bool = False
+
+
+REMIND_AFTER = (60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+"""Seconds of outage after which the watcher reminds that Consul is still unreachable; then every last interval."""
 
 
 WatchEvent = KeyChanged | ConsulReachability
@@ -45,6 +54,7 @@ class KeyWatcher:
         backoff: Backoff | None = None,
         bucket: TokenBucket | None = None,
         name: str = "",
+        remind_after: tuple[float, ...] = REMIND_AFTER,
     ):
         self.gateway = gateway
         self.key = key
@@ -58,6 +68,7 @@ class KeyWatcher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name or f"watch:{key}", daemon=True)
         self.requests = 0
+        self.remind_after = remind_after
 
     def start(self) -> KeyWatcher:
         self._thread.start()
@@ -77,10 +88,19 @@ class KeyWatcher:
     def stopped(self) -> bool:
         return self._stop.is_set()
 
+    def _reminder_due(self, given: int) -> float:
+        """Outage length at which reminder number ``given`` is due: the schedule, then every last step."""
+        if given < len(self.remind_after):
+            return self.remind_after[given]
+        last = self.remind_after[-1]
+        step = last - (self.remind_after[-2] if len(self.remind_after) > 1 else 0.0)
+        return last + step * (given - len(self.remind_after) + 1)
+
     def _run(self) -> None:
         index = 0
         last: tuple[int, bytes | None] | None = None
         up: bool | None = None
+        down_since, reminders, cause = 0.0, 0, ""
         while not self._stop.is_set():
             pause = self.bucket.delay()
             if pause and self._stop.wait(pause):
@@ -92,8 +112,14 @@ class KeyWatcher:
                 if not isinstance(exc, MaintenanceAgentError):
                     exc = MaintenanceAgentError(f"unexpected {type(exc).__name__} reading {self.key}: {exc}")
                 if up is not False:
-                    up = False
-                    self.on_event(ConsulReachability(False, str(exc)))
+                    up, down_since, reminders, cause = False, time.monotonic(), 0, str(exc)
+                    self.on_event(ConsulReachability(False, cause))
+                else:
+                    down_for = time.monotonic() - down_since
+                    if down_for >= self._reminder_due(reminders) or str(exc) != cause:
+                        reminders += down_for >= self._reminder_due(reminders)
+                        cause = str(exc)
+                        self.on_event(ConsulReachability(False, cause, down_seconds=down_for, reminder=True))
                 index = 0  # after an outage, read afresh
                 self._stop.wait(self.backoff.next())
                 continue
