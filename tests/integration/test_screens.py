@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import requests
 
 from agent.clients.consul import ConsulGateway
+from agent.ops.history import HistoryStore, Request, WindowRecord
 from demo.harness.consul import ConsulAgentProcess
 from tests.fixtures.scripts import run_script, script_argv, script_env
 from tests.fixtures.terminal import terminal
@@ -32,6 +34,10 @@ def fleet_mid_entry(consul_server: ConsulAgentProcess, environment: str) -> Iter
         consul_server.kv_put(f"maintenance/{environment}/status/{node}", json.dumps({
             "node": node, "roles": [role], "state": state, "intent_index": index, "since": "2029-12-31T22:01:02+00:00",
             "error": ERROR if role == "worker" else None, "blocked_on": None, "progress": {role: state}}))
+    opened = datetime(2029, 12, 31, 22, 0, tzinfo=UTC)
+    HistoryStore(gateway, f"maintenance/{environment}").open(WindowRecord(
+        opened=Request(at=opened.isoformat(), by="alice", reason="CHG-1234 kernel patch on every box", intent_index=index),
+        starts_at=opened.isoformat(), ends_at="2030-01-01T23:00:00+00:00"), opened)
     try:
         yield environment
     finally:
@@ -77,6 +83,11 @@ def test_status_and_the_dry_run_in_a_real_terminal(consul_server: ConsulAgentPro
         for node, _, _ in BOXES:  # two boxes sharing a long prefix stay apart: each name whole, once, with what it will do
             [row] = [line for line in lines if re.search(rf"(^|\s){re.escape(node)}(\s|$)", line)]
             assert "go active" in row, lines
+
+        lines, code = screen.run(_argv(consul_server, fleet_mid_entry, "history"), env)
+        assert code == 0 and all(len(line) <= width for line in lines), lines
+        [row] = [line for line in lines if "alice" in line]
+        assert ("2029-12-31 22:00:00" if width >= 160 else "12-31 22:00") in row and "open" in row.split()
 
         lines, code = screen.run(_argv(consul_server, fleet_mid_entry, "--help"), env)
         assert code == 0 and all(len(line) <= width for line in lines)
