@@ -291,6 +291,12 @@ def status(settings: Settings, watch: bool, as_json: bool) -> None:
             for snapshot in reader.follow():
                 verdict = _follow_step(settings, snapshot)
                 click.echo(json.dumps(snapshot.to_dict(utc_now()), sort_keys=True))
+        elif not console().is_terminal:  # a log or a pipe: each change appended, flushed, not redrawn
+            out = console()
+            for snapshot in reader.follow():
+                verdict = _follow_step(settings, snapshot)
+                out.print(render.status_view(snapshot, utc_now(), settings.tz, out.width))
+                out.file.flush()
         else:
             with Live(console=console(), auto_refresh=False) as live:
                 for snapshot in reader.follow():

@@ -4,13 +4,14 @@ one time zone per screen, and an audit trail that closes itself from the agents'
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 from agent import __version__
 from demo.harness.consul import ConsulAgentProcess
-from demo.harness.processes import wait_until
+from demo.harness.processes import ManagedProcess, wait_until
 from tests.fixtures.maintctl import web_fleet
-from tests.fixtures.scripts import run_script
+from tests.fixtures.scripts import run_script, script_argv, script_env
 
 
 def test_global_options_after_the_command_and_version(consul_server: ConsulAgentProcess, environment: str, tmp_path: Path) -> None:
@@ -67,3 +68,27 @@ def test_history_closes_a_window_nobody_watched_from_the_agents_statuses(
         assert record["active_reached"] is not None and record["duration_seconds"] is not None, record
         since = max(consul_server.kv_get_json(f"maintenance/{environment}/status/{a.node}")["since"] for a in agents)
         assert record["active_reached"] == since  # the boxes' own moment, not when history was run
+
+
+def test_plans_command_is_accepted_by_on_as_printed(consul_server: ConsulAgentProcess, environment: str, tmp_path: Path) -> None:
+    with web_fleet(consul_server, environment, tmp_path, count=1):
+        for args in (["--mock-minutes", "35", "--db"], ["--mock-minutes", "20"]):
+            planned = run_script("maintctl", "--env", environment, "plan", *args, "--json")
+            command = shlex.split(json.loads(planned.stdout)["command"])
+            assert command[0] == "maintctl" and ("--force" in command) == ("--db" in args)
+            accepted = run_script("maintctl", "--consul", consul_server.address, *command[1:], "--dry-run")
+            assert accepted.returncode == 0, accepted.stderr
+
+
+def test_the_agent_says_why_consul_is_unreachable(tmp_path: Path) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text(f'[agent]\nnode = "n1"\nroles = ["web"]\nenvironment = "prod"\nstate_dir = "{tmp_path / "state"}"\n'
+                      '[metrics]\nlisten = "127.0.0.1:0"\n[log]\nformat = "json"\n')
+    agent = ManagedProcess([*script_argv("maintenance-agent"), "run", "--config", str(config)], tmp_path / "agent.log",
+                           env=script_env({"CONSUL_HTTP_ADDR": "http://127.0.0.1:1"}))
+    try:
+        line = wait_until(lambda: next((json.loads(x) for x in agent.output().splitlines()
+                                        if x.startswith("{") and "consul unreachable" in x), None), 30.0, what="the unreachable line")
+        assert "connection refused" in line["error"], line  # type: ignore[index]
+    finally:
+        agent.stop()
