@@ -84,6 +84,15 @@ def test_status_and_the_dry_run_in_a_real_terminal(consul_server: ConsulAgentPro
             [row] = [line for line in lines if re.search(rf"(^|\s){re.escape(node)}(\s|$)", line)]
             assert "go active" in row, lines
 
+        lines, code = screen.run(_argv(consul_server, fleet_mid_entry, "wait", "--timeout", "3s"), env)
+        assert code == 1, lines
+        assert all(len(line) <= width for line in lines)
+        text = "\n".join(lines)
+        for node in ("worker-2-long-hostname.a", "worker-2-long-hostname.b"):  # shown at once, with role and step, once each
+            assert text.count(f"✗ error {node} [worker] worker-services:") == 1, text
+        assert any("entering worker" in line and "0/2" in line for line in lines), text  # the progress bars stay
+        assert "timed out after 3s: entering: edge done, web done, worker 0/2" in text
+
         lines, code = screen.run(_argv(consul_server, fleet_mid_entry, "history"), env)
         assert code == 0 and all(len(line) <= width for line in lines), lines
         [row] = [line for line in lines if "alice" in line]
