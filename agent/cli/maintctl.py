@@ -342,12 +342,12 @@ def wait(settings: Settings, timeout: timedelta, fail_fast: bool, as_json: bool)
                 raise OperatorError(f"{snapshot.desired_key} holds an invalid intent: {snapshot.intent_error}")
             now = utc_now()
             for change in tracker.update(snapshot, now):
-                line = render.change_line(change, now, settings.tz)
+                shown = render.change_line(change, now, settings.tz)
                 if live:
                     if change.kind != "phase":
-                        progress.console.print(line)
+                        progress.console.print(shown)
                 else:
-                    click.echo(line.plain, err=as_json)
+                    click.echo(shown.plain, err=as_json)
             direction = "entering" if snapshot.intent.mode is Mode.MAINTENANCE else "exiting"
             for step in snapshot.roles_progress():
                 if step.role not in tasks:
