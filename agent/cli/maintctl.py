@@ -3,7 +3,8 @@
 Thin by design: options are parsed and validated here, the work is done by
 ``agent.ops.fleet`` (snapshots, check-and-set writes), ``agent.ops.history`` (the
 audit trail) and ``agent.core.planning`` (the window rules); ``options`` holds the
-shared plumbing and ``agent.ops.render`` draws.
+shared plumbing and ``agent.ops.render`` draws; ``history`` and ``plan`` live in
+``history_plan``, ``announce`` in ``announce``.
 
 Exit codes: 0 done / converged; 1 not converged yet, blocked, timed out, or a
 plan over the limit; 2 an error (Consul unreachable, ACL refusal, a
@@ -18,7 +19,7 @@ import json
 import sys
 import time
 from dataclasses import replace
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from agent import __version__
 from agent.cli.announce import announce, notices_option, notify_on_flip
+from agent.cli.history_plan import history, plan_command
 from agent.cli.options import (
     DURATION,
     EXIT_ERROR,
@@ -37,17 +39,17 @@ from agent.cli.options import (
     OperatorError,
     Settings,
     console,
-    environment_name,
-    finite_minutes,
     history_is_best_effort,
     login_user,
+    observe_phase,
+    print_json,
+    time_option,
     utc_now,
 )
 from agent.config.connection import DEFAULT_ADDRESS, ENVIRONMENT, FLAG_NAMES, resolve
 from agent.config.partners import NoticesSection
-from agent.core.errors import MaintenanceAgentError
 from agent.core.model import Intent, Mode
-from agent.core.planning import DEFAULT_MAX_WINDOW, PlanningError, format_duration, parse_clock, parse_time, plan, window, zone
+from agent.core.planning import DEFAULT_MAX_WINDOW, PlanningError, format_duration, window, zone
 from agent.ops import render
 from agent.ops.fleet import FleetReader, FleetSnapshot, IntentWriter, NoAgents
 from agent.ops.follow import ChangeTracker
@@ -92,23 +94,10 @@ def cli(ctx: click.Context, address: str | None, token: str | None, token_file: 
                        max_window=max_window, tz=tz, make_gateway=factory)
 
 
-def _time_option(value: str | None, name: str, now: datetime, tz: tzinfo) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return parse_time(value, now, tz)
-    except PlanningError as exc:
-        raise click.BadParameter(str(exc), param_hint=name) from None
-
-
 def _require_agents(snapshot: FleetSnapshot) -> None:
     if not snapshot.boxes:
         raise NoAgents(f"no maintenance agents registered for environment {snapshot.environment!r} "
                        f"(Consul service maintenance-agent, tag env:{snapshot.environment}); wrong --env?")
-
-
-def _print_json(doc: Any) -> None:
-    click.echo(json.dumps(doc, indent=2, sort_keys=True))
 
 
 # -- on / off / release ----------------------------------------------------------------
@@ -131,8 +120,8 @@ def on(settings: Settings, reason: str, length: timedelta | None, until_text: st
        message: str, by: str, dry_run: bool, force: bool, replace_window: bool, as_json: bool, notices: NoticesSection | None) -> None:
     """Take the environment into maintenance (check-and-set write of the desired key)."""
     now = utc_now().replace(microsecond=0)
-    start = _time_option(at_text, "--at", now, settings.tz)
-    until = _time_option(until_text, "--until", now, settings.tz)
+    start = time_option(at_text, "--at", now, settings.tz)
+    until = time_option(until_text, "--until", now, settings.tz)
     try:
         planned = window(now, start, length, until, settings.max_window, force)
     except OverflowError:
@@ -145,7 +134,7 @@ def on(settings: Settings, reason: str, length: timedelta | None, until_text: st
         raise OperatorError(f"a maintenance window is already in progress ({render.describe_intent(current, None)}); "
                             "pass --replace to replace it")
     if not dry_run:
-        _observe(settings, snapshot)  # the last window may have ended unobserved: close its record before opening one
+        observe_phase(settings, snapshot)  # the last window may have ended unobserved: close its record before opening one
     intent = Intent(mode=Mode.MAINTENANCE, reason=reason, by=by, message=message,
                     starts_at=start, ends_at=planned.ends_at)
     index = _flip(settings, reader, snapshot, intent, dry_run, as_json, now)
@@ -170,12 +159,12 @@ def off(settings: Settings, reason: str, by: str, dry_run: bool, as_json: bool, 
     _require_agents(snapshot)
     if snapshot.intent is not None and snapshot.intent.mode is Mode.ACTIVE and snapshot.desired.exists:
         if as_json:
-            _print_json({"written": False, "key": reader.desired_key, "intent_index": snapshot.intent.index, "why": "already active"})
+            print_json({"written": False, "key": reader.desired_key, "intent_index": snapshot.intent.index, "why": "already active"})
         else:
             click.echo(f"already active ({render.describe_intent(snapshot.intent, None, tz=settings.tz)}); nothing written")
         return
     if not dry_run:
-        _observe(settings, snapshot)  # the entry may have completed unobserved: record it before it is gone
+        observe_phase(settings, snapshot)  # the entry may have completed unobserved: record it before it is gone
     closing = Intent(mode=Mode.ACTIVE, reason=reason, by=by)
     index = _flip(settings, reader, snapshot, closing, dry_run, as_json, now)
     if index is not None:
@@ -218,7 +207,7 @@ def _flip(settings: Settings, reader: FleetReader, snapshot: FleetSnapshot, inte
     """Write ``intent`` (check-and-set) and record it; returns the new intent index, None on a dry run."""
     if dry_run:
         if as_json:
-            _print_json({"dry_run": True, "intent": json.loads(intent.to_json()), "fleet": snapshot.to_dict(now)})
+            print_json({"dry_run": True, "intent": json.loads(intent.to_json()), "fleet": snapshot.to_dict(now)})
         else:
             out = console()
             out.print(render.dry_run_view(snapshot, intent, settings.tz, out.width))
@@ -226,7 +215,7 @@ def _flip(settings: Settings, reader: FleetReader, snapshot: FleetSnapshot, inte
     index = IntentWriter(settings.gateway(), reader.desired_key).write(intent, snapshot.desired_modify_index)
     request = Request(at=now.isoformat(), by=intent.by, reason=intent.reason, intent_index=index)
     if as_json:
-        _print_json({"written": True, "key": reader.desired_key, "intent_index": index, "intent": json.loads(intent.to_json()),
+        print_json({"written": True, "key": reader.desired_key, "intent_index": index, "intent": json.loads(intent.to_json()),
                      "follow": f"maintctl --env {snapshot.environment} wait"})
     else:
         click.echo(f"wrote {reader.desired_key} (intent {index}): {render.describe_intent(intent, None, written=False, tz=settings.tz)}")
@@ -251,24 +240,6 @@ def _verdict(snapshot: FleetSnapshot) -> int:
     return EXIT_OK if snapshot.converged else EXIT_NOT_YET
 
 
-def _observe(settings: Settings, snapshot: FleetSnapshot) -> None:
-    """Record a phase the fleet reached in the open window's history record (no-op when nothing is new)."""
-    reached = snapshot.reached_at()
-    if reached is not None and snapshot.intent is not None and snapshot.intent.index > 0:
-        with history_is_best_effort():
-            settings.history(snapshot.environment).record_reached(snapshot.intent.mode, reached)
-
-
-def _close_from_statuses(settings: Settings) -> None:
-    """Let the agents' own statuses fill in a phase nobody watched (e.g. the end of a window closed without ``wait``)."""
-    try:
-        snapshot = settings.reader().read()
-    except MaintenanceAgentError as exc:
-        click.echo(f"maintctl: warning: could not read the fleet to complete open records: {' '.join(str(exc).split())}", err=True)
-        return
-    _observe(settings, snapshot)
-
-
 @cli.command("status", short_help="One row per box; exit 0 converged, 1 not yet, 2 error.")
 @click.option("--watch", is_flag=True, help="Follow live (blocking queries) until interrupted.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (one document per update with --watch).")
@@ -280,7 +251,7 @@ def status(settings: Settings, watch: bool, as_json: bool) -> None:
         snapshot = reader.read()
         _require_agents(snapshot)
         if as_json:
-            _print_json(snapshot.to_dict(utc_now()))
+            print_json(snapshot.to_dict(utc_now()))
         else:
             out = console()
             out.print(render.status_view(snapshot, utc_now(), settings.tz, out.width))
@@ -309,7 +280,7 @@ def status(settings: Settings, watch: bool, as_json: bool) -> None:
 
 def _follow_step(settings: Settings, snapshot: FleetSnapshot) -> int:
     if snapshot.converged:
-        _observe(settings, snapshot)
+        observe_phase(settings, snapshot)
     return _verdict(snapshot)
 
 
@@ -358,9 +329,9 @@ def wait(settings: Settings, timeout: timedelta, fail_fast: bool, as_json: bool)
     assert snapshot is not None
     now = utc_now()
     if as_json:
-        _print_json(snapshot.to_dict(now))
+        print_json(snapshot.to_dict(now))
     if snapshot.converged:
-        _observe(settings, snapshot)
+        observe_phase(settings, snapshot)
         if not as_json:
             click.echo(f"converged: every box {snapshot.phase(now)} (intent {snapshot.intent.index if snapshot.intent else '?'})")
         sys.exit(EXIT_OK)
@@ -373,77 +344,9 @@ def wait(settings: Settings, timeout: timedelta, fail_fast: bool, as_json: bool)
     sys.exit(EXIT_NOT_YET)
 
 
-# -- history / plan ------------------------------------------------------------------------
-
-
-@cli.command("history", short_help="The audit trail of windows: who, why, how long.")
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="How many windows, newest first.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.pass_obj
-def history(settings: Settings, limit: int, as_json: bool) -> None:
-    """The audit trail: who, when, why, when each phase was reached, how long it really took, overrun or not."""
-    _close_from_statuses(settings)
-    records = settings.history().records()[:limit]
-    now = utc_now()
-    if as_json:
-        _print_json([r.to_dict(now) for r in records])
-    elif not records:
-        click.echo(f"no maintenance windows recorded under {settings.prefix}/{settings.env()}/history/")
-    else:
-        out = console()
-        out.print(render.history_view(records, now, settings.tz, out.width))
-
-
-@cli.command("plan", short_help="Estimate a production window from Mock's duration.")
-@click.option("--mock-minutes", type=float, callback=finite_minutes, default=None, help="How long the work took on Mock.")
-@click.option("--from-history", "history_env", default=None, callback=environment_name,
-              help="Use the measured duration of the last window of this environment (e.g. mock).")
-@click.option("--db", is_flag=True, help="Databases are touched: production takes twice Mock's time (SQL-A, then SQL-B).")
-@click.option("--slot-time", envvar="MAINTCTL_SLOT_TIME", default="22:00", show_default=True, help="Local start time of Wednesday slots.")
-@click.option("--after", "after_text", default=None, help="Propose the first slot after this time (default now).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.pass_obj
-def plan_command(settings: Settings, mock_minutes: float | None, history_env: str | None, db: bool, slot_time: str,
-                 after_text: str | None, as_json: bool) -> None:
-    """Estimate a production window from Mock: exit 0 when it fits the policy, 1 when over the limit."""
-    if (mock_minutes is None) == (history_env is None):
-        raise click.UsageError("give exactly one of --mock-minutes N or --from-history ENV")
-    now = utc_now()
-    after = _time_option(after_text, "--after", now, settings.tz) or now
-    try:
-        clock = parse_clock(slot_time)
-    except PlanningError as exc:
-        raise click.BadParameter(str(exc), param_hint="--slot-time") from None
-    if mock_minutes is not None:
-        mock, source = timedelta(minutes=mock_minutes), "given"
-    else:
-        assert history_env is not None
-        measured = next((r for r in settings.history(history_env).records() if r.duration is not None), None)
-        if measured is None or measured.duration is None:
-            raise OperatorError(f"no measured window in the history of {history_env!r} (a window counts once maintctl saw it end)")
-        mock, source = measured.duration, f"measured on {history_env}, window opened {measured.opened.at}"
-    try:
-        result = plan(mock, db, after, clock, settings.tz, max_window=settings.max_window)
-    except OverflowError:
-        raise click.BadParameter("the proposed slot would fall beyond the year 9999", param_hint="--after") from None
-    policy_flag = " ".join([*([f"--env {settings.environment}"] if settings.environment else []),
-                            *([f"--max-window {format_duration(settings.max_window)}"] if settings.max_window != DEFAULT_MAX_WINDOW else [])])
-    if as_json:
-        command, why = render.suggested_on(result, settings.tz, policy_flag)
-        _print_json({**result.to_dict(), "source": source, "command": command, "force_because": why})
-    else:
-        out = console()
-        out.print(render.plan_view(result, settings.tz, source))
-        for warning in result.warnings():
-            out.print(f"[bold red]![/] {warning}")
-        command, why = render.suggested_on(result, settings.tz, policy_flag)
-        click.echo(f"command: {command}")
-        if why:
-            click.echo(f"  {why}")
-    sys.exit(EXIT_OK if result.fits else EXIT_NOT_YET)
-
-
 cli.add_command(announce)
+cli.add_command(history)
+cli.add_command(plan_command)
 
 
 def main() -> None:

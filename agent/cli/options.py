@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import getpass
+import json
 import math
 import os
 import re
@@ -28,8 +29,8 @@ from agent.cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_NOT_YET, EXIT_OK
 from agent.clients.consul import ConsulGateway
 from agent.config.connection import ConnectionSettingError, ConsulConnection
 from agent.core.errors import ConsulPermissionDenied, MaintenanceAgentError
-from agent.core.planning import PlanningError, parse_duration
-from agent.ops.fleet import FleetReader
+from agent.core.planning import PlanningError, parse_duration, parse_time
+from agent.ops.fleet import FleetReader, FleetSnapshot
 from agent.ops.history import HistoryStore
 
 ENVIRONMENT_NAME = re.compile(r"[a-z0-9][a-z0-9_\-]{0,63}")
@@ -237,3 +238,25 @@ def history_is_best_effort() -> Iterator[None]:
         yield
     except MaintenanceAgentError as exc:
         click.echo(f"maintctl: warning: history not updated: {' '.join(str(exc).split())}", err=True)
+
+
+def time_option(value: str | None, name: str, now: datetime, tz: tzinfo) -> datetime | None:
+    """A time an operator typed (``22:00`` or ISO), or a usage error naming the option."""
+    if value is None:
+        return None
+    try:
+        return parse_time(value, now, tz)
+    except PlanningError as exc:
+        raise click.BadParameter(str(exc), param_hint=name) from None
+
+
+def print_json(doc: Any) -> None:
+    click.echo(json.dumps(doc, indent=2, sort_keys=True))
+
+
+def observe_phase(settings: Settings, snapshot: FleetSnapshot) -> None:
+    """Record a phase the fleet reached in the open window's history record (no-op when nothing is new)."""
+    reached = snapshot.reached_at()
+    if reached is not None and snapshot.intent is not None and snapshot.intent.index > 0:
+        with history_is_best_effort():
+            settings.history(snapshot.environment).record_reached(snapshot.intent.mode, reached)
