@@ -206,7 +206,7 @@ def fail(message: str, as_json: bool = False) -> NoReturn:
 
 def terminal_width() -> int:
     """The terminal's width; off a terminal ``COLUMNS`` when set (as rich and most tools read it), else 160."""
-    stdout = click.get_text_stream("stdout")
+    stdout = sys.stdout
     columns = os.environ.get("COLUMNS", "")
     if columns.isdigit() and int(columns) >= 20:
         return int(columns)
@@ -216,7 +216,7 @@ def terminal_width() -> int:
 
 
 def console() -> Console:
-    stdout = click.get_text_stream("stdout")
+    stdout = sys.stdout
     return Console(file=stdout, width=terminal_width(), soft_wrap=False)
 
 
