@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import shlex
+import signal
 from pathlib import Path
 
 from agent import __version__
 from demo.harness.consul import ConsulAgentProcess
 from demo.harness.processes import ManagedProcess, wait_until
 from tests.fixtures.maintctl import web_fleet
-from tests.fixtures.scripts import run_script, script_argv, script_env
+from tests.fixtures.scripts import popen_script, run_script, script_argv, script_env
 
 
 def test_global_options_after_the_command_and_version(consul_server: ConsulAgentProcess, environment: str, tmp_path: Path) -> None:
@@ -92,3 +93,28 @@ def test_the_agent_says_why_consul_is_unreachable(tmp_path: Path) -> None:
         assert "connection refused" in line["error"], line  # type: ignore[index]
     finally:
         agent.stop()
+
+
+def test_status_watch_piped_appends_each_change_as_it_happens(consul_server: ConsulAgentProcess, environment: str, tmp_path: Path) -> None:
+    with web_fleet(consul_server, environment, tmp_path, count=1):
+        watcher = popen_script("maintctl", ["--consul", consul_server.address, "--env", environment, "--tz", "UTC", "status", "--watch"],
+                               env={"COLUMNS": "80"})
+        seen: list[str] = []
+        try:
+            assert watcher.stdout is not None
+            for line in watcher.stdout:  # each view arrives flushed, while the watch goes on
+                seen.append(line.rstrip("\n"))
+                if line.startswith("phase active") and len([s for s in seen if s.startswith("phase ")]) == 1:
+                    assert run_script("maintctl", "--consul", consul_server.address, "--env", environment, "on",
+                                      "--reason", "piped", "--for", "5m").returncode == 0
+                if line.startswith("phase maintenance"):
+                    break
+            watcher.send_signal(signal.SIGINT)
+            assert watcher.wait(timeout=10) == 0
+        finally:
+            if watcher.poll() is None:
+                watcher.kill()
+                watcher.wait()
+        phases = [s for s in seen if s.startswith("phase ")]
+        assert phases[0] == "phase active" and phases[-1] == "phase maintenance" and len(phases) >= 2, seen
+        assert all(len(s) <= 80 for s in seen)
