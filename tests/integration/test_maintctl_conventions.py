@@ -18,6 +18,12 @@ from tests.fixtures.scripts import popen_script, run_script, script_argv, script
 def test_global_options_after_the_command_and_version(consul_server: ConsulAgentProcess, environment: str, tmp_path: Path) -> None:
     version = run_script("maintctl", "--version")
     assert version.returncode == 0 and version.stdout.strip() == f"maintctl, version {__version__}"
+    helped = run_script("maintctl", "--help")
+    for name in ("CONSUL_HTTP_ADDR", "CONSUL_HTTP_TOKEN", "CONSUL_HTTP_TOKEN_FILE", "CONSUL_CACERT", "CONSUL_CLIENT_CERT",
+                 "CONSUL_CLIENT_KEY", "CONSUL_TLS_SERVER_NAME", "CONSUL_HTTP_SSL_VERIFY"):
+        assert f"\n    {name} " in helped.stdout, name  # each in the environment list of --help
+    agent_version = run_script("maintenance-agent", "--version")
+    assert agent_version.returncode == 0 and __version__ in agent_version.stdout
     with web_fleet(consul_server, environment, tmp_path, count=1):
         after = run_script("maintctl", "status", "--env", environment, "--consul", consul_server.address, "--json")
         assert after.returncode == 0, after.stderr
