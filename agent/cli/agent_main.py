@@ -12,13 +12,18 @@ import click
 
 from agent import __version__
 from agent.cli.errors import OneLineErrorGroup
+from agent.config.connection import ENVIRONMENT
 from agent.config.schema import AgentConfig, load
 from agent.core.errors import ConfigError
 
 DEFAULT_CONFIG = "/etc/maintenance-agent/config.toml"
 
 
-@click.group(cls=OneLineErrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
+_ENVIRONMENT_HELP = "\b\nThe [consul] keys left out of the config fall back to (as the consul command reads them):\n" + "\n".join(
+    f"  {name:<24} {meaning}" for name, meaning in ENVIRONMENT.items())
+
+
+@click.group(cls=OneLineErrorGroup, epilog=_ENVIRONMENT_HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="maintenance-agent")
 def cli() -> None:
     """The maintenance agent of one box: watches the Consul key and converges the box."""

@@ -22,6 +22,7 @@ def test_global_options_after_the_command_and_version(consul_server: ConsulAgent
     for name in ("CONSUL_HTTP_ADDR", "CONSUL_HTTP_TOKEN", "CONSUL_HTTP_TOKEN_FILE", "CONSUL_CACERT", "CONSUL_CLIENT_CERT",
                  "CONSUL_CLIENT_KEY", "CONSUL_TLS_SERVER_NAME", "CONSUL_HTTP_SSL_VERIFY"):
         assert f"\n    {name} " in helped.stdout, name  # each in the environment list of --help
+        assert f"\n    {name} " in run_script("maintenance-agent", "--help").stdout, name
     agent_version = run_script("maintenance-agent", "--version")
     assert agent_version.returncode == 0 and __version__ in agent_version.stdout
     with web_fleet(consul_server, environment, tmp_path, count=1):
