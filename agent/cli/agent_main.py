@@ -35,7 +35,9 @@ def check_config(config_path: Path) -> None:
     """Validate a config file; exit 0 when good, 2 listing every problem when not."""
     config = _load_or_exit(config_path)
     roles = ", ".join(r.value for r in config.agent.roles)
-    click.echo(f"{config_path}: ok (node {config.agent.node}, roles {roles}, key {config.env_prefix}/desired)")
+    consul = config.consul.connection()
+    tls = f", CA {consul.ca_file}" if consul.ca_file else ""
+    click.echo(f"{config_path}: ok (node {config.agent.node}, roles {roles}, key {config.env_prefix}/desired, consul {consul.address}{tls})")
 
 
 @cli.command("run")

@@ -43,6 +43,7 @@ def test_a_whole_window_over_tls_with_only_the_consul_environment(tls_consul: Tl
     }))
     checked = run_script("maintenance-agent", "check-config", "--config", str(config), env=tls_consul.environment())
     assert checked.returncode == 0, checked.stderr
+    assert f"consul {tls_consul.address}, CA {tls_consul.certificates.ca})" in checked.stdout  # where it will connect, from the environment
     agent = ManagedProcess([*script_argv("maintenance-agent"), "run", "--config", str(config)], tmp_path / "agent.log",
                            env=script_env(tls_consul.environment()))
     try:
