@@ -16,6 +16,7 @@ from agent.core.errors import ConsulPermissionDenied
 from agent.core.model import Mode
 from agent.ops.history import HistoryStore, Request, WindowRecord
 from tests.fixtures.maintctl import FakeGateway
+from tests.fixtures.scripts import SCRUBBED
 
 
 def run(*args: str, gateway: FakeGateway | None = None, env: dict[str, str] | None = None,
@@ -27,7 +28,7 @@ def run(*args: str, gateway: FakeGateway | None = None, env: dict[str, str] | No
             seen.append((address, token))
         return fake
 
-    return CliRunner(env={"CONSUL_HTTP_TOKEN": None, "CONSUL_HTTP_ADDR": None, "MAINTCTL_ENV": None, **(env or {})}).invoke(
+    return CliRunner(env={**dict.fromkeys(SCRUBBED), **(env or {})}).invoke(
         cli, ["--tz", "Europe/Zurich", *args], obj=factory, catch_exceptions=False)
 
 
