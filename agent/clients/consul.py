@@ -50,11 +50,15 @@ def connection_failure(exc: BaseException) -> str:
     """Why a request never got an answer, in the operator's words: refused, name not found, TLS, timeout."""
     text = str(exc)
     if isinstance(exc, requests.exceptions.SSLError):
-        for marker, said in (("CERTIFICATE_VERIFY_FAILED", "certificate verify failed"), ("WRONG_VERSION_NUMBER", "the address does not speak TLS"),
-                             ("certificate required", "Consul wants a client certificate"), ("doesn't match", "hostname mismatch")):
+        for marker, said, hint in (
+                ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed", "check the CA: --ca-file, CONSUL_CACERT"),
+                ("doesn't match", "hostname mismatch", "check the name: --tls-server-name, CONSUL_TLS_SERVER_NAME"),
+                ("WRONG_VERSION_NUMBER", "the address does not speak TLS", "http:// instead of https://?"),
+                ("certificate required", "Consul wants a client certificate", "--client-cert/--client-key, CONSUL_CLIENT_CERT/KEY"),
+                ("alert", "Consul refused the handshake", "a client certificate signed by its CA? --client-cert, CONSUL_CLIENT_CERT")):
             if marker in text:
-                detail = text[text.find(marker):].split("(_ssl")[0].rstrip(" )'\"")
-                return f"TLS: {said} ({detail[:160]}); check the CA (--ca-file, CONSUL_CACERT) and the server name"
+                detail = text[text.find(marker):].split("(_ssl")[0].rstrip(" )'\"").split("] ", 1)[-1][:160]
+                return f"TLS: {detail if detail.startswith(said) else f'{said} ({detail})'}; {hint}"
         return f"TLS: {text[:200]}"
     if isinstance(exc, requests.Timeout):
         return "timed out"
