@@ -10,6 +10,7 @@ import pytest
 from hypothesis import settings
 
 from demo.harness.consul import ConsulAgentProcess
+from tests.fixtures.scripts import SCRUBBED
 
 _envs = itertools.count(1)
 
@@ -17,6 +18,16 @@ _envs = itertools.count(1)
 settings.register_profile("quick", max_examples=50, deadline=None)
 settings.register_profile("thorough", max_examples=1000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_consul_settings_from_the_shell() -> Iterator[None]:
+    """The agent and maintctl read CONSUL_* and MAINTCTL_* as the consul command does; a developer's shell must not
+    point the tests' agents at another Consul or CA. Tests that want a variable set it themselves."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in SCRUBBED:
+            patch.delenv(name, raising=False)
+        yield
 
 
 @pytest.fixture(scope="session")

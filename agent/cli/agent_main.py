@@ -11,13 +11,19 @@ from pathlib import Path
 import click
 
 from agent import __version__
+from agent.cli.errors import OneLineErrorGroup
+from agent.config.connection import ENVIRONMENT
 from agent.config.schema import AgentConfig, load
 from agent.core.errors import ConfigError
 
 DEFAULT_CONFIG = "/etc/maintenance-agent/config.toml"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+_ENVIRONMENT_HELP = "\b\nThe [consul] keys left out of the config fall back to (as the consul command reads them):\n" + "\n".join(
+    f"  {name:<24} {meaning}" for name, meaning in ENVIRONMENT.items())
+
+
+@click.group(cls=OneLineErrorGroup, epilog=_ENVIRONMENT_HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="maintenance-agent")
 def cli() -> None:
     """The maintenance agent of one box: watches the Consul key and converges the box."""
@@ -29,7 +35,9 @@ def check_config(config_path: Path) -> None:
     """Validate a config file; exit 0 when good, 2 listing every problem when not."""
     config = _load_or_exit(config_path)
     roles = ", ".join(r.value for r in config.agent.roles)
-    click.echo(f"{config_path}: ok (node {config.agent.node}, roles {roles}, key {config.env_prefix}/desired)")
+    consul = config.consul.connection()
+    tls = f", CA {consul.ca_file}" if consul.ca_file else ""
+    click.echo(f"{config_path}: ok (node {config.agent.node}, roles {roles}, key {config.env_prefix}/desired, consul {consul.address}{tls})")
 
 
 @cli.command("run")
@@ -43,8 +51,13 @@ def run(config_path: Path) -> None:
     from agent.daemon.app import Agent  # imported late: check-config must not need the runtime
     from agent.daemon.logs import configure_logging
 
+    _state_dir_or_exit(config_path, config.agent.state_dir)
     configure_logging(config.log.format, config.log.level)
-    agent = Agent(config, log=structlog.get_logger())
+    try:
+        agent = Agent(config, log=structlog.get_logger())
+    except OSError as exc:  # the metrics address is taken or not this machine's
+        click.echo(f"{config_path}: metrics.listen: cannot listen on {config.metrics.listen}: {exc.strerror or exc}", err=True)
+        sys.exit(2)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -59,7 +72,20 @@ def _load_or_exit(config_path: Path) -> AgentConfig:
     try:
         return load(config_path)
     except ConfigError as exc:
-        click.echo(str(exc), err=True)
+        # one problem, one line; several: every one listed under the file's name (all at once, not one per run)
+        click.echo(f"{exc.path}: {exc.problems[0]}" if len(exc.problems) == 1 else str(exc), err=True)
+        sys.exit(2)
+
+
+def _state_dir_or_exit(config_path: Path, state_dir: Path) -> None:
+    """The agent's memory must be writable before it acts: a box it cannot remember must not be stopped."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        probe = state_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        click.echo(f"{config_path}: agent.state_dir: cannot write {state_dir}: {exc.strerror or exc}", err=True)
         sys.exit(2)
 
 
@@ -93,7 +119,7 @@ def _release_start_up_memory() -> None:
 
 
 def main() -> None:
-    cli()
+    cli(prog_name="maintenance-agent")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from agent.cli.options import EXIT_NOT_YET, EXIT_OK, OperatorError, Settings, login_user, utc_now
+from agent.cli.errors import EXIT_NOT_YET, EXIT_OK
+from agent.cli.options import OperatorError, Settings, login_user, utc_now, writable_file
 from agent.config.partners import NoticesSection
 from agent.core.errors import ConfigError
 from agent.core.model import Intent, Mode
@@ -121,9 +122,9 @@ def calendar_window(settings: Settings, intent: Intent, section: NoticesSection,
                           ends_at=intent.ends_at, summary=summary, description=description)
 
 
-@click.command("announce")
+@click.command("announce", short_help="Tell partners: signed webhooks and an .ics file.")
 @notices_option
-@click.option("--ics", "ics_path", type=click.Path(dir_okay=False, writable=True, path_type=Path), default=None,
+@click.option("--ics", "ics_path", type=click.Path(dir_okay=False, writable=True, path_type=Path), default=None, callback=writable_file,
               help="Also write the window as an iCalendar file (to mail or publish).")
 @click.option("--again", is_flag=True, help="Send a new announcement even if this window was announced already.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

@@ -3,7 +3,8 @@
 Thin by design: options are parsed and validated here, the work is done by
 ``agent.ops.fleet`` (snapshots, check-and-set writes), ``agent.ops.history`` (the
 audit trail) and ``agent.core.planning`` (the window rules); ``options`` holds the
-shared plumbing and ``agent.ops.render`` draws.
+shared plumbing and ``agent.ops.render`` draws; ``history`` and ``plan`` live in
+``history_plan``, ``announce`` in ``announce``.
 
 Exit codes: 0 done / converged; 1 not converged yet, blocked, timed out, or a
 plan over the limit; 2 an error (Consul unreachable, ACL refusal, a
@@ -15,11 +16,10 @@ Every error is one line on stderr starting with ``maintctl: error:``.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from dataclasses import replace
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,64 +27,69 @@ import click
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from agent import __version__
 from agent.cli.announce import announce, notices_option, notify_on_flip
+from agent.cli.errors import EXIT_ERROR, EXIT_NOT_YET, EXIT_OK
+from agent.cli.history_plan import history, plan_command
 from agent.cli.options import (
     DURATION,
-    EXIT_ERROR,
-    EXIT_NOT_YET,
-    EXIT_OK,
     MaintctlGroup,
     OperatorError,
     Settings,
     console,
-    default_gateway,
     history_is_best_effort,
     login_user,
+    observe_phase,
+    print_json,
+    time_option,
     utc_now,
 )
+from agent.config.connection import DEFAULT_ADDRESS, ENVIRONMENT, FLAG_NAMES, resolve
 from agent.config.partners import NoticesSection
 from agent.core.model import Intent, Mode
-from agent.core.planning import DEFAULT_MAX_WINDOW, PlanningError, format_duration, parse_clock, parse_time, plan, window, zone
+from agent.core.planning import DEFAULT_MAX_WINDOW, PlanningError, format_duration, window, zone
 from agent.ops import render
 from agent.ops.fleet import FleetReader, FleetSnapshot, IntentWriter, NoAgents
+from agent.ops.follow import ChangeTracker
 from agent.ops.history import Request, WindowRecord
 
+_ENVIRONMENT_HELP = "\b\nEnvironment variables (as the consul command reads them; flags win):\n" + "\n".join(
+    f"  {name:<24} {meaning}" for name, meaning in ENVIRONMENT.items()) + (
+    "\n  MAINTCTL_ENV, MAINTCTL_TZ, MAINTCTL_PREFIX, MAINTCTL_MAX_WINDOW,"
+    "\n  MAINTCTL_SLOT_TIME, MAINTCTL_NOTICES: the options of those names"
+    "\n\nGlobal options may also follow the command: maintctl status --env prod.")
 
-@click.group(cls=MaintctlGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.option("--consul", "address", envvar="CONSUL_HTTP_ADDR", default="http://127.0.0.1:8500", show_default=True,
-              help="Consul HTTP address (env CONSUL_HTTP_ADDR).")
-@click.option("--token", default=None, help="Consul ACL token (else --token-file, else env CONSUL_HTTP_TOKEN).")
-@click.option("--token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="File holding the Consul ACL token.")
+
+@click.group(cls=MaintctlGroup, epilog=_ENVIRONMENT_HELP,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, "--version", "-V", prog_name="maintctl")
+@click.option("--consul", "--http-addr", "address", default=None, metavar="ADDR",
+              help=f"Consul HTTP(S) address (env CONSUL_HTTP_ADDR; default {DEFAULT_ADDRESS}).")
+@click.option("--token", default=None, help="Consul ACL token (else --token-file, CONSUL_HTTP_TOKEN_FILE, CONSUL_HTTP_TOKEN).")
+@click.option("--token-file", type=click.Path(path_type=Path), default=None, help="File holding the Consul ACL token (env CONSUL_HTTP_TOKEN_FILE).")
+@click.option("--ca-file", type=click.Path(path_type=Path), default=None, help="CA certificate to verify Consul's TLS certificate (env CONSUL_CACERT).")
+@click.option("--client-cert", type=click.Path(path_type=Path), default=None, help="Client certificate for Consul's verify_incoming (env CONSUL_CLIENT_CERT).")
+@click.option("--client-key", type=click.Path(path_type=Path), default=None, help="Key of the client certificate (env CONSUL_CLIENT_KEY).")
+@click.option("--tls-server-name", default=None, help="Name to verify Consul's certificate against (env CONSUL_TLS_SERVER_NAME).")
 @click.option("--env", "environment", envvar="MAINTCTL_ENV", default=None, help="Environment: final, mock, prod, ... (env MAINTCTL_ENV).")
 @click.option("--prefix", envvar="MAINTCTL_PREFIX", default="maintenance", show_default=True, help="Consul key prefix.")
 @click.option("--max-window", envvar="MAINTCTL_MAX_WINDOW", type=DURATION, default=DEFAULT_MAX_WINDOW,
               help="Policy maximum of a window (default 60m; env MAINTCTL_MAX_WINDOW).")
 @click.option("--tz", "tz_name", envvar="MAINTCTL_TZ", default=None, help="Time zone for times you type and see (default: this machine's).")
 @click.pass_context
-def cli(ctx: click.Context, address: str, token: str | None, token_file: Path | None, environment: str | None,
+def cli(ctx: click.Context, address: str | None, token: str | None, token_file: Path | None, ca_file: Path | None,
+        client_cert: Path | None, client_key: Path | None, tls_server_name: str | None, environment: str | None,
         prefix: str, max_window: timedelta, tz_name: str | None) -> None:
     """Open, follow, close, audit and plan maintenance windows of a fleet."""
-    if token is None and token_file is not None:
-        token = token_file.read_text().strip() or None
-    if token is None:
-        token = os.environ.get("CONSUL_HTTP_TOKEN") or None
     try:
         tz = zone(tz_name)
     except PlanningError as exc:
         raise click.BadParameter(str(exc), param_hint="--tz") from None
-    factory = ctx.obj if callable(ctx.obj) else default_gateway
-    ctx.obj = Settings(address=address, token=token, environment=environment, prefix=prefix.strip("/"),
+    connection = resolve(address=address, token=token, token_file=token_file, ca_file=ca_file, cert_file=client_cert,
+                         key_file=client_key, tls_server_name=tls_server_name, names=FLAG_NAMES)
+    factory = ctx.obj if callable(ctx.obj) else None
+    ctx.obj = Settings(connection=connection, environment=environment, prefix=prefix.strip("/"),
                        max_window=max_window, tz=tz, make_gateway=factory)
-
-
-def _time_option(value: str | None, name: str, now: datetime, tz: tzinfo) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return parse_time(value, now, tz)
-    except PlanningError as exc:
-        raise click.BadParameter(str(exc), param_hint=name) from None
 
 
 def _require_agents(snapshot: FleetSnapshot) -> None:
@@ -93,14 +98,10 @@ def _require_agents(snapshot: FleetSnapshot) -> None:
                        f"(Consul service maintenance-agent, tag env:{snapshot.environment}); wrong --env?")
 
 
-def _print_json(doc: Any) -> None:
-    click.echo(json.dumps(doc, indent=2, sort_keys=True))
-
-
 # -- on / off / release ----------------------------------------------------------------
 
 
-@cli.command("on")
+@cli.command("on", short_help="Open a window: write the intent (check-and-set).")
 @click.option("--reason", required=True, help="Why: shown to operators and kept in the history.")
 @click.option("--for", "length", type=DURATION, default=None, help="Length of the window, e.g. 45m (default: the policy maximum).")
 @click.option("--until", "until_text", default=None, help="Announced end instead of --for: 23:00 or an ISO time.")
@@ -110,16 +111,19 @@ def _print_json(doc: Any) -> None:
 @click.option("--dry-run", is_flag=True, help="Print the plan and write nothing.")
 @click.option("--force", is_flag=True, help="Allow a window longer than the policy maximum.")
 @click.option("--replace", "replace_window", is_flag=True, help="Replace a maintenance window already in progress.")
-@click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="The plan (with --dry-run) or what was written, as JSON.")
 @notices_option
 @click.pass_obj
 def on(settings: Settings, reason: str, length: timedelta | None, until_text: str | None, at_text: str | None,
        message: str, by: str, dry_run: bool, force: bool, replace_window: bool, as_json: bool, notices: NoticesSection | None) -> None:
     """Take the environment into maintenance (check-and-set write of the desired key)."""
     now = utc_now().replace(microsecond=0)
-    start = _time_option(at_text, "--at", now, settings.tz)
-    until = _time_option(until_text, "--until", now, settings.tz)
-    planned = window(now, start, length, until, settings.max_window, force)
+    start = time_option(at_text, "--at", now, settings.tz)
+    until = time_option(until_text, "--until", now, settings.tz)
+    try:
+        planned = window(now, start, length, until, settings.max_window, force)
+    except OverflowError:
+        raise click.BadParameter("the window ends beyond the year 9999", param_hint="--at/--for/--until") from None
     reader = settings.reader()
     snapshot = reader.read()
     _require_agents(snapshot)
@@ -127,20 +131,22 @@ def on(settings: Settings, reason: str, length: timedelta | None, until_text: st
     if current is not None and current.mode is Mode.MAINTENANCE and not replace_window:
         raise OperatorError(f"a maintenance window is already in progress ({render.describe_intent(current, None)}); "
                             "pass --replace to replace it")
+    if not dry_run:
+        observe_phase(settings, snapshot)  # the last window may have ended unobserved: close its record before opening one
     intent = Intent(mode=Mode.MAINTENANCE, reason=reason, by=by, message=message,
                     starts_at=start, ends_at=planned.ends_at)
     index = _flip(settings, reader, snapshot, intent, dry_run, as_json, now)
     if index is not None:
         notify_on_flip(settings, notices, "on", replace(intent, index=index), None)
-    if not dry_run:
+    if not dry_run and not as_json:
         click.echo(f"follow with: maintctl --env {snapshot.environment} wait")
 
 
-@cli.command("off")
+@cli.command("off", short_help="Close the window: write active (check-and-set).")
 @click.option("--reason", default="", help="Why (kept in the history).")
 @click.option("--by", default=login_user, show_default="the login user", help="Who asks.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and write nothing.")
-@click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="The plan (with --dry-run) or what was written, as JSON.")
 @notices_option
 @click.pass_obj
 def off(settings: Settings, reason: str, by: str, dry_run: bool, as_json: bool, notices: NoticesSection | None) -> None:
@@ -150,25 +156,28 @@ def off(settings: Settings, reason: str, by: str, dry_run: bool, as_json: bool, 
     snapshot = reader.read()
     _require_agents(snapshot)
     if snapshot.intent is not None and snapshot.intent.mode is Mode.ACTIVE and snapshot.desired.exists:
-        click.echo(f"already active ({render.describe_intent(snapshot.intent, None)}); nothing written")
+        if as_json:
+            print_json({"written": False, "key": reader.desired_key, "intent_index": snapshot.intent.index, "why": "already active"})
+        else:
+            click.echo(f"already active ({render.describe_intent(snapshot.intent, None, tz=settings.tz)}); nothing written")
         return
     if not dry_run:
-        _observe(settings, snapshot)  # the entry may have completed unobserved: record it before it is gone
+        observe_phase(settings, snapshot)  # the entry may have completed unobserved: record it before it is gone
     closing = Intent(mode=Mode.ACTIVE, reason=reason, by=by)
     index = _flip(settings, reader, snapshot, closing, dry_run, as_json, now)
     if index is not None:
         notify_on_flip(settings, notices, "off", replace(closing, index=index), snapshot.intent)
-    if not dry_run:
+    if not dry_run and not as_json:
         click.echo(f"follow with: maintctl --env {snapshot.environment} wait")
 
 
-@cli.command("release")
+@cli.command("release", short_help="Let the gates pass without a dead box (recorded).")
 @click.argument("node")
 @click.option("--reason", required=True, help="Why the fleet may go on without this box (kept in the history).")
 @click.option("--by", default=login_user, show_default="the login user", help="Who decides.")
 @click.pass_obj
 def release(settings: Settings, node: str, reason: str, by: str) -> None:
-    """Let the gates pass without NODE (e.g. a dead box): adds it to the intent's release list."""
+    """Let the gates pass without NODE, a dead box say; recorded in the intent's release list."""
     now = utc_now()
     reader = settings.reader()
     snapshot = reader.read()
@@ -196,13 +205,18 @@ def _flip(settings: Settings, reader: FleetReader, snapshot: FleetSnapshot, inte
     """Write ``intent`` (check-and-set) and record it; returns the new intent index, None on a dry run."""
     if dry_run:
         if as_json:
-            _print_json({"dry_run": True, "intent": json.loads(intent.to_json()), "fleet": snapshot.to_dict(now)})
+            print_json({"dry_run": True, "intent": json.loads(intent.to_json()), "fleet": snapshot.to_dict(now)})
         else:
-            console().print(render.dry_run_view(snapshot, intent, settings.tz))
+            out = console()
+            out.print(render.dry_run_view(snapshot, intent, settings.tz, out.width))
         return None
     index = IntentWriter(settings.gateway(), reader.desired_key).write(intent, snapshot.desired_modify_index)
     request = Request(at=now.isoformat(), by=intent.by, reason=intent.reason, intent_index=index)
-    click.echo(f"wrote {reader.desired_key} (intent {index}): {render.describe_intent(intent, None, written=False)}")
+    if as_json:
+        print_json({"written": True, "key": reader.desired_key, "intent_index": index, "intent": json.loads(intent.to_json()),
+                     "follow": f"maintctl --env {snapshot.environment} wait"})
+    else:
+        click.echo(f"wrote {reader.desired_key} (intent {index}): {render.describe_intent(intent, None, written=False, tz=settings.tz)}")
     history = settings.history()
     with history_is_best_effort():
         if intent.mode is Mode.MAINTENANCE:
@@ -224,15 +238,7 @@ def _verdict(snapshot: FleetSnapshot) -> int:
     return EXIT_OK if snapshot.converged else EXIT_NOT_YET
 
 
-def _observe(settings: Settings, snapshot: FleetSnapshot) -> None:
-    """Record a phase the fleet reached in the open window's history record (no-op when nothing is new)."""
-    reached = snapshot.reached_at()
-    if reached is not None and snapshot.intent is not None and snapshot.intent.index > 0:
-        with history_is_best_effort():
-            settings.history(snapshot.environment).record_reached(snapshot.intent.mode, reached)
-
-
-@cli.command("status")
+@cli.command("status", short_help="One row per box; exit 0 converged, 1 not yet, 2 error.")
 @click.option("--watch", is_flag=True, help="Follow live (blocking queries) until interrupted.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (one document per update with --watch).")
 @click.pass_obj
@@ -243,9 +249,10 @@ def status(settings: Settings, watch: bool, as_json: bool) -> None:
         snapshot = reader.read()
         _require_agents(snapshot)
         if as_json:
-            _print_json(snapshot.to_dict(utc_now()))
+            print_json(snapshot.to_dict(utc_now()))
         else:
-            console().print(render.status_view(snapshot, utc_now(), settings.tz))
+            out = console()
+            out.print(render.status_view(snapshot, utc_now(), settings.tz, out.width))
         sys.exit(_verdict(snapshot))
     verdict = EXIT_NOT_YET
     try:
@@ -253,11 +260,17 @@ def status(settings: Settings, watch: bool, as_json: bool) -> None:
             for snapshot in reader.follow():
                 verdict = _follow_step(settings, snapshot)
                 click.echo(json.dumps(snapshot.to_dict(utc_now()), sort_keys=True))
+        elif not console().is_terminal:  # a log or a pipe: each change appended, flushed, not redrawn
+            out = console()
+            for snapshot in reader.follow():
+                verdict = _follow_step(settings, snapshot)
+                out.print(render.status_view(snapshot, utc_now(), settings.tz, out.width))
+                out.file.flush()
         else:
             with Live(console=console(), auto_refresh=False) as live:
                 for snapshot in reader.follow():
                     verdict = _follow_step(settings, snapshot)
-                    live.update(render.status_view(snapshot, utc_now(), settings.tz), refresh=True)
+                    live.update(render.status_view(snapshot, utc_now(), settings.tz, live.console.width), refresh=True)
     except KeyboardInterrupt:
         pass
     sys.exit(verdict)
@@ -265,108 +278,73 @@ def status(settings: Settings, watch: bool, as_json: bool) -> None:
 
 def _follow_step(settings: Settings, snapshot: FleetSnapshot) -> int:
     if snapshot.converged:
-        _observe(settings, snapshot)
+        observe_phase(settings, snapshot)
     return _verdict(snapshot)
 
 
-@cli.command("wait")
+@cli.command("wait", short_help="Follow the fleet until it converges or times out.")
 @click.option("--timeout", type=DURATION, default="10m", show_default=True, help="Give up after this long.")
-@click.option("--json", "as_json", is_flag=True, help="Print the final snapshot as JSON.")
+@click.option("--fail-fast", is_flag=True,
+              help="Exit 1 at the first error a box reports. Without it a reported error is shown at once and "
+                   "the wait goes on: the agent retries the step, and it may pass.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final snapshot as JSON (progress lines go to stderr).")
 @click.pass_obj
-def wait(settings: Settings, timeout: timedelta, as_json: bool) -> None:
-    """A progress bar per phase until the fleet converges: exit 0 converged, 1 timed out, 2 error."""
+def wait(settings: Settings, timeout: timedelta, fail_fast: bool, as_json: bool) -> None:
+    """Follow the fleet until it converges: exit 0 converged, 1 timed out (or --fail-fast), 2 error.
+
+    A box's error is printed the moment its status reports it (box, role, step,
+    message), and again when it clears. On a terminal a progress bar per role;
+    off one (a CI log, tee) one flushed line per change.
+    """
     reader = settings.reader()
     out = console()
+    live = out.is_terminal and not as_json
     deadline = time.monotonic() + timeout.total_seconds()
+    tracker = ChangeTracker()
     snapshot: FleetSnapshot | None = None
     columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=out, disable=as_json) as progress:
+    with Progress(*columns, console=out, disable=not live) as progress:
         tasks: dict[str, Any] = {}
         for snapshot in reader.follow(deadline=deadline):
             _require_agents(snapshot)
             if snapshot.intent is None:
                 raise OperatorError(f"{snapshot.desired_key} holds an invalid intent: {snapshot.intent_error}")
+            now = utc_now()
+            for change in tracker.update(snapshot, now):
+                shown = render.change_line(change, now, settings.tz)
+                if live:
+                    if change.kind != "phase":
+                        progress.console.print(shown)
+                else:
+                    click.echo(shown.plain, err=as_json)
             direction = "entering" if snapshot.intent.mode is Mode.MAINTENANCE else "exiting"
             for step in snapshot.roles_progress():
                 if step.role not in tasks:
                     tasks[step.role] = progress.add_task(step.role, total=step.total)
                 progress.update(tasks[step.role], description=f"{direction} {step.role}", completed=step.done, total=step.total)
-            if snapshot.converged:
+            if snapshot.converged or (fail_fast and tracker.failing):
                 break
     assert snapshot is not None
     now = utc_now()
     if as_json:
-        _print_json(snapshot.to_dict(now))
+        print_json(snapshot.to_dict(now))
     if snapshot.converged:
-        _observe(settings, snapshot)
+        observe_phase(settings, snapshot)
         if not as_json:
             click.echo(f"converged: every box {snapshot.phase(now)} (intent {snapshot.intent.index if snapshot.intent else '?'})")
         sys.exit(EXIT_OK)
     if not as_json:
-        click.echo(f"timed out after {format_duration(timeout)}: {snapshot.phase(now)}")
+        reason = f"failed fast ({len(tracker.failing)} box(es) reporting an error)" if fail_fast and tracker.failing \
+            else f"timed out after {format_duration(timeout)}"
+        click.echo(f"{reason}: {snapshot.phase(now)}")
         for line in snapshot.blockers():
             click.echo(f"  blocked: {line}")
     sys.exit(EXIT_NOT_YET)
 
 
-# -- history / plan ------------------------------------------------------------------------
-
-
-@cli.command("history")
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="How many windows, newest first.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.pass_obj
-def history(settings: Settings, limit: int, as_json: bool) -> None:
-    """The audit trail: who, when, why, when each phase was reached, how long it really took, overrun or not."""
-    records = settings.history().records()[:limit]
-    now = utc_now()
-    if as_json:
-        _print_json([r.to_dict(now) for r in records])
-    elif not records:
-        click.echo(f"no maintenance windows recorded under {settings.prefix}/{settings.env()}/history/")
-    else:
-        console().print(render.history_view(records, now, settings.tz))
-
-
-@cli.command("plan")
-@click.option("--mock-minutes", type=click.FloatRange(min=0, min_open=True), default=None, help="How long the work took on Mock.")
-@click.option("--from-history", "history_env", default=None, help="Use the measured duration of the last window of this environment (e.g. mock).")
-@click.option("--db", is_flag=True, help="Databases are touched: production takes twice Mock's time (SQL-A, then SQL-B).")
-@click.option("--slot-time", envvar="MAINTCTL_SLOT_TIME", default="22:00", show_default=True, help="Local start time of Wednesday slots.")
-@click.option("--after", "after_text", default=None, help="Propose the first slot after this time (default now).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.pass_obj
-def plan_command(settings: Settings, mock_minutes: float | None, history_env: str | None, db: bool, slot_time: str,
-                 after_text: str | None, as_json: bool) -> None:
-    """Estimate a production window from Mock: exit 0 when it fits the policy, 1 when over the limit."""
-    if (mock_minutes is None) == (history_env is None):
-        raise click.UsageError("give exactly one of --mock-minutes N or --from-history ENV")
-    now = utc_now()
-    after = _time_option(after_text, "--after", now, settings.tz) or now
-    try:
-        clock = parse_clock(slot_time)
-    except PlanningError as exc:
-        raise click.BadParameter(str(exc), param_hint="--slot-time") from None
-    if mock_minutes is not None:
-        mock, source = timedelta(minutes=mock_minutes), "given"
-    else:
-        assert history_env is not None
-        measured = next((r for r in settings.history(history_env).records() if r.duration is not None), None)
-        if measured is None or measured.duration is None:
-            raise OperatorError(f"no measured window in the history of {history_env!r} (a window counts once maintctl saw it end)")
-        mock, source = measured.duration, f"measured on {history_env}, window opened {measured.opened.at}"
-    result = plan(mock, db, after, clock, settings.tz, max_window=settings.max_window)
-    if as_json:
-        _print_json({**result.to_dict(), "source": source})
-    else:
-        out = console()
-        out.print(render.plan_view(result, settings.tz, source))
-        for warning in result.warnings():
-            out.print(f"[bold red]![/] {warning}")
-    sys.exit(EXIT_OK if result.fits else EXIT_NOT_YET)
-
-
 cli.add_command(announce)
+cli.add_command(history)
+cli.add_command(plan_command)
 
 
 def main() -> None:

@@ -23,7 +23,9 @@ from urllib.parse import urlsplit
 import consul
 import consul.exceptions as consul_errors
 import requests
+from requests.adapters import HTTPAdapter
 
+from agent.config.connection import ConsulConnection
 from agent.core.errors import ConsulPermissionDenied, ConsulUnavailable, PermanentError
 from agent.core.model import Member
 
@@ -88,9 +90,48 @@ def _refuse_retryable_status(response: Callable[..., Any]) -> Callable[..., Any]
     return checked
 
 
+def connection_failure(exc: BaseException) -> str:
+    """Why a request never got an answer, in the operator's words: refused, name not found, TLS, timeout."""
+    text = str(exc)
+    if isinstance(exc, requests.exceptions.SSLError):
+        for marker, said, hint in (
+                ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed", "check the CA: --ca-file, CONSUL_CACERT"),
+                ("doesn't match", "hostname mismatch", "check the name: --tls-server-name, CONSUL_TLS_SERVER_NAME"),
+                ("WRONG_VERSION_NUMBER", "the address does not speak TLS", "http:// instead of https://?"),
+                ("certificate required", "Consul wants a client certificate", "--client-cert/--client-key, CONSUL_CLIENT_CERT/KEY"),
+                ("alert", "Consul refused the handshake", "a client certificate signed by its CA? --client-cert, CONSUL_CLIENT_CERT")):
+            if marker in text:
+                detail = text[text.find(marker):].split("(_ssl")[0].rstrip(" )'\"").split("] ", 1)[-1][:160]
+                return f"TLS: {detail if detail.startswith(said) else f'{said} ({detail})'}; {hint}"
+        return f"TLS: {text[:200]}"
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    for marker, said in (("Connection refused", "connection refused"), ("Name or service not known", "host name not found (DNS)"),
+                         ("nodename nor servname", "host name not found (DNS)"), ("Temporary failure in name resolution", "DNS lookup failed"),
+                         ("No route to host", "no route to host"), ("Network is unreachable", "network unreachable"),
+                         ("RemoteDisconnected", "Consul closed the connection without answering"),
+                         ("Connection reset", "connection reset"), ("Connection aborted", "connection aborted")):
+        if marker in text:
+            return said
+    return f"{type(exc).__name__}: {text[:200]}"
+
+
 def blocking_read_timeout(wait: float, request_timeout: float) -> float:
     """Client-side deadline of a blocking query: Consul may add up to wait/16 of jitter."""
     return wait + max(wait / 15.0, 1.0) + request_timeout
+
+
+class _ServerNameAdapter(HTTPAdapter):
+    """Verify Consul's certificate against ``server_name`` instead of the address's host (``-tls-server-name``)."""
+
+    def __init__(self, server_name: str):
+        self.server_name = server_name
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["server_hostname"] = self.server_name
+        kwargs["assert_hostname"] = self.server_name
+        super().init_poolmanager(*args, **kwargs)
 
 
 class ConsulGateway:
@@ -102,23 +143,39 @@ class ConsulGateway:
         ca_file: str | None = None,
         cert: tuple[str, str] | None = None,
         verify: bool = True,
+        tls_server_name: str | None = None,
     ):
         parts = urlsplit(address if "://" in address else f"http://{address}")
-        self.address = f"{parts.scheme}://{parts.hostname}:{parts.port or 8500}"
+        self.address = f"{parts.scheme}://{parts.netloc if parts.port else f'{parts.netloc}:8500'}"
         self.request_timeout = request_timeout
         self._client = consul.Consul(
-            host=parts.hostname,
+            host=f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname,
             port=parts.port or 8500,
             scheme=parts.scheme,
             verify=ca_file if (verify and ca_file) else verify,
             cert=cert,
             connections_timeout=request_timeout,
         )
+        if tls_server_name:
+            self._client.http.session.mount("https://", _ServerNameAdapter(tls_server_name))
         # Decide the token here, not through the environment behind our back.
         self._client.token = token
         self._client.http.timeout = self._timeout_for
         self._client.http.response = _refuse_retryable_status(self._client.http.response)
         self.requests = 0  # requests sent, for the metrics and the idle benchmark
+
+    @classmethod
+    def connect(cls, connection: ConsulConnection, request_timeout: float = 5.0) -> ConsulGateway:
+        """A gateway for resolved connection settings (address, token, TLS)."""
+        return cls(
+            connection.address,
+            token=connection.token,
+            request_timeout=request_timeout,
+            ca_file=str(connection.ca_file) if connection.ca_file else None,
+            cert=(str(connection.cert_file), str(connection.key_file)) if connection.cert_file and connection.key_file else None,
+            verify=connection.verify,
+            tls_server_name=connection.tls_server_name,
+        )
 
     # -- plumbing ---------------------------------------------------------
 
@@ -134,7 +191,7 @@ class ConsulGateway:
         try:
             return fn()
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise ConsulUnavailable(f"Consul at {self.address} unreachable during {what}: {type(exc).__name__}", delay=1.0) from None
+            raise ConsulUnavailable(f"Consul at {self.address} unreachable during {what}: {connection_failure(exc)}", delay=1.0) from None
         except (requests.RequestException, ValueError) as exc:
             # A response cut short (Consul restarting mid-answer) or not JSON:
             # worth a retry, and must not kill the thread that asked.

@@ -8,13 +8,11 @@ role tables live in ``roles``, the partners' in ``partners``.
 
 from __future__ import annotations
 
-import os
 import socket
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     Field,
@@ -24,6 +22,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from agent.config.connection import ConnectionSettingError, ConsulConnection, normalise_address, resolve
 from agent.config.fields import FrozenModel, host_port
 from agent.config.partners import AlertmanagerSection, NoticesSection
 from agent.config.roles import (
@@ -66,29 +65,28 @@ class AgentSection(FrozenModel):
 
 
 class ConsulSection(FrozenModel):
-    address: str = "http://127.0.0.1:8500"
+    """How this box reaches Consul. Unset keys fall back to the ``consul`` command line's
+    ``CONSUL_*`` environment variables (``agent.config.connection``), then to the defaults."""
+
+    address: str | None = Field(default=None, description="default CONSUL_HTTP_ADDR, else http://127.0.0.1:8500")
     token: str | None = None
     token_file: Path | None = None
     prefix: str = Field(default="maintenance", pattern=r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
-    tls_verify: bool = True
+    tls_server_name: str | None = Field(default=None, min_length=1, max_length=253)
+    tls_verify: bool | None = Field(default=None, description="default CONSUL_HTTP_SSL_VERIFY, else true")
     wait_seconds: int = Field(default=60, ge=1, le=300, description="blocking query wait; bounded, see DESIGN")
     session_ttl_seconds: int = Field(default=15, ge=10, le=3600)
     request_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
 
     @field_validator("address")
     @classmethod
-    def _address(cls, value: str) -> str:
-        parts = urlsplit(value if "://" in value else f"http://{value}")
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
-            raise ValueError("expected http(s)://host:port")
-        try:
-            port = parts.port
-        except ValueError:
-            raise ValueError("expected a port number between 1 and 65535") from None
-        host_port(f"{parts.hostname}:{port or 8500}", "the Consul address")
+    def _address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        normalise_address(value)
         return value
 
     @model_validator(mode="after")
@@ -99,17 +97,20 @@ class ConsulSection(FrozenModel):
             raise ValueError("cert_file and key_file go together")
         return self
 
-    def resolved_token(self) -> str | None:
-        """The token to use: config ``token``, else ``token_file``, else ``CONSUL_HTTP_TOKEN``.
+    def connection(self, environ: Mapping[str, str] | None = None) -> ConsulConnection:
+        """Address, token and TLS resolved: this table first, then ``CONSUL_*``, then defaults.
 
         The config wins over the environment on purpose (py-consul does the
-        opposite): a box's file is the deliberate choice.
+        opposite for the token): a box's file is the deliberate choice.
+        Raises ``ConnectionSettingError`` (one line) for a bad value.
         """
-        if self.token:
-            return self.token
-        if self.token_file:
-            return self.token_file.read_text().strip() or None
-        return os.environ.get("CONSUL_HTTP_TOKEN") or None
+        return resolve(address=self.address, token=self.token, token_file=self.token_file, ca_file=self.ca_file,
+                       cert_file=self.cert_file, key_file=self.key_file, tls_server_name=self.tls_server_name,
+                       verify=self.tls_verify, environ=environ)
+
+    def resolved_token(self) -> str | None:
+        """The token to use: config ``token``, else ``token_file``, else ``CONSUL_HTTP_TOKEN_FILE``, else ``CONSUL_HTTP_TOKEN``."""
+        return self.connection().token
 
 
 class MetricsSection(FrozenModel):
@@ -171,8 +172,10 @@ def from_mapping(doc: Mapping[str, Any], source: str = "<config>") -> AgentConfi
         config = AgentConfig.model_validate(doc)
     except ValidationError as exc:
         raise ConfigError(source, [_describe(err) for err in exc.errors()]) from None
-    if config.consul.token_file and not config.consul.token_file.is_file():
-        raise ConfigError(source, [f"consul.token_file: {config.consul.token_file} does not exist or is not a file"])
+    try:
+        config.consul.connection()
+    except ConnectionSettingError as exc:
+        raise ConfigError(source, [str(exc)]) from None
     return config
 
 

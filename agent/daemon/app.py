@@ -33,15 +33,8 @@ from agent.partners.silences import SilenceLease, fleet_is_back, matchers_for
 
 
 def gateway_for(config: AgentConfig) -> ConsulGateway:
-    c = config.consul
-    return ConsulGateway(
-        c.address,
-        token=c.resolved_token(),
-        request_timeout=c.request_timeout_seconds,
-        ca_file=str(c.ca_file) if c.ca_file else None,
-        cert=(str(c.cert_file), str(c.key_file)) if c.cert_file and c.key_file else None,
-        verify=c.tls_verify,
-    )
+    """The gateway of this box: the [consul] table, else the CONSUL_* environment (as the consul command reads it)."""
+    return ConsulGateway.connect(config.consul.connection(), request_timeout=config.consul.request_timeout_seconds)
 
 
 def settings_for(config: AgentConfig) -> Settings:

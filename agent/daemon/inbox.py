@@ -45,7 +45,10 @@ class IntentInbox:
                 self._pending = event
             elif isinstance(event, ConsulReachability):
                 self.metrics.consul_up.set(1 if event.up else 0)
-                if not event.up:
+                if event.reminder:
+                    self.log.warning("consul still unreachable; holding the current state",
+                                     down_for=f"{event.down_seconds / 60:.0f}m", error=event.error)
+                elif not event.up:
                     self.log.warning("consul unreachable; holding the current state", error=event.error)
                 else:
                     self.log.info("consul reachable")

@@ -10,6 +10,7 @@ ModifyIndex and value with what it saw.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,8 +27,16 @@ class KeyChanged:
 
 @dataclass(frozen=True)
 class ConsulReachability:
+    """Consul became reachable or not; while it stays away, ``reminder`` events say for how long (``down_seconds``)."""
+
     up: bool
     error: str = ""
+    down_seconds: float = 0.0
+    reminder: bool = False
+
+
+REMIND_AFTER = (60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+"""Seconds of outage after which the watcher reminds that Consul is still unreachable; then every last interval."""
 
 
 WatchEvent = KeyChanged | ConsulReachability
@@ -44,6 +53,7 @@ class KeyWatcher:
         reconnect: BackoffPolicy = DEFAULTS.consul_reconnect,
         reads: BucketPolicy = DEFAULTS.key_reads,
         name: str = "",
+        remind_after: tuple[float, ...] = REMIND_AFTER,
     ):
         self.gateway = gateway
         self.key = key
@@ -55,6 +65,7 @@ class KeyWatcher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name or f"watch:{key}", daemon=True)
         self.requests = 0
+        self.remind_after = remind_after
 
     def start(self) -> KeyWatcher:
         self._thread.start()
@@ -79,14 +90,30 @@ class KeyWatcher:
         read = self.gateway.get_key(self.key, index=index, wait=wait, consistent=self.consistent)
         return read.index, read
 
+    def _reminder_due(self, given: int) -> float:
+        """Outage length at which reminder number ``given`` is due: the schedule, then every last step."""
+        if given < len(self.remind_after):
+            return self.remind_after[given]
+        last = self.remind_after[-1]
+        step = last - (self.remind_after[-2] if len(self.remind_after) > 1 else 0.0)
+        return last + step * (given - len(self.remind_after) + 1)
+
     def _run(self) -> None:
         last: tuple[int, bytes | None] | None = None
         up: bool | None = None
+        down_since, reminders, cause = 0.0, 0, ""
         for answer in blocking_answers(self._read, self.wait, stop=self._stop, reads=self.bucket, backoff=self.backoff, what=self.key):
             if isinstance(answer, QueryFailed):
+                error = str(answer.error)
                 if up is not False:
-                    up = False
-                    self.on_event(ConsulReachability(False, str(answer.error)))
+                    up, down_since, reminders, cause = False, time.monotonic(), 0, error
+                    self.on_event(ConsulReachability(False, cause))
+                else:
+                    down_for = time.monotonic() - down_since
+                    if down_for >= self._reminder_due(reminders) or error != cause:
+                        reminders += down_for >= self._reminder_due(reminders)
+                        cause = error
+                        self.on_event(ConsulReachability(False, cause, down_seconds=down_for, reminder=True))
                 continue
             if up is not True:
                 up = True

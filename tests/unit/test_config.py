@@ -83,7 +83,7 @@ def test_every_problem_is_reported_with_its_key_path(tmp_path: Path) -> None:
         "agent.environment:",
         "agent.colour: unknown key",
         "agent.order: the order names a role twice (a cycle)",
-        "consul.address: expected http(s)://host:port",
+        "consul.address: 'ftp://consul' is not an address like http(s)://host:port",
         "consul.wait_seconds: Input should be a valid integer",
         "metrics.listen: expected the metrics listen address as host:port",
         "web.smoke.0.url: expected an http(s) URL",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from agent.core.errors import ConsulPermissionDenied
 from agent.core.model import Member, Mode
 from agent.ops.history import HistoryStore, Request, WindowRecord
 from tests.fakes import FakeGateway
+from tests.fixtures.scripts import SCRUBBED
 
 
 def run(*args: str, gateway: FakeGateway | None = None, env: dict[str, str] | None = None,
@@ -26,7 +28,7 @@ def run(*args: str, gateway: FakeGateway | None = None, env: dict[str, str] | No
             seen.append((address, token))
         return fake
 
-    return CliRunner(env={"CONSUL_HTTP_TOKEN": None, "CONSUL_HTTP_ADDR": None, "MAINTCTL_ENV": None, **(env or {})}).invoke(
+    return CliRunner(env={**dict.fromkeys(SCRUBBED), **(env or {})}).invoke(
         cli, ["--tz", "Europe/Zurich", *args], obj=factory, catch_exceptions=False)
 
 
@@ -132,3 +134,24 @@ def test_on_off_and_status_against_the_fake() -> None:
     noop = run("--env", "prod", "off", gateway=gw)
     assert noop.exit_code == 0 and "nothing written" in noop.stdout
     assert len(HistoryStore(gw, "maintenance/prod").records()) == 2
+
+
+@pytest.mark.parametrize(("args", "forced"), [
+    (["plan", "--mock-minutes", "25", "--db"], False),
+    (["plan", "--mock-minutes", "35", "--db"], True),
+    (["--max-window", "90m", "plan", "--mock-minutes", "35", "--db"], False),
+])
+def test_plan_suggests_an_on_command_that_on_accepts(args: list[str], forced: bool) -> None:
+    gw = FakeGateway(members=[Member(box="web-1", roles=("web",), consul_node="n", alive=True)])
+    planned = run("--env", "prod", *args, "--json", gateway=gw)
+    doc = json.loads(planned.stdout)
+    command = shlex.split(doc["command"])
+    assert command[0] == "maintctl" and ("--force" in command) == forced
+    assert (doc["force_because"] is not None) == forced
+    if forced:
+        assert "over the 1h00m policy" in doc["force_because"] and "twice Mock's 35m" in doc["force_because"]
+    table = run("--env", "prod", *args, gateway=gw)
+    assert f"command: {doc['command']}" in table.stdout
+    accepted = run(*command[1:], "--dry-run", gateway=gw)
+    assert accepted.exit_code == 0, accepted.output
+    assert "dry run: nothing written" in accepted.stdout
