@@ -209,9 +209,9 @@ def test_timer_jobs_drain_then_stop_the_running_service(systemd: FakeSystemd, tm
     assert systemd.units()["cleanup.timer"] == _unit("inactive", "disabled", triggers="cleanup.service")
 
 
-def test_unexpected_is_active_answer_is_an_error(systemd: FakeSystemd) -> None:
+def test_unexpected_run_state_answer_is_an_error(systemd: FakeSystemd) -> None:
     units = systemd.units()
     units["other.service"]["active"] = "bogus"
     systemd.set_units(units)
     with pytest.raises(BackendError, match="unexpected state of other.service"):
-        SystemdBackend().is_active("other.service")
+        SystemdBackend().run_state("other.service")
