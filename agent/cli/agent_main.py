@@ -32,6 +32,26 @@ def check_config(config_path: Path) -> None:
     click.echo(f"{config_path}: ok (node {config.agent.node}, roles {roles}, key {config.env_prefix}/desired)")
 
 
+@cli.command("confirm-state-reset")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_CONFIG, show_default=True)
+def confirm_state_reset(config_path: Path) -> None:
+    """Confirm that this box is as it should be and its unusable state file may start empty.
+
+    The unusable file is kept aside (``state.json.unreadable-<time>``); a
+    running agent resumes within one resync. Before confirming, make the box
+    what it should be after the window (start what ran before it): the agent
+    takes it as it is now.
+    """
+    config = _load_or_exit(config_path)
+    from agent.daemon.statefile import confirm_reset  # the daemon side, imported only for this command
+
+    try:
+        click.echo(confirm_reset(config.agent.state_dir / "state.json"))
+    except OSError as exc:
+        click.echo(f"cannot reset {config.agent.state_dir / 'state.json'}: {exc.strerror or exc}", err=True)
+        sys.exit(1)
+
+
 @cli.command("run")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_CONFIG, show_default=True)
 def run(config_path: Path) -> None:

@@ -33,6 +33,14 @@ class State(str, enum.Enum):
         return cls.MAINTENANCE if mode is Mode.MAINTENANCE else cls.ACTIVE
 
 
+STATE_UNKNOWN = "unknown"
+"""What a box reports instead of a ``State`` when it lost its own memory (an unusable state file).
+
+Not a state of the machine: nothing moves a box into or out of it but an
+operator's confirmation. A gate never opens on it.
+"""
+
+
 class Role(str, enum.Enum):
     EDGE = "edge"
     WEB = "web"

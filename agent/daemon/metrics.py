@@ -13,14 +13,14 @@ from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from agent.core.model import Mode, State
+from agent.core.model import STATE_UNKNOWN, Mode, State
 
 
 class AgentMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.state = Enum("maintenance_agent_state", "State of this box", states=[s.value for s in State], registry=r)
+        self.state = Enum("maintenance_agent_state", "State of this box", states=[*(s.value for s in State), STATE_UNKNOWN], registry=r)
         self.desired = Enum("maintenance_desired_mode", "Mode the accepted intent asks for", states=[m.value for m in Mode], registry=r)
         self.intent_index = Gauge("maintenance_intent_index", "ModifyIndex of the intent this box acts on", registry=r)
         self.consul_up = Gauge("maintenance_consul_up", "1 while the watch on the intent reaches Consul", registry=r)
@@ -36,6 +36,10 @@ class AgentMetrics:
         self.seconds_to_end = Gauge("maintenance_window_seconds_until_end", "Seconds until the announced end (negative after it)", registry=r)
         self.window_start = Gauge("maintenance_window_start_timestamp_seconds",
                                   "Scheduled start (UNIX time) of the accepted maintenance intent; 0 when none", registry=r)
+        self.state_file_unusable = Gauge("maintenance_state_file_unreadable",
+                                         "1 while the state file is unreadable or malformed: the box is held as it is", registry=r)
+        self.loop_errors = Counter("maintenance_loop_errors", "Decision-loop ticks that failed outside any step (state file, a bug)", registry=r)
+        self.consul_refused = Gauge("maintenance_consul_refused", "1 while Consul answers but refuses this agent's token (403)", registry=r)
         self.info = Info("maintenance_agent", "Agent build and identity", registry=r)
         self.state.state(State.ACTIVE.value)
         self.desired.state(Mode.ACTIVE.value)

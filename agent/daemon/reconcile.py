@@ -25,7 +25,7 @@ from agent.core.errors import IntentError, MaintenanceAgentError, StepError, Ste
 from agent.core.gates import evaluate_gate, roles_before, roles_in_direction
 from agent.core.intent import parse_intent
 from agent.core.machine import BoxMachine, trigger_towards
-from agent.core.model import Intent, Member, Mode, Role, State, Status
+from agent.core.model import STATE_UNKNOWN, Intent, Member, Mode, Role, State, Status
 from agent.daemon.metrics import AgentMetrics
 from agent.daemon.statefile import StateFile
 from agent.daemon.steps.base import Step, StepContext
@@ -105,11 +105,7 @@ class Reconciler:
         self.on_transition = on_transition or (lambda source, dest, intent: None)
         self.backoff = Backoff(base=1.0, cap=retry_max)
 
-        saved = memory.get("machine", {}) or {}
-        initial = State(saved.get("state", State.ACTIVE.value))
-        self.since = saved.get("since") or self.clock().isoformat()
-        self.progress = Progress(int(saved.get("intent_index", 0)), dict(saved.get("progress", {})))
-        self.machine = BoxMachine(initial, on_change=self._on_state_change)
+        initial = self._load_saved()
         self.intent: Intent | None = None
         self.intent_error: str | None = None
         self.error: str | None = None
@@ -123,6 +119,46 @@ class Reconciler:
         self._thread = threading.Thread(target=self._run, name=f"reconcile:{node}", daemon=True)
         self.last_tick = time.monotonic()
         self.metrics.state.state(initial.value)
+        self._held_for: str | None = None
+        self._hold_for_state_file()
+
+    def _load_saved(self) -> State:
+        """The machine as the state file remembers it (active when the file is new)."""
+        saved = self.memory.get("machine", {}) or {}
+        initial = State(saved.get("state", State.ACTIVE.value))
+        self.since = saved.get("since") or self.clock().isoformat()
+        self.progress = Progress(int(saved.get("intent_index", 0)), dict(saved.get("progress", {})))
+        self.machine = BoxMachine(initial, on_change=self._on_state_change)
+        return initial
+
+    def _hold_for_state_file(self) -> bool:
+        """True while the state file is unusable: the box is held as it is and reported ``unknown``.
+
+        The file may have held the list of services to restart, so the box must
+        neither act nor claim to be ``active``. The file is re-read every tick:
+        ``maintenance-agent confirm-state-reset`` (or a repaired file) resumes it.
+        """
+        problem = self.memory.problem
+        if problem is None:
+            return False
+        if self.memory.reload():
+            self.log.warning("state file usable again; resuming", file=str(self.memory.path), state=self._load_saved().value)
+            self._held_for = None
+            self.error = None
+            self.metrics.state_file_unusable.set(0)
+            self.metrics.state.state(self.state.value)
+            self._publish()
+            return False
+        problem = self.memory.problem or problem
+        if problem != self._held_for:
+            self._held_for = problem
+            self.log.error("state file unusable; holding the box as it is until an operator confirms a reset",
+                           file=str(self.memory.path), problem=problem, recovery="maintenance-agent confirm-state-reset")
+            self.error = (f"state file unreadable: {problem}; holding the box as it is until an operator runs "
+                          "`maintenance-agent confirm-state-reset`")
+            self.metrics.state_file_unusable.set(1)
+            self.metrics.state.state(STATE_UNKNOWN)
+        return True
 
     # -- inputs (any thread) ---------------------------------------------------
 
@@ -178,6 +214,9 @@ class Reconciler:
     def tick(self) -> float:
         """One decision; returns how long the loop may sleep before the next."""
         self._absorb_intent()
+        if self._hold_for_state_file():
+            self._publish()
+            return self.resync
         intent = self.intent
         if intent is None:
             return self.resync  # nothing read yet: hold whatever we were doing
@@ -458,10 +497,13 @@ class Reconciler:
         if intent and intent.starts_at and self.state is State.ACTIVE and intent.mode is Mode.MAINTENANCE and self.clock() < intent.starts_at:
             scheduled = intent.starts_at.isoformat()
         progress = dict(self.progress.roles) if self.progress.roles else {r.value: self.state.value for r in self.roles}
+        state = self.state.value
+        if self._held_for is not None:
+            state, progress = STATE_UNKNOWN, {r.value: STATE_UNKNOWN for r in self.roles}
         return Status(
             node=self.node,
             roles=tuple(r.value for r in self.roles),
-            state=self.state.value,
+            state=state,
             intent_index=self.progress.intent_index,
             since=self.since,
             error=self.error,
