@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -60,7 +61,7 @@ def run(config_path: Path) -> None:
     _lighter_imports()
     import structlog
 
-    from agent.daemon.app import Agent  # imported late: check-config must not need the runtime
+    from agent.daemon.app import SHUTDOWN_DEADLINE_SECONDS, Agent  # imported late: check-config must not need the runtime
     from agent.daemon.logs import configure_logging
 
     configure_logging(config.log.format, config.log.level)
@@ -71,7 +72,24 @@ def run(config_path: Path) -> None:
     agent.start()
     _release_start_up_memory()
     stop.wait()
+    deadline = threading.Timer(SHUTDOWN_DEADLINE_SECONDS, _exit_now, args=(agent.log, 1, SHUTDOWN_DEADLINE_SECONDS))
+    deadline.daemon = True
+    deadline.start()
     agent.stop()
+    _exit_now(None, 0)
+
+
+def _exit_now(log: object, code: int, deadline: float = 0.0) -> None:
+    """Leave now: threads still inside a call (an abandoned step, a partner notice in flight) end with the process.
+
+    That is a kill between two actions, which a restart converges from; waiting
+    for them could outlast the unit's ``TimeoutStopSec`` and lose the session release.
+    """
+    if log is not None:
+        log.error("shutdown overran its deadline; exiting now", deadline_seconds=deadline)  # type: ignore[attr-defined]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _load_or_exit(config_path: Path) -> AgentConfig:

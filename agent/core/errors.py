@@ -78,3 +78,12 @@ class StepPending(MaintenanceAgentError):
         super().__init__(blocked_on)
         self.blocked_on = blocked_on
         self.recheck_after = recheck_after
+
+
+class ShutdownRequested(Exception):  # noqa: N818 - not an error: a request, raised to unwind a step
+    """The agent was asked to stop: raised between two actions so no new one starts.
+
+    Deliberately not a ``MaintenanceAgentError``: no step or retry policy may
+    swallow it. The reconciler's loop ends on it; the state file already holds
+    everything done so far (every change is saved as it happens).
+    """

@@ -30,6 +30,13 @@ from agent.daemon.windows import EntryScheduler
 from agent.partners.dispatch import NoticeDispatcher
 from agent.partners.silences import SilenceLease, fleet_is_back, matchers_for
 
+STOP_GRACE_SECONDS = 8.0
+"""How long a stop waits for the backend call in flight before abandoning it (docs/reliability.md)."""
+
+SHUTDOWN_DEADLINE_SECONDS = 25.0
+"""The process exits by then whatever happens: below the unit's ``TimeoutStopSec=30``, so systemd
+never kills an agent before it released its session."""
+
 
 def gateway_for(config: AgentConfig) -> ConsulGateway:
     c = config.consul
@@ -147,9 +154,13 @@ class Agent:
         return self
 
     def stop(self) -> None:
+        """Start no new action, finish or abandon the one in flight (``STOP_GRACE_SECONDS``), release the session.
+
+        The state file needs no final save: every change was saved as it happened.
+        """
         self.notifier.stopping()
         self.watcher.stop()
-        self.reconciler.stop()
+        self.reconciler.stop(grace=STOP_GRACE_SECONDS)
         self.windows.stop()
         if self.notices:
             self.notices.stop()

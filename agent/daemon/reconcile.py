@@ -21,7 +21,7 @@ from typing import Any
 
 from agent import __version__
 from agent.core.backoff import Backoff
-from agent.core.errors import IntentError, MaintenanceAgentError, StepError, StepPending
+from agent.core.errors import IntentError, MaintenanceAgentError, ShutdownRequested, StepError, StepPending
 from agent.core.gates import evaluate_gate, roles_before, roles_in_direction
 from agent.core.intent import parse_intent
 from agent.core.machine import BoxMachine, trigger_towards
@@ -183,10 +183,25 @@ class Reconciler:
         self._publish()
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 30.0) -> bool:
+        """Start no new action; wait up to ``grace`` for the call in flight. False when it is abandoned.
+
+        An abandoned call is one the process exit ends, exactly like a kill
+        between two actions: the next start re-checks before acting.
+        """
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout=30)
+        self._thread.join(timeout=grace)
+        if self._thread.is_alive():
+            self.log.warning("abandoning the action in flight to stop in time", grace_seconds=grace)
+            return False
+        return True
+
+    def _between_calls(self) -> None:
+        """Called by steps between two blocking calls: feed the watchdog; once stopping, start nothing new."""
+        self.on_tick()
+        if self._stop.is_set():
+            raise ShutdownRequested("the agent is stopping: no new action starts")
 
     @property
     def state(self) -> State:
@@ -198,6 +213,9 @@ class Reconciler:
             self.on_tick()
             try:
                 wait = self.tick()
+            except ShutdownRequested:
+                self.log.info("stopped between two actions")
+                return
             except Exception as exc:  # noqa: BLE001 - the loop must survive any bug in a step
                 self.log.exception("reconcile tick failed", error=str(exc))
                 self.error = f"internal error: {exc}"
@@ -380,9 +398,9 @@ class Reconciler:
     def _run_steps(self, role: Role, intent: Intent, target: Mode) -> float | None:
         steps = self.steps[role] if target is Mode.MAINTENANCE else list(reversed(self.steps[role]))
         log = self.log.bind(role=role.value, intent_index=intent.index)
-        ctx = StepContext(intent=intent, node=self.node, memory=self.memory, log=log, heartbeat=self.on_tick)
+        ctx = StepContext(intent=intent, node=self.node, memory=self.memory, log=log, heartbeat=self._between_calls)
         for step in steps:
-            self.on_tick()  # alive between steps too: a tick may run several steps, each bounded by its timeout
+            self._between_calls()  # alive between steps too: a tick may run several steps, each bounded by its timeout
             try:
                 if step.check(ctx, target):
                     continue
@@ -445,7 +463,7 @@ class Reconciler:
         return self._next_wake(intent, now)
 
     def _repair(self, role: Role, step: Step, intent: Intent, target: Mode) -> float | None:
-        ctx = StepContext(intent=intent, node=self.node, memory=self.memory, log=self.log.bind(role=role.value, heartbeat=self.on_tick))
+        ctx = StepContext(intent=intent, node=self.node, memory=self.memory, log=self.log.bind(role=role.value), heartbeat=self._between_calls)
         try:
             if step.check(ctx, target):
                 if self.error:
