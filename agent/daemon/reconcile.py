@@ -29,7 +29,7 @@ from agent.core.model import STATE_UNKNOWN, Intent, Member, Mode, Role, State, S
 from agent.daemon.metrics import AgentMetrics
 from agent.daemon.statefile import StateFile
 from agent.daemon.steps.base import Step, StepContext
-from agent.daemon.watcher import ConsulReachability, KeyChanged, WatchEvent
+from agent.daemon.watcher import ConsulReachability, KeyChanged, ReadRefused, WatchEvent
 
 
 def utc_now() -> datetime:
@@ -111,6 +111,7 @@ class Reconciler:
         self.error: str | None = None
         self.blocked_on: str | None = None
         self._pending_read: KeyChanged | None = None
+        self._pending_refusal: str | None = None
         self._retry_at = 0.0
         self._transition_started: float | None = None
         self._lock = threading.Lock()
@@ -172,6 +173,14 @@ class Reconciler:
                     self.log.warning("consul unreachable; holding the current state", error=event.error)
                 else:
                     self.log.info("consul reachable")
+            elif isinstance(event, ReadRefused):
+                self.metrics.consul_refused.set(0 if event.error is None else 1)
+                if event.error is not None:
+                    self.log.error("consul refuses to let this agent read the intent; holding the current state", error=event.error)
+                    self._pending_refusal = f"intent read refused: {event.error}"
+                else:
+                    self.log.info("consul lets this agent read the intent again")
+                    self._pending_refusal = ""
         self.wake()
 
     def wake(self) -> None:
@@ -255,6 +264,13 @@ class Reconciler:
     def _absorb_intent(self) -> None:
         with self._lock:
             event, self._pending_read = self._pending_read, None
+            refusal, self._pending_refusal = self._pending_refusal, None
+        if refusal:
+            self.intent_error = refusal
+            self._publish()
+        elif refusal == "" and self.intent_error and self.intent_error.startswith("intent read refused"):
+            self.intent_error = None
+            self._publish()
         if event is None:
             return
         read = event.read

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from agent.clients.blocking import next_index
 from agent.clients.consul import ConsulGateway, KeyRead
 from agent.core.backoff import Backoff, TokenBucket
-from agent.core.errors import MaintenanceAgentError
+from agent.core.errors import ConsulPermissionDenied, MaintenanceAgentError
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,15 @@ class ConsulReachability:
     error: str = ""
 
 
-WatchEvent = KeyChanged | ConsulReachability
+@dataclass(frozen=True)
+class ReadRefused:
+    """Consul answered but refused the read (403): not an outage. ``error`` names the missing ACL rule; None once reads pass again."""
+
+    key: str
+    error: str | None
+
+
+WatchEvent = KeyChanged | ConsulReachability | ReadRefused
 
 
 class KeyWatcher:
@@ -81,6 +89,7 @@ class KeyWatcher:
         index = 0
         last: tuple[int, bytes | None] | None = None
         up: bool | None = None
+        refused: str | None = None
         while not self._stop.is_set():
             pause = self.bucket.delay()
             if pause and self._stop.wait(pause):
@@ -88,6 +97,17 @@ class KeyWatcher:
             self.requests += 1
             try:
                 read = self.gateway.get_key(self.key, index=index, wait=self.wait, consistent=self.consistent)
+            except ConsulPermissionDenied as exc:
+                # Consul is up and said no: report the refusal (once), retry with the same capped backoff.
+                if up is not True:
+                    up = True
+                    self.on_event(ConsulReachability(True))
+                if refused != str(exc):
+                    refused = str(exc)
+                    self.on_event(ReadRefused(self.key, refused))
+                index = 0
+                self._stop.wait(self.backoff.next())
+                continue
             except Exception as exc:  # noqa: BLE001 - typed errors expected; anything else must not kill the watch
                 if not isinstance(exc, MaintenanceAgentError):
                     exc = MaintenanceAgentError(f"unexpected {type(exc).__name__} reading {self.key}: {exc}")
@@ -101,6 +121,9 @@ class KeyWatcher:
             if up is not True:
                 up = True
                 self.on_event(ConsulReachability(True))
+            if refused is not None:
+                refused = None
+                self.on_event(ReadRefused(self.key, None))
             index = next_index(index, read.index)
             seen = (read.modify_index, read.value)
             if seen != last:
