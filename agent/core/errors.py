@@ -62,7 +62,7 @@ class StepError(TemporaryError):
     what it answered, so the status tells an operator what to look at.
     """
 
-    def __init__(self, step: str, detail: str, delay: float = 2.0):
+    def __init__(self, step: str, detail: str, delay: float = 0.0):
         super().__init__(f"{step}: {detail}", delay=delay)
         self.step = step
         self.detail = detail
@@ -87,3 +87,20 @@ class ShutdownRequested(Exception):  # noqa: N818 - not an error: a request, rai
     swallow it. The reconciler's loop ends on it; the state file already holds
     everything done so far (every change is saved as it happens).
     """
+
+
+def retry_delay(error: BaseException | None, backoff_delay: float, slow: float) -> float:
+    """How long to wait before trying again after ``error``, given the next backoff delay.
+
+    - ``PermanentError`` (a 403, a refused request): the same request will not
+      pass by itself, so it is retried only at the slow rate ``slow`` (the
+      retry cap), never like a timeout; a new intent retries at once.
+    - ``TemporaryError``: its ``delay`` is a floor (a server's hint), the
+      capped, jittered backoff may stretch it.
+    - anything else: the backoff.
+    """
+    if isinstance(error, PermanentError):
+        return max(slow, backoff_delay)
+    if isinstance(error, TemporaryError):
+        return max(error.delay, backoff_delay)
+    return backoff_delay

@@ -135,6 +135,11 @@ class Agent:
         for name, alive in (("intent watcher", self.watcher.alive), ("status reporter", self.reporter.alive)):
             if not alive():
                 return False, f"{name} thread is not running"
+        # Alive but stuck: systemd's watchdog would not restart it, an operator must look.
+        if self.reconciler.health.error:
+            return False, f"cannot make progress: {self.reconciler.health.error}"
+        if self.reconciler.record.held:
+            return False, f"cannot make progress: {self.reconciler.record.held}"
         return True, f"ok state={self.reconciler.state.value}"
 
     def start(self) -> Agent:
