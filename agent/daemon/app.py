@@ -128,7 +128,7 @@ class Agent:
         self.reconciler.wake()
 
     def healthy(self) -> tuple[bool, str]:
-        age = time.monotonic() - self.reconciler.last_tick
+        age = time.monotonic() - self.reconciler.loop.last_tick
         limit = 2 * self.reconciler.resync + 10
         if age > limit:
             return False, f"reconcile loop silent for {age:.0f}s"

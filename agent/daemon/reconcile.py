@@ -12,7 +12,6 @@ with capped, jittered backoff and reported; it is never skipped past.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -20,13 +19,14 @@ from typing import Any
 
 from agent.core.backoff import Backoff
 from agent.core.decide import Action, Decision, Progress, decide
-from agent.core.errors import MaintenanceAgentError, PermanentError, ShutdownRequested, retry_delay
+from agent.core.errors import MaintenanceAgentError, PermanentError, retry_delay
 from agent.core.gates import roles_in_direction
 from agent.core.machine import BoxMachine
 from agent.core.model import Intent, Mode, Role, State, Status
 from agent.daemon.gatekeeper import GateKeeper, Peers
 from agent.daemon.health import LoopHealth, MemoryHold
 from agent.daemon.inbox import Intake, IntentInbox
+from agent.daemon.loop import DecisionLoop
 from agent.daemon.metrics import AgentMetrics
 from agent.daemon.record import BoxRecord
 from agent.daemon.statefile import StateFile
@@ -82,17 +82,15 @@ class Reconciler:
         self.inbox = IntentInbox(metrics, self.log)
         self.record = BoxRecord(node, self.roles, memory, clock)
         self.gates = GateKeeper(node, order, peers, self.record, self._publish, metrics, self.log, resync)
-        self.runner = StepRunner(node, memory, self.log, heartbeat=self._between_calls)
         self.health = LoopHealth(self.record, metrics, self.log)
         self.memory_hold = MemoryHold(memory, self.record, metrics, self.log)
+        self.loop = DecisionLoop(f"reconcile:{node}", lambda: self.tick(), self.on_tick, self._loop_failed, self._loop_succeeded,
+                                 self.backoff, resync, self.log)
+        self.runner = StepRunner(node, memory, self.log, heartbeat=self.loop.between_calls)
 
         self.machine = BoxMachine(self.record.initial, on_change=self._on_state_change)
         self._retry_at = 0.0
         self._transition_started: float | None = None
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"reconcile:{node}", daemon=True)
-        self.last_tick = time.monotonic()
         self.metrics.state.state(self.record.initial.value)
         self.memory_hold.holding()
 
@@ -103,7 +101,7 @@ class Reconciler:
         self.wake()
 
     def wake(self) -> None:
-        self._wake.set()
+        self.loop.wake()
 
     @property
     def intent(self) -> Intent | None:
@@ -121,51 +119,19 @@ class Reconciler:
 
     def start(self) -> None:
         self._publish()
-        self._thread.start()
+        self.loop.start()
 
     def stop(self, grace: float = 30.0) -> bool:
-        """Start no new action; wait up to ``grace`` for the call in flight. False when it is abandoned.
+        """Start no new action; wait up to ``grace`` for the call in flight (False: abandoned)."""
+        return self.loop.stop(grace)
 
-        An abandoned call is ended by the process exit, exactly like a kill
-        between two actions: the next start re-checks before acting.
-        """
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=grace)
-        if self._thread.is_alive():
-            self.log.warning("abandoning the action in flight to stop in time", grace_seconds=grace)
-            return False
-        return True
+    def _loop_failed(self, exc: Exception) -> None:
+        self.health.failed(exc)
+        self._publish()
 
-    def _between_calls(self) -> None:
-        """Called between two steps and by steps between two blocking calls: feed the
-        watchdog; once the agent is stopping, start nothing new."""
-        self.on_tick()
-        if self._stop.is_set():
-            raise ShutdownRequested("the agent is stopping: no new action starts")
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.last_tick = time.monotonic()
-            self.on_tick()
-            try:
-                wait = self.tick()
-                if self.health.recovered():
-                    self._publish()
-            except ShutdownRequested:
-                self.log.info("stopped between two actions")
-                return
-            except Exception as exc:  # noqa: BLE001 - the loop must survive any bug in a step
-                self.health.failed(exc)
-                self._publish()
-                wait = self.backoff.next()
-            # Never sleep longer than ``resync`` (which the app caps at the
-            # watchdog interval): a retry delay or a pending step's recheck may
-            # be longer, and a sleeping loop that stops pinging the watchdog
-            # would be restarted though it is alive. Waking early is harmless:
-            # tick() is level-triggered.
-            self._wake.wait(timeout=max(0.0, min(wait, self.resync)))
-            self._wake.clear()
+    def _loop_succeeded(self) -> None:
+        if self.health.recovered():
+            self._publish()
 
     def tick(self) -> float:
         """Decide and act until the answer is to wait; returns how long the loop may sleep."""
@@ -177,7 +143,6 @@ class Reconciler:
         if was_held:  # an operator reset the state file: start from what it says now
             self.machine = BoxMachine(self.record.initial, on_change=self._on_state_change)
             self._publish()
-
         intent = self.intent
         if intent is None:
             return self.resync  # nothing read yet: hold whatever we were doing
