@@ -110,7 +110,7 @@ class Agent:
         self.watcher = KeyWatcher(self.gateway, self.desired_key, self.reconciler.on_watch_event,
                                   wait=config.consul.wait_seconds, consistent=True, name=f"watch:{self.node}",
                                   bucket=TokenBucket(capacity=10, rate=1.0))
-        self.metrics_server = MetricsServer(self.metrics, config.metrics.listen, self.healthy) if serve_metrics else None
+        self.metrics_server = MetricsServer(self.metrics, config.metrics.listen, self.healthy, self.ready) if serve_metrics else None
         self.silence = self._silence_lease(config, prefix)
 
     def _silence_lease(self, config: AgentConfig, prefix: str) -> SilenceLease | None:
@@ -135,12 +135,19 @@ class Agent:
         for name, alive in (("intent watcher", self.watcher.alive), ("status reporter", self.reporter.alive)):
             if not alive():
                 return False, f"{name} thread is not running"
-        # Alive but stuck: systemd's watchdog would not restart it, an operator must look.
+        return True, f"ok state={self.reconciler.state.value}"
+
+    def ready(self) -> tuple[bool, str]:
+        """``/readyz``: alive *and* able to make progress. Alive but stuck (an unwritable state_dir, a bug,
+        an unusable state file) is not something a restart fixes: an operator must look, so it is not ``/healthz``."""
+        alive, detail = self.healthy()
+        if not alive:
+            return alive, detail
         if self.reconciler.health.error:
             return False, f"cannot make progress: {self.reconciler.health.error}"
         if self.reconciler.record.held:
             return False, f"cannot make progress: {self.reconciler.record.held}"
-        return True, f"ok state={self.reconciler.state.value}"
+        return True, detail
 
     def start(self) -> Agent:
         if self.metrics_server:

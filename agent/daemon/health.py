@@ -9,7 +9,7 @@ Two conditions stop a box without any step failing, and both must be loud:
   is 1, until an operator runs ``maintenance-agent confirm-state-reset``.
 - ``LoopHealth``: a tick failed outside any step (the state file cannot be
   written, a bug). Each failure counts in ``maintenance_loop_errors_total``;
-  ``/healthz`` answers 503 with the error until a tick succeeds again.
+  ``/readyz`` answers 503 with the error until a tick succeeds again.
 """
 
 from __future__ import annotations

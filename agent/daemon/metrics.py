@@ -76,18 +76,19 @@ class _RequestCounter:
 
 
 class MetricsServer:
-    """``/metrics`` and ``/healthz`` on a small threaded HTTP server."""
+    """``/metrics``, ``/healthz`` (alive) and ``/readyz`` (alive and able to make progress) on a small threaded HTTP server."""
 
-    def __init__(self, metrics: AgentMetrics, listen: str, healthy: Callable[[], tuple[bool, str]]):
+    def __init__(self, metrics: AgentMetrics, listen: str, healthy: Callable[[], tuple[bool, str]],
+                 ready: Callable[[], tuple[bool, str]] | None = None):
         host, _, port = listen.rpartition(":")
-        metrics_ref, healthy_ref = metrics, healthy
+        metrics_ref, checks = metrics, {"/healthz": healthy, "/readyz": ready or healthy}
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 if self.path.split("?")[0] == "/metrics":
                     self._send(200, metrics_ref.render(), CONTENT_TYPE_LATEST)
-                elif self.path.split("?")[0] == "/healthz":
-                    ok, detail = healthy_ref()
+                elif self.path.split("?")[0] in checks:
+                    ok, detail = checks[self.path.split("?")[0]]()
                     self._send(200 if ok else 503, (detail + "\n").encode(), "text/plain; charset=utf-8")
                 else:
                     self._send(404, b"not found\n", "text/plain")
