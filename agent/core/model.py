@@ -27,18 +27,14 @@ class State(str, enum.Enum):
     ENTERING = "entering"
     MAINTENANCE = "maintenance"
     EXITING = "exiting"
+    #: Reported by a box that lost its own memory (an unusable state file) and holds
+    #: as it is. Not a state the machine moves through: nothing enters or leaves it but
+    #: an operator's confirmation, and a gate never opens on it.
+    UNKNOWN = "unknown"
 
     @classmethod
     def settled_for(cls, mode: Mode) -> State:
         return cls.MAINTENANCE if mode is Mode.MAINTENANCE else cls.ACTIVE
-
-
-STATE_UNKNOWN = "unknown"
-"""What a box reports instead of a ``State`` when it lost its own memory (an unusable state file).
-
-Not a state of the machine: nothing moves a box into or out of it but an
-operator's confirmation. A gate never opens on it.
-"""
 
 
 class Role(str, enum.Enum):
@@ -98,13 +94,17 @@ class Member:
 
 @dataclass(frozen=True)
 class Status:
-    """What a box reports under ``status/<node>``; written by that box only."""
+    """What a box reports under ``status/<node>``; written by that box only.
+
+    On the wire ``state`` is its value and ``since`` an ISO 8601 timestamp.
+    """
 
     node: str
     roles: tuple[str, ...]
-    state: str
+    state: State
     intent_index: int
-    since: str
+    #: When the box entered ``state`` (its own clock).
+    since: datetime
     error: str | None = None
     blocked_on: str | None = None
     version: str = ""
@@ -116,6 +116,8 @@ class Status:
     def to_json(self) -> str:
         doc = asdict(self)
         doc["roles"] = list(self.roles)
+        doc["state"] = self.state.value
+        doc["since"] = self.since.isoformat()
         return json.dumps(doc, sort_keys=True)
 
     @classmethod
@@ -127,4 +129,9 @@ class Status:
         known = {f for f in cls.__dataclass_fields__}
         doc = {k: v for k, v in doc.items() if k in known}
         doc["roles"] = tuple(doc.get("roles", ()))
+        doc["state"] = State(doc.get("state"))
+        since = doc.get("since")
+        if not isinstance(since, str):
+            raise ValueError("a status carries the time it entered its state as an ISO 8601 string")
+        doc["since"] = datetime.fromisoformat(since)
         return cls(**doc)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.core.model import STATE_UNKNOWN
+from agent.core.model import State
 from agent.daemon.metrics import AgentMetrics
 from agent.daemon.record import BoxRecord
 from agent.daemon.statefile import StateFile, StateFileUnwritable
@@ -53,7 +53,7 @@ class MemoryHold:
                            file=str(self.memory.path), problem=problem, recovery=RESET_COMMAND)
             self.record.error = f"state file unreadable: {problem}; holding the box as it is until an operator runs `{RESET_COMMAND}`"
             self.metrics.state_file_unusable.set(1)
-            self.metrics.state.state(STATE_UNKNOWN)
+            self.metrics.state.state(State.UNKNOWN.value)
         return True
 
 

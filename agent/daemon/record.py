@@ -13,7 +13,7 @@ from datetime import datetime
 
 from agent import __version__
 from agent.core.decide import Progress
-from agent.core.model import STATE_UNKNOWN, Intent, Mode, Role, State, Status
+from agent.core.model import Intent, Mode, Role, State, Status
 from agent.daemon.statefile import StateFile
 
 
@@ -36,7 +36,7 @@ class BoxRecord:
         saved = self.memory.get("machine", {}) or {}
         #: The state the box was in when the agent stopped (active on a first start).
         self.initial = State(saved.get("state", State.ACTIVE.value))
-        self.since: str = saved.get("since") or self.clock().isoformat()
+        self.since: datetime = datetime.fromisoformat(saved["since"]) if saved.get("since") else self.clock()
         self.progress = Progress(int(saved.get("intent_index", 0)), dict(saved.get("progress", {})))
         return self.initial
 
@@ -54,7 +54,7 @@ class BoxRecord:
     def save(self, state: State) -> None:
         self.memory.put("machine", {
             "state": state.value,
-            "since": self.since,
+            "since": self.since.isoformat(),
             "intent_index": self.progress.intent_index,
             "progress": self.progress.roles,
         })
@@ -64,9 +64,9 @@ class BoxRecord:
         if intent and intent.starts_at and state is State.ACTIVE and intent.mode is Mode.MAINTENANCE and now < intent.starts_at:
             scheduled = intent.starts_at.isoformat()
         progress = dict(self.progress.roles) if self.progress.roles else {r.value: state.value for r in self.roles}
-        shown = state.value
+        shown = state
         if self.held is not None:  # never claim a state the box cannot know: gates stay shut on it
-            shown, progress = STATE_UNKNOWN, {r.value: STATE_UNKNOWN for r in self.roles}
+            shown, progress = State.UNKNOWN, {r.value: State.UNKNOWN.value for r in self.roles}
         return Status(
             node=self.node,
             roles=tuple(r.value for r in self.roles),

@@ -26,7 +26,7 @@ from agent.clients.files import atomic_write
 from agent.core.errors import MaintenanceAgentError
 from agent.core.model import State
 
-STATES = frozenset(s.value for s in State)
+STATES = frozenset(s.value for s in State if s is not State.UNKNOWN)  # what the machine saves
 
 
 class StateFileUnwritable(MaintenanceAgentError):
@@ -62,8 +62,12 @@ def _machine_problem(machine: Any) -> str | None:
     progress = machine.get("progress", {})
     if not isinstance(progress, dict) or any(not isinstance(k, str) or v not in STATES for k, v in progress.items()):
         return "progress is not an object of role → state"
-    if not isinstance(machine.get("since", ""), str | None):
-        return "since is not a string"
+    since = machine.get("since")
+    if since is not None:
+        try:
+            datetime.fromisoformat(since)
+        except (TypeError, ValueError):
+            return f"since {since!r} is not an ISO 8601 time"
     return None
 
 

@@ -38,8 +38,8 @@ PROGRAMS: dict[str, dict[str, str]] = {
     "stubborn": {"command": _IGNORES_TERM, "stopwaitsecs": "3"},
     # Dies at once with a message: a start that fails.
     "crasher": {"command": "sh -c 'echo boom: cannot open queue >&2; exit 3'", "autostart": "false", "startsecs": "1", "startretries": "0"},
-    # Started by the tests that need it: stops slowly (STOPPING for 3 s).
-    "slowstop": {"command": _SLOW_TO_STOP, "autostart": "false", "stopwaitsecs": "20"},
+    # Started by the tests that need it: stops slowly (STOPPING for 3 s); RUNNING only once its handler is set (startsecs).
+    "slowstop": {"command": _SLOW_TO_STOP, "autostart": "false", "stopwaitsecs": "20", "startsecs": "2"},
     "pool_a": {"command": "sleep 1000"},
     "pool_b": {"command": _LOOP},
 }

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from agent.cli.agent_main import cli
-from agent.core.model import STATE_UNKNOWN, Role, State
+from agent.core.model import Role, State
 from agent.daemon.statefile import StateFile, StateFileUnwritable, confirm_reset
 from tests.fakes import RecordingStep, make_reconciler, read, settle
 
@@ -56,7 +56,7 @@ def test_the_box_is_held_reported_unknown_and_never_active(tmp_path: Path, conte
             rec.tick()
         assert journal == [], "nothing acts on a box whose memory is lost"
         last = published[-1]
-        assert last.state == STATE_UNKNOWN and last.progress == {"worker": STATE_UNKNOWN}
+        assert last.state == State.UNKNOWN and last.progress == {"worker": "unknown"}
         assert last.error and last.error.startswith("state file unreadable: ") and "confirm-state-reset" in last.error
     assert rec.metrics.state_file_unusable._value.get() == 1
     assert b'maintenance_agent_state{maintenance_agent_state="unknown"} 1.0' in rec.metrics.render()
@@ -82,7 +82,7 @@ def test_confirm_state_reset_keeps_the_file_aside_and_the_agent_resumes(tmp_path
     rec, published = make_reconciler(tmp_path, [Role.WORKER], steps)
     rec.on_watch_event(read(b"maintenance", 10))
     rec.tick()
-    assert published[-1].state == STATE_UNKNOWN
+    assert published[-1].state == State.UNKNOWN
     message = confirm_reset(path)
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("state.json.unreadable-")]
     assert len(aside) == 1 and aside[0].read_bytes() == b"{truncated" and str(aside[0]) in message

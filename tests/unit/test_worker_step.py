@@ -11,7 +11,7 @@ from agent.core.model import Mode
 from agent.daemon.backends.base import RunState
 from agent.daemon.steps import quiesce
 from agent.daemon.steps.services import WorkerServicesStep
-from tests.fixtures.fake_backend import FakeBackend, FakeService
+from tests.fakes import FakeBackend, FakeService
 from tests.fixtures.steps import converge, step_context
 
 NAMES = ["a", "b", "c", "d"]
