@@ -20,7 +20,7 @@ from agent.core.planning import Plan, format_duration
 from agent.ops.fleet import FleetSnapshot
 from agent.ops.history import WindowRecord
 
-_STATE_STYLE = {"active": "green", "maintenance": "yellow", "entering": "cyan", "exiting": "cyan"}
+_STATE_STYLE = {"active": "green", "maintenance": "yellow", "entering": "cyan", "exiting": "cyan", "unknown": "bold red"}
 
 
 def _short_time(text: str | None, tz: tzinfo) -> str:
