@@ -37,8 +37,9 @@ import pytest
 
 from agent.config.schema import from_mapping
 from agent.core.model import State
-from agent.daemon.app import Agent, gateway_for
+from agent.daemon.app import SHUTDOWN_DEADLINE_SECONDS, STOP_GRACE_SECONDS, Agent, gateway_for
 from agent.daemon.roles import build_steps
+from agent.daemon.statefile import read_state
 from bench.figures import record
 from demo.harness.agents import agent_doc, status_of, to_toml
 from demo.harness.consul import ConsulAgentProcess
@@ -382,3 +383,40 @@ def test_sigkill_at_every_point_between_two_backend_calls_loses_nothing(consul_s
     assert total >= 20
     record("agent SIGKILLed between every two backend calls (supervisor, command, systemd)", faults=total, actions_lost=0,
            detail=", ".join(f"{n} {phase}" for phase, n in totals.items()))
+
+
+@pytest.mark.slow
+def test_sigterm_while_a_backend_call_hangs_exits_in_time_and_the_restart_converges(consul_server: ConsulAgentProcess, tmp_path: Path) -> None:
+    """SIGTERM at a sample of the kill points, with the call there hanging: out within the grace, session released, state valid."""
+    spawner = AgentZygote(tmp_path)
+    sweep = Sweep(consul_server, CommandBox(tmp_path / "box"), tmp_path / "command", "command", spawner)
+    (tmp_path / "command").mkdir()
+    try:
+        for kill_at in (2, 9, 14):
+            doc, journal = sweep.flow()
+            env, node = doc["agent"]["environment"], doc["agent"]["node"]
+            index = sweep.put(doc, "maintenance")
+            config = sweep.workdir / f"{env}.toml"
+            config.write_text(to_toml(doc))
+            marker = config.with_suffix(".reached")
+            agent = spawner.launch(config=config, journal=journal, kill_at=kill_at, marker=marker)
+            try:
+                wait_until(marker.exists, 30, interval=0.02, what=f"call {kill_at}")
+                sent = time.monotonic()
+                os.kill(agent.pid, signal.SIGTERM)
+                wait_until(lambda a=agent: not a.alive(), SHUTDOWN_DEADLINE_SECONDS, interval=0.05, what="the agent to exit after SIGTERM")
+                took = time.monotonic() - sent
+            finally:
+                agent.kill()
+            assert took < STOP_GRACE_SECONDS + 3, f"SIGTERM at call {kill_at}: exited after {took:.1f}s"
+            assert status_of(consul_server.address, env, node) is None, "the session was released"
+            assert read_state(Path(doc["agent"]["state_dir"]) / "state.json")[1] is None
+            assert "Traceback" not in agent.output()
+            sweep.restart_until(doc, journal, State.MAINTENANCE, index)
+            sweep.assert_entered()
+            index = sweep.put(doc, "active")
+            sweep.restart_until(doc, journal, State.ACTIVE, index)
+            sweep.assert_back(journal, f"SIGTERM at call {kill_at} entering")
+            print(f"SIGTERM at call {kill_at} (hanging): exited after {took:.1f}s")
+    finally:
+        spawner.close()
