@@ -24,14 +24,11 @@ import itertools
 import json
 import os
 import signal
-import sys
 import time
-import xmlrpc.client
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import pytest
 
@@ -43,176 +40,12 @@ from agent.daemon.statefile import read_state
 from bench.figures import record
 from demo.harness.agents import agent_doc, status_of, to_toml
 from demo.harness.consul import ConsulAgentProcess
-from demo.harness.processes import PROJECT, ManagedProcess, wait_until
-from demo.harness.supervisor import HTTP_PASSWORD, HTTP_USER, Supervisord, SupervisordLauncher
-from tests.fixtures.crash_agent import wrap_backends
+from demo.harness.processes import wait_until
+from demo.harness.supervisor import Supervisord, SupervisordLauncher
+from tests.fixtures.crash_agent import AgentZygote, wrap_backends
+from tests.fixtures.crash_boxes import RAN_BEFORE, Box, CommandBox, SupervisorBox, SystemdBox
 
-SERVICES = ("alpha", "beta", "gamma")
-RAN_BEFORE = {"alpha", "beta"}
 _flows = itertools.count(1)
-
-
-class Box(Protocol):
-    def worker_table(self) -> dict: ...
-    def reset(self) -> None: ...
-    def running(self) -> set[str]: ...
-    def enabled(self) -> set[str]: ...
-
-
-class SupervisorBox:
-    """Read back and reset over supervisord's own XML-RPC (inet server, basic auth), not through the code under test."""
-
-    def __init__(self, sup: Supervisord):
-        self.sup = sup
-        self.rpc = xmlrpc.client.ServerProxy(f"http://{HTTP_USER}:{HTTP_PASSWORD}@127.0.0.1:{sup.http_port}/RPC2").supervisor
-
-    def worker_table(self) -> dict:
-        return {"backend": "supervisor", "services": list(SERVICES), "timeout_seconds": 20,
-                "supervisor": {"url": self.sup.unix_url}}
-
-    def reset(self) -> None:
-        for name, up in (("gamma", False), ("alpha", True), ("beta", True)):
-            try:
-                self.rpc.startProcess(name, True) if up else self.rpc.stopProcess(name, True)
-            except xmlrpc.client.Fault as fault:
-                if fault.faultCode not in (60, 70):  # already started / not running
-                    raise
-        assert self.running() == RAN_BEFORE
-
-    def running(self) -> set[str]:
-        return {p["name"] for p in self.rpc.getAllProcessInfo() if p["statename"] == "RUNNING"}
-
-    def enabled(self) -> set[str]:
-        return set()
-
-
-class CommandBox:
-    def __init__(self, folder: Path):
-        self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-
-    def worker_table(self) -> dict:
-        commands = {n: {"stop": f"rm -f {self.folder}/{n}", "start": f"touch {self.folder}/{n}", "status": f"test -f {self.folder}/{n}"}
-                    for n in SERVICES}
-        return {"backend": "command", "services": list(SERVICES), "timeout_seconds": 20, "commands": commands}
-
-    def reset(self) -> None:
-        for name in SERVICES:
-            (self.folder / name).unlink(missing_ok=True)
-        for name in RAN_BEFORE:
-            (self.folder / name).touch()
-
-    def running(self) -> set[str]:
-        return {n for n in SERVICES if (self.folder / n).exists()}
-
-    def enabled(self) -> set[str]:
-        return set()
-
-
-# A ``systemctl`` stand-in in sh (a few hundred calls per sweep: a Python stand-in would cost seconds):
-# each unit is a directory holding ``active`` and ``enabled``.
-SYSTEMCTL_SH = r"""#!/bin/sh
-units="$(dirname "$0")/units"
-while [ "${1#--}" != "$1" ]; do shift; done
-verb=$1; shift
-while [ "${1#--}" != "$1" ]; do shift; done
-case $verb in
-  list-units|list-unit-files)
-    for d in "$units"/*; do u=$(basename "$d"); case $u in $1) echo "$u loaded $(cat "$d/active") fake";; esac; done; exit 0;;
-esac
-d="$units/$1"
-[ -d "$d" ] || { echo "Unit $1 not found." >&2; exit 5; }
-case $verb in
-  is-active) cat "$d/active"; [ "$(cat "$d/active")" = active ];;
-  is-enabled) cat "$d/enabled"; [ "$(cat "$d/enabled")" = enabled ];;
-  stop) echo inactive > "$d/active";;
-  start) echo active > "$d/active";;
-  disable) echo disabled > "$d/enabled";;
-  enable) echo enabled > "$d/enabled";;
-  *) echo "unknown verb $verb" >&2; exit 1;;
-esac
-"""
-
-
-class SystemdBox:
-    BASELINE = {"alpha.service": ("active", "enabled"), "beta.service": ("active", "disabled"), "gamma.service": ("inactive", "disabled")}
-
-    def __init__(self, folder: Path):
-        folder.mkdir(parents=True, exist_ok=True)
-        self.systemctl = folder / "systemctl"
-        self.systemctl.write_text(SYSTEMCTL_SH)
-        self.systemctl.chmod(0o755)
-        self.units = folder / "units"
-
-    def worker_table(self) -> dict:
-        return {"backend": "systemd", "services": [f"{n}.service" for n in SERVICES], "timeout_seconds": 20, "systemctl": str(self.systemctl)}
-
-    def reset(self) -> None:
-        for unit, (active, enabled) in self.BASELINE.items():
-            (self.units / unit).mkdir(parents=True, exist_ok=True)
-            (self.units / unit / "active").write_text(active + "\n")
-            (self.units / unit / "enabled").write_text(enabled + "\n")
-
-    def _with(self, field: str, value: str) -> set[str]:
-        return {unit.removesuffix(".service") for unit in self.BASELINE if (self.units / unit / field).read_text().strip() == value}
-
-    def running(self) -> set[str]:
-        return self._with("active", "active")
-
-    def enabled(self) -> set[str]:
-        return self._with("enabled", "enabled")
-
-
-class ForkedAgent:
-    """One agent process forked by the zygote: killed by its PID, reaped by the zygote."""
-
-    def __init__(self, pid: int, log: Path):
-        self.pid = pid
-        self.log = log
-
-    def alive(self) -> bool:
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-
-    def kill(self) -> None:
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return
-        wait_until(lambda: not self.alive(), 10, interval=0.005, what=f"agent {self.pid} to be gone")
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-
-class AgentZygote:
-    """``tests.fixtures.crash_agent`` as a zygote: imports once, forks an agent per kill point, stopped by its PID."""
-
-    def __init__(self, workdir: Path):
-        self.control = workdir / "control"
-        self.control.mkdir(parents=True)
-        self.count = itertools.count(1)
-        env = {**os.environ, "PYTHONPATH": str(PROJECT)}
-        self.process = ManagedProcess([sys.executable, "-m", "tests.fixtures.crash_agent", str(self.control)], workdir / "zygote.log",
-                                      env=env, cwd=PROJECT)
-
-    def launch(self, **args: object) -> ForkedAgent:
-        n = next(self.count)
-        go = self.control / f"go-{n}.json"
-        log = self.control / f"agent-{n}.log"
-        tmp = go.with_suffix(".tmp")
-        tmp.write_text(json.dumps({**args, "log": log}, default=str))
-        tmp.rename(go)
-        pid_file = go.with_suffix(".pid")
-        wait_until(lambda: pid_file.exists() or not self.process.alive(), 30, interval=0.005, what="the zygote to fork")
-        assert self.process.alive(), self.process.output()[-2000:]
-        return ForkedAgent(int(pid_file.read_text()), log)
-
-    def close(self) -> None:
-        self.process.stop()
 
 
 @dataclass
