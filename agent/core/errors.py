@@ -68,6 +68,26 @@ class StepError(TemporaryError):
         self.detail = detail
 
 
+class StepRefused(PermanentError):
+    """A step's call was refused (a 403, a request the other side will never accept).
+
+    Like ``StepError`` it names the step and the exact call, but retrying soon
+    cannot help: it is reported and retried only at the slow rate.
+    """
+
+    def __init__(self, step: str, detail: str):
+        super().__init__(f"{step}: {detail}")
+        self.step = step
+        self.detail = detail
+
+
+def step_failure(step: str, detail: str, cause: BaseException | None) -> StepError | StepRefused:
+    """The step's error for ``detail``, keeping the retry policy of what caused it (refused stays refused, a delay stays)."""
+    if isinstance(cause, PermanentError):
+        return StepRefused(step, detail)
+    return StepError(step, detail, delay=cause.delay if isinstance(cause, TemporaryError) else 0.0)
+
+
 class StepPending(MaintenanceAgentError):
     """A step is progressing but not finished (e.g. a job still draining).
 

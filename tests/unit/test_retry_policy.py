@@ -6,9 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from agent.core.errors import ConsulPermissionDenied, ConsulUnavailable, MaintenanceAgentError, PermanentError, StepError, retry_delay
+from agent.core.errors import (
+    ConsulPermissionDenied,
+    ConsulUnavailable,
+    MaintenanceAgentError,
+    PermanentError,
+    StepError,
+    StepRefused,
+    retry_delay,
+    step_failure,
+)
 from agent.core.model import Mode, Role, State
 from agent.daemon.steps.base import Step, StepContext
+from agent.daemon.steps.consul_maint import NodeMaintenanceStep
 from tests.fakes import make_reconciler, read
 
 
@@ -65,3 +75,34 @@ def test_a_temporary_errors_delay_is_honoured(tmp_path: Path) -> None:
     rec, step, _ = _failing(tmp_path, ConsulUnavailable("no cluster leader", delay=7.0), retry_max=0.05)
     assert rec.tick() >= 7.0
     assert rec.tick() > 6.0 and step.calls == 1
+
+
+class RefusingGateway:
+    """The two calls the node-maintenance step makes; the write is refused like a token without ``node`` write."""
+
+    def node_maintenance(self) -> tuple[bool, str]:
+        return False, ""
+
+    def set_node_maintenance(self, enable: bool, reason: str) -> None:
+        raise ConsulPermissionDenied("Consul refused node maintenance (403 Permission denied)", rule='node "web-1" { policy = "write" }')
+
+
+def test_a_step_keeps_the_refusal_of_what_it_called(tmp_path: Path) -> None:
+    step = NodeMaintenanceStep(RefusingGateway())  # type: ignore[arg-type]
+    rec, published = make_reconciler(tmp_path, [Role.WEB], {Role.WEB: [step]})
+    rec.retry_max = 25.0
+    rec.on_watch_event(read(b"maintenance", 4))
+    assert rec.tick() >= 25.0, "a refused step is not retried like a timeout"
+    assert published[-1].error and "needs ACL rule: node" in published[-1].error
+
+
+@pytest.mark.parametrize(("cause", "kind", "delay"), [
+    (ConsulPermissionDenied("403"), StepRefused, None),
+    (ConsulUnavailable("no leader", delay=3.0), StepError, 3.0),
+    (ValueError("x"), StepError, 0.0),
+])
+def test_step_failure_keeps_the_retry_policy(cause: BaseException, kind: type, delay: float | None) -> None:
+    error = step_failure("s", "detail", cause)
+    assert type(error) is kind and str(error) == "s: detail"
+    if delay is not None:
+        assert error.delay == delay  # type: ignore[union-attr]
