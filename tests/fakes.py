@@ -20,7 +20,7 @@ from agent.clients.consul import ConsulKV, KeyRead
 from agent.core.errors import StepError, StepPending
 from agent.core.model import Member, Mode, Role, Status
 from agent.core.settings import BackoffPolicy
-from agent.daemon.backends.base import BackendError, ServiceBackend
+from agent.daemon.backends.base import BackendError, RunState, ServiceBackend
 from agent.daemon.gatekeeper import Peers
 from agent.daemon.metrics import AgentMetrics
 from agent.daemon.reconcile import Reconciler
@@ -77,6 +77,8 @@ class FakeService:
     active: bool = True
     enabled: bool = True
     running_job: bool = False
+    #: A transitional state the manager reports instead of running/stopped (e.g. STOPPING).
+    phase: RunState | None = None
 
 
 @dataclass
@@ -96,8 +98,11 @@ class FakeBackend(ServiceBackend):
             self._get(name)
         return list(names)
 
-    def is_active(self, name: str) -> bool:
-        return self._get(name).active
+    def run_state(self, name: str) -> RunState:
+        service = self._get(name)
+        if service.phase is not None:
+            return service.phase
+        return RunState.RUNNING if service.active else RunState.STOPPED
 
     def stop(self, name: str) -> None:
         self.calls.append(f"stop {name}")

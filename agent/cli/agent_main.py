@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -40,6 +41,26 @@ def check_config(config_path: Path) -> None:
     click.echo(f"{config_path}: ok (node {config.agent.node}, roles {roles}, key {config.env_prefix}/desired, consul {consul.address}{tls})")
 
 
+@cli.command("confirm-state-reset")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_CONFIG, show_default=True)
+def confirm_state_reset(config_path: Path) -> None:
+    """Confirm that this box is as it should be and its unusable state file may start empty.
+
+    The unusable file is kept aside (``state.json.unreadable-<time>``); a
+    running agent resumes within one resync. Before confirming, make the box
+    what it should be after the window (start what ran before it): the agent
+    takes it as it is now.
+    """
+    config = _load_or_exit(config_path)
+    from agent.daemon.statefile import confirm_reset  # the daemon side, imported only for this command
+
+    try:
+        click.echo(confirm_reset(config.agent.state_dir / "state.json"))
+    except OSError as exc:
+        click.echo(f"cannot reset {config.agent.state_dir / 'state.json'}: {exc.strerror or exc}", err=True)
+        sys.exit(1)
+
+
 @cli.command("run")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_CONFIG, show_default=True)
 def run(config_path: Path) -> None:
@@ -48,7 +69,7 @@ def run(config_path: Path) -> None:
     _lighter_imports()
     import structlog
 
-    from agent.daemon.app import Agent  # imported late: check-config must not need the runtime
+    from agent.daemon.app import SHUTDOWN_DEADLINE_SECONDS, Agent  # imported late: check-config must not need the runtime
     from agent.daemon.logs import configure_logging
 
     _state_dir_or_exit(config_path, config.agent.state_dir)
@@ -64,7 +85,24 @@ def run(config_path: Path) -> None:
     agent.start()
     _release_start_up_memory()
     stop.wait()
+    deadline = threading.Timer(SHUTDOWN_DEADLINE_SECONDS, _exit_now, args=(agent.log, 1, SHUTDOWN_DEADLINE_SECONDS))
+    deadline.daemon = True
+    deadline.start()
     agent.stop()
+    _exit_now(None, 0)
+
+
+def _exit_now(log: object, code: int, deadline: float = 0.0) -> None:
+    """Leave now: threads still inside a call (an abandoned step, a partner notice in flight) end with the process.
+
+    That is a kill between two actions, which a restart converges from; waiting
+    for them could outlast the unit's ``TimeoutStopSec`` and lose the session release.
+    """
+    if log is not None:
+        log.error("shutdown overran its deadline; exiting now", deadline_seconds=deadline)  # type: ignore[attr-defined]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _load_or_exit(config_path: Path) -> AgentConfig:

@@ -62,10 +62,30 @@ class StepError(TemporaryError):
     what it answered, so the status tells an operator what to look at.
     """
 
-    def __init__(self, step: str, detail: str, delay: float = 2.0):
+    def __init__(self, step: str, detail: str, delay: float = 0.0):
         super().__init__(f"{step}: {detail}", delay=delay)
         self.step = step
         self.detail = detail
+
+
+class StepRefused(PermanentError):
+    """A step's call was refused (a 403, a request the other side will never accept).
+
+    Like ``StepError`` it names the step and the exact call, but retrying soon
+    cannot help: it is reported and retried only at the slow rate.
+    """
+
+    def __init__(self, step: str, detail: str):
+        super().__init__(f"{step}: {detail}")
+        self.step = step
+        self.detail = detail
+
+
+def step_failure(step: str, detail: str, cause: BaseException | None) -> StepError | StepRefused:
+    """The step's error for ``detail``, keeping the retry policy of what caused it (refused stays refused, a delay stays)."""
+    if isinstance(cause, PermanentError):
+        return StepRefused(step, detail)
+    return StepError(step, detail, delay=cause.delay if isinstance(cause, TemporaryError) else 0.0)
 
 
 class StepPending(MaintenanceAgentError):
@@ -78,3 +98,29 @@ class StepPending(MaintenanceAgentError):
         super().__init__(blocked_on)
         self.blocked_on = blocked_on
         self.recheck_after = recheck_after
+
+
+class ShutdownRequested(Exception):  # noqa: N818 - not an error: a request, raised to unwind a step
+    """The agent was asked to stop: raised between two actions so no new one starts.
+
+    Deliberately not a ``MaintenanceAgentError``: no step or retry policy may
+    swallow it. The reconciler's loop ends on it; the state file already holds
+    everything done so far (every change is saved as it happens).
+    """
+
+
+def retry_delay(error: BaseException | None, backoff_delay: float, slow: float) -> float:
+    """How long to wait before trying again after ``error``, given the next backoff delay.
+
+    - ``PermanentError`` (a 403, a refused request): the same request will not
+      pass by itself, so it is retried only at the slow rate ``slow`` (the
+      retry cap), never like a timeout; a new intent retries at once.
+    - ``TemporaryError``: its ``delay`` is a floor (a server's hint), the
+      capped, jittered backoff may stretch it.
+    - anything else: the backoff.
+    """
+    if isinstance(error, PermanentError):
+        return max(slow, backoff_delay)
+    if isinstance(error, TemporaryError):
+        return max(error.delay, backoff_delay)
+    return backoff_delay

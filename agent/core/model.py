@@ -27,6 +27,10 @@ class State(str, enum.Enum):
     ENTERING = "entering"
     MAINTENANCE = "maintenance"
     EXITING = "exiting"
+    #: Reported by a box that lost its own memory (an unusable state file) and holds
+    #: as it is. Not a state the machine moves through: nothing enters or leaves it but
+    #: an operator's confirmation, and a gate never opens on it.
+    UNKNOWN = "unknown"
 
     @classmethod
     def settled_for(cls, mode: Mode) -> State:

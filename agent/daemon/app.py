@@ -31,6 +31,13 @@ from agent.daemon.windows import EntryScheduler
 from agent.partners.dispatch import NoticeDispatcher
 from agent.partners.silences import SilenceLease, fleet_is_back, matchers_for
 
+STOP_GRACE_SECONDS = 8.0
+"""How long a stop waits for the backend call in flight before abandoning it (docs/reliability.md)."""
+
+SHUTDOWN_DEADLINE_SECONDS = 25.0
+"""The process exits by then whatever happens: below the unit's ``TimeoutStopSec=30``, so systemd
+never kills an agent before it released its session."""
+
 
 def gateway_for(config: AgentConfig) -> ConsulGateway:
     """The gateway of this box: the [consul] table, else the CONSUL_* environment (as the consul command reads it)."""
@@ -105,7 +112,7 @@ class Agent:
         self.watcher = KeyWatcher(self.gateway, self.desired_key, self.reconciler.on_watch_event,
                                   wait=config.consul.wait_seconds, consistent=True, name=f"watch:{self.node}",
                                   reconnect=self.settings.consul_reconnect, reads=self.settings.intent_reads)
-        self.metrics_server = MetricsServer(self.metrics, config.metrics.listen, self.healthy) if serve_metrics else None
+        self.metrics_server = MetricsServer(self.metrics, config.metrics.listen, self.healthy, self.ready) if serve_metrics else None
 
     def _silence_lease(self, config: AgentConfig, prefix: str) -> SilenceLease | None:
         """Edge boxes (first in, last out) hold the Alertmanager silence lease of a window."""
@@ -129,7 +136,7 @@ class Agent:
         self.reconciler.wake()
 
     def healthy(self) -> tuple[bool, str]:
-        age = time.monotonic() - self.reconciler.last_tick
+        age = time.monotonic() - self.reconciler.loop.last_tick
         limit = 2 * self.reconciler.resync + 10
         if age > limit:
             return False, f"reconcile loop silent for {age:.0f}s"
@@ -137,6 +144,18 @@ class Agent:
             if not alive():
                 return False, f"{name} thread is not running"
         return True, f"ok state={self.reconciler.state.value}"
+
+    def ready(self) -> tuple[bool, str]:
+        """``/readyz``: alive *and* able to make progress. Alive but stuck (an unwritable state_dir, a bug,
+        an unusable state file) is not something a restart fixes: an operator must look, so it is not ``/healthz``."""
+        alive, detail = self.healthy()
+        if not alive:
+            return alive, detail
+        if self.reconciler.health.error:
+            return False, f"cannot make progress: {self.reconciler.health.error}"
+        if self.reconciler.record.held:
+            return False, f"cannot make progress: {self.reconciler.record.held}"
+        return True, detail
 
     def start(self) -> Agent:
         if self.metrics_server:
@@ -155,9 +174,13 @@ class Agent:
         return self
 
     def stop(self) -> None:
+        """Start no new action, finish or abandon the one in flight (``STOP_GRACE_SECONDS``), release the session.
+
+        The state file needs no final save: every change was saved as it happened.
+        """
         self.notifier.stopping()
         self.watcher.stop()
-        self.reconciler.stop()
+        self.reconciler.stop(grace=STOP_GRACE_SECONDS)
         self.windows.stop()
         if self.notices:
             self.notices.stop()

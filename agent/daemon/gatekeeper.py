@@ -42,6 +42,7 @@ class GateCheck:
     wait: float = 0.0
     blocked_on: str | None = None
     error: str | None = None
+    failure: MaintenanceAgentError | None = None
 
 
 class GateKeeper:
@@ -73,7 +74,7 @@ class GateKeeper:
             needed = [m.box for m in members if m.box != self.node and earlier & set(m.roles)]
             statuses = self.peers.snapshot(needed)
         except MaintenanceAgentError as exc:
-            return GateCheck(open=False, error=f"cannot read the fleet from Consul: {exc}")
+            return GateCheck(open=False, error=f"cannot read the fleet from Consul: {exc}", failure=exc)
         if not any(m.box == self.node for m in members):
             # An empty or partial catalog (a token that may not read nodes,
             # a lost registration) must not look like "nobody to wait for".

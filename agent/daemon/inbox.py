@@ -17,7 +17,7 @@ from agent.core.errors import IntentError
 from agent.core.intent import parse_intent
 from agent.core.model import Intent, Mode, State
 from agent.daemon.metrics import AgentMetrics
-from agent.daemon.watcher import ConsulReachability, KeyChanged, WatchEvent
+from agent.daemon.watcher import ConsulReachability, KeyChanged, ReadRefused, WatchEvent
 
 
 class Intake(enum.Enum):
@@ -25,6 +25,8 @@ class Intake(enum.Enum):
 
     ACCEPTED = "accepted"
     REFUSED = "refused"
+    #: Consul refused to let this agent read the key (403), or lets it again.
+    READ_REFUSED = "read refused"
 
 
 class IntentInbox:
@@ -36,6 +38,8 @@ class IntentInbox:
         #: Why the newest value was refused (None when it was accepted).
         self.error: str | None = None
         self._pending: KeyChanged | None = None
+        #: A refusal to read (403) to show, or "" when reads pass again; None when nothing changed.
+        self._refusal: str | None = None
         self._lock = threading.Lock()
 
     def offer(self, event: WatchEvent) -> None:
@@ -52,13 +56,27 @@ class IntentInbox:
                     self.log.warning("consul unreachable; holding the current state", error=event.error)
                 else:
                     self.log.info("consul reachable")
+            elif isinstance(event, ReadRefused):
+                # Consul answered: a refusal is not an outage (consul_up stays 1); it names the missing rule.
+                self.metrics.consul_refused.set(0 if event.error is None else 1)
+                if event.error is not None:
+                    self.log.error("consul refuses to let this agent read the intent; holding the current state", error=event.error)
+                else:
+                    self.log.info("consul lets this agent read the intent again")
+                self._refusal = "" if event.error is None else f"intent read refused: {event.error}"
 
     def take(self, state: State) -> Intake | None:
         """Absorb the newest read for a box in ``state``; None when there was nothing new."""
         with self._lock:
             event, self._pending = self._pending, None
+            refusal, self._refusal = self._refusal, None
+        if refusal is not None:
+            if refusal:
+                self.error = refusal
+            elif self.error and self.error.startswith("intent read refused"):
+                self.error = None
         if event is None:
-            return None
+            return Intake.READ_REFUSED if refusal is not None else None
         read = event.read
         if not read.exists:
             if state is State.ACTIVE:
@@ -67,7 +85,7 @@ class IntentInbox:
                 return self._accept(Intent(mode=Mode.ACTIVE, index=0))
             return self._refuse("intent missing: the desired key was deleted; holding (write 'active' to leave maintenance)")
         if self.intent is not None and read.modify_index == self.intent.index:
-            return None
+            return Intake.READ_REFUSED if refusal is not None else None
         try:
             intent = parse_intent(read.value or b"", read.modify_index)
         except IntentError as exc:

@@ -40,6 +40,10 @@ class AgentMetrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800), registry=r)
         self.window_start = Gauge("maintenance_window_start_timestamp_seconds",
                                   "Scheduled start (UNIX time) of the accepted maintenance intent; 0 when none", registry=r)
+        self.state_file_unusable = Gauge("maintenance_state_file_unreadable",
+                                         "1 while the state file is unreadable or malformed: the box is held as it is", registry=r)
+        self.loop_errors = Counter("maintenance_loop_errors", "Decision-loop ticks that failed outside any step (state file, a bug)", registry=r)
+        self.consul_refused = Gauge("maintenance_consul_refused", "1 while Consul answers but refuses this agent's token (403)", registry=r)
         self.info = Info("maintenance_agent", "Agent build and identity", registry=r)
         self._window = _WindowCollector(lambda: (None, State.ACTIVE), lambda: datetime.now(UTC))
         r.register(self._window)
@@ -106,18 +110,19 @@ class _WindowCollector:
 
 
 class MetricsServer:
-    """``/metrics`` and ``/healthz`` on a small threaded HTTP server."""
+    """``/metrics``, ``/healthz`` (alive) and ``/readyz`` (alive and able to make progress) on a small threaded HTTP server."""
 
-    def __init__(self, metrics: AgentMetrics, listen: str, healthy: Callable[[], tuple[bool, str]]):
+    def __init__(self, metrics: AgentMetrics, listen: str, healthy: Callable[[], tuple[bool, str]],
+                 ready: Callable[[], tuple[bool, str]] | None = None):
         host, _, port = listen.rpartition(":")
-        metrics_ref, healthy_ref = metrics, healthy
+        metrics_ref, checks = metrics, {"/healthz": healthy, "/readyz": ready or healthy}
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 if self.path.split("?")[0] == "/metrics":
                     self._send(200, metrics_ref.render(), CONTENT_TYPE_LATEST)
-                elif self.path.split("?")[0] == "/healthz":
-                    ok, detail = healthy_ref()
+                elif self.path.split("?")[0] in checks:
+                    ok, detail = checks[self.path.split("?")[0]]()
                     self._send(200 if ok else 503, (detail + "\n").encode(), "text/plain; charset=utf-8")
                 else:
                     self._send(404, b"not found\n", "text/plain")

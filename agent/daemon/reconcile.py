@@ -12,19 +12,21 @@ with capped, jittered backoff and reported; it is never skipped past.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from agent.core.decide import Action, Decision, Progress, decide
+from agent.core.errors import MaintenanceAgentError, PermanentError, retry_delay
 from agent.core.gates import roles_in_direction
 from agent.core.machine import BoxMachine
 from agent.core.model import Intent, Mode, Role, State, Status
 from agent.core.settings import DEFAULTS, BackoffPolicy
 from agent.daemon.gatekeeper import GateKeeper, Peers
+from agent.daemon.health import LoopHealth, MemoryHold
 from agent.daemon.inbox import Intake, IntentInbox
+from agent.daemon.loop import DecisionLoop
 from agent.daemon.metrics import AgentMetrics
 from agent.daemon.record import BoxRecord
 from agent.daemon.statefile import StateFile
@@ -75,20 +77,22 @@ class Reconciler:
         self.clock = clock
         self.on_intent = on_intent or (lambda intent: None)
         self.on_transition = on_transition or (lambda source, dest, intent: None)
+        self.retry_max = retry.cap
         self.backoff = retry.start()
         self.inbox = IntentInbox(metrics, self.log)
         self.record = BoxRecord(node, self.roles, memory, clock)
         self.gates = GateKeeper(node, order, peers, self.record, self._publish, metrics, self.log, resync)
-        self.runner = StepRunner(node, memory, self.log, heartbeat=self.on_tick)
+        self.health = LoopHealth(self.record, metrics, self.log)
+        self.memory_hold = MemoryHold(memory, self.record, metrics, self.log)
+        self.loop = DecisionLoop(f"reconcile:{node}", lambda: self.tick(), self.on_tick, self._loop_failed, self._loop_succeeded,
+                                 self.backoff, resync, self.log)
+        self.runner = StepRunner(node, memory, self.log, heartbeat=self.loop.between_calls)
 
         self.machine = BoxMachine(self.record.initial, on_change=self._on_state_change)
         self._retry_at = 0.0
         self._transition_started: float | None = None
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"reconcile:{node}", daemon=True)
-        self.last_tick = time.monotonic()
         self.metrics.state.state(self.record.initial.value)
+        self.memory_hold.holding()
 
     # -- inputs (any thread) ---------------------------------------------------
 
@@ -97,7 +101,7 @@ class Reconciler:
         self.wake()
 
     def wake(self) -> None:
-        self._wake.set()
+        self.loop.wake()
 
     @property
     def intent(self) -> Intent | None:
@@ -115,35 +119,30 @@ class Reconciler:
 
     def start(self) -> None:
         self._publish()
-        self._thread.start()
+        self.loop.start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=30)
+    def stop(self, grace: float = 30.0) -> bool:
+        """Start no new action; wait up to ``grace`` for the call in flight (False: abandoned)."""
+        return self.loop.stop(grace)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.last_tick = time.monotonic()
-            self.on_tick()
-            try:
-                wait = self.tick()
-            except Exception as exc:  # noqa: BLE001 - the loop must survive any bug in a step
-                self.log.exception("reconcile tick failed", error=str(exc))
-                self.record.error = f"internal error: {exc}"
-                self._publish()
-                wait = self.backoff.next()
-            # Never sleep longer than ``resync`` (which the app caps at the
-            # watchdog interval): a retry delay or a pending step's recheck may
-            # be longer, and a sleeping loop that stops pinging the watchdog
-            # would be restarted though it is alive. Waking early is harmless:
-            # tick() is level-triggered.
-            self._wake.wait(timeout=max(0.0, min(wait, self.resync)))
-            self._wake.clear()
+    def _loop_failed(self, exc: Exception) -> None:
+        self.health.failed(exc)
+        self._publish()
+
+    def _loop_succeeded(self) -> None:
+        if self.health.recovered():
+            self._publish()
 
     def tick(self) -> float:
         """Decide and act until the answer is to wait; returns how long the loop may sleep."""
         self._absorb_intent()
+        was_held = self.record.held is not None
+        if self.memory_hold.holding():
+            self._publish()
+            return self.resync
+        if was_held:  # an operator reset the state file: start from what it says now
+            self.machine = BoxMachine(self.record.initial, on_change=self._on_state_change)
+            self._publish()
         intent = self.intent
         if intent is None:
             return self.resync  # nothing read yet: hold whatever we were doing
@@ -220,7 +219,7 @@ class Reconciler:
             self.record.progress.roles[role.value] = self.state.value
         gate = self.gates.pass_(role, intent, target)
         if gate.error:
-            return self._failed(role, "gate", gate.error)
+            return self._failed(role, "gate", gate.error, gate.failure)
         if not gate.open:
             return gate.wait
         wait = self._run_steps(role, intent, target)
@@ -243,7 +242,7 @@ class Reconciler:
                 self._publish()
             return run.pending.recheck_after
         if run.error is not None:
-            return self._failed(role, run.step, run.error)
+            return self._failed(role, run.step, run.error, run.failure)
         self.metrics.step_blocked.set(0)
         if self.record.error or self.record.blocked_on:
             self.record.clear()
@@ -251,11 +250,14 @@ class Reconciler:
             self._publish()
         return None
 
-    def _failed(self, role: Role, step: str, message: str) -> float:
-        delay = self.backoff.next()
+    def _failed(self, role: Role, step: str, message: str, failure: MaintenanceAgentError | None = None) -> float:
+        """Count and report a failure; retry as its type says (``retry_delay``): never skipped past."""
+        delay = retry_delay(failure, self.backoff.next(), slow=self.retry_max)
         self._retry_at = time.monotonic() + delay
         self.metrics.step_failures.labels(role.value, step).inc()
-        self.log.error("step failed; will retry", role=role.value, step=step, error=message, retry_in=round(delay, 2))
+        kind = "refused" if isinstance(failure, PermanentError) else "failed"
+        self.log.error(f"step {kind}; will retry", role=role.value, step=step, error=message, retry_in=round(delay, 2),
+                       error_type=type(failure).__name__ if failure is not None else None)
         self.record.error = message if message.startswith(step) else f"{step}: {message}"
         self._publish()
         return delay
@@ -278,7 +280,7 @@ class Reconciler:
         failed = self.runner.repair_drift(self.steps, intent, target)
         if failed is not None:
             role, run = failed
-            return self._failed(role, run.step, f"drift repair: {run.error}")
+            return self._failed(role, run.step, f"drift repair: {run.error}", run.failure)
         if self.record.error:
             self.record.error = None
             self._publish()

@@ -22,15 +22,23 @@ class BoxRecord:
         self.node = node
         self.roles = list(roles)
         self.memory = memory
-        saved = memory.get("machine", {}) or {}
-        #: The state the box was in when the agent stopped (active on a first start).
-        self.initial = State(saved.get("state", State.ACTIVE.value))
-        self.since = datetime.fromisoformat(saved["since"]) if saved.get("since") else clock()
-        self.progress = Progress(int(saved.get("intent_index", 0)), dict(saved.get("progress", {})))
+        self.clock = clock
+        self.load()
         #: What failed last (a step, a gate), until it succeeds.
         self.error: str | None = None
         #: What the box waits for without failing (a gate, a draining step).
         self.blocked_on: str | None = None
+        #: Why the box is held as it is (its state file is unusable); it then reports ``unknown``.
+        self.held: str | None = None
+
+    def load(self) -> State:
+        """Take the machine section from the state file (again, after an operator reset it)."""
+        saved = self.memory.get("machine", {}) or {}
+        #: The state the box was in when the agent stopped (active on a first start).
+        self.initial = State(saved.get("state", State.ACTIVE.value))
+        self.since: datetime = datetime.fromisoformat(saved["since"]) if saved.get("since") else self.clock()
+        self.progress = Progress(int(saved.get("intent_index", 0)), dict(saved.get("progress", {})))
+        return self.initial
 
     def clear(self) -> None:
         """Nothing failed, nothing waited for (a transition starts, a run of steps holds)."""
@@ -56,10 +64,13 @@ class BoxRecord:
         if intent and intent.starts_at and state is State.ACTIVE and intent.mode is Mode.MAINTENANCE and now < intent.starts_at:
             scheduled = intent.starts_at.isoformat()
         progress = dict(self.progress.roles) if self.progress.roles else {r.value: state.value for r in self.roles}
+        shown = state
+        if self.held is not None:  # never claim a state the box cannot know: gates stay shut on it
+            shown, progress = State.UNKNOWN, {r.value: State.UNKNOWN.value for r in self.roles}
         return Status(
             node=self.node,
             roles=tuple(r.value for r in self.roles),
-            state=state,
+            state=shown,
             intent_index=self.progress.intent_index,
             since=self.since,
             error=self.error,

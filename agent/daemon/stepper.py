@@ -17,7 +17,7 @@ from typing import Any
 
 from agent.core.errors import MaintenanceAgentError, StepError, StepPending
 from agent.core.model import Intent, Mode, Role
-from agent.daemon.statefile import StateFile
+from agent.daemon.statefile import StateFile, StateFileUnwritable
 from agent.daemon.steps.base import Step, StepContext
 
 
@@ -28,6 +28,8 @@ class StepRun:
     step: str = ""
     pending: StepPending | None = None
     error: str | None = None
+    #: The typed error behind ``error``: its class says how soon a retry may help.
+    failure: MaintenanceAgentError | None = None
 
     @property
     def holds(self) -> bool:
@@ -92,6 +94,8 @@ class StepRunner:
             self.hold(step, ctx, target, drift=drift)
         except StepPending as pending:
             return StepRun(step.name, pending=pending)
+        except StateFileUnwritable:
+            raise  # not this step's failure: the box cannot remember anything, the loop reports it
         except MaintenanceAgentError as exc:
-            return StepRun(step.name, error=str(exc))
+            return StepRun(step.name, error=str(exc), failure=exc)
         return StepRun()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from agent.clients.blocking import QueryFailed, blocking_answers
 from agent.clients.consul import ConsulGateway, KeyRead
+from agent.core.errors import ConsulPermissionDenied
 from agent.core.settings import DEFAULTS, BackoffPolicy, BucketPolicy
 
 
@@ -39,7 +40,15 @@ REMIND_AFTER = (60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 """Seconds of outage after which the watcher reminds that Consul is still unreachable; then every last interval."""
 
 
-WatchEvent = KeyChanged | ConsulReachability
+@dataclass(frozen=True)
+class ReadRefused:
+    """Consul answered but refused the read (403): not an outage. ``error`` names the missing ACL rule; None once reads pass again."""
+
+    key: str
+    error: str | None
+
+
+WatchEvent = KeyChanged | ConsulReachability | ReadRefused
 
 
 class KeyWatcher:
@@ -102,7 +111,17 @@ class KeyWatcher:
         last: tuple[int, bytes | None] | None = None
         up: bool | None = None
         down_since, reminders, cause = 0.0, 0, ""
+        refused: str | None = None
         for answer in blocking_answers(self._read, self.wait, stop=self._stop, reads=self.bucket, backoff=self.backoff, what=self.key):
+            if isinstance(answer, QueryFailed) and isinstance(answer.error, ConsulPermissionDenied):
+                # Consul is up and said no: report the refusal (once); retried with the same capped backoff.
+                if up is not True:
+                    up = True
+                    self.on_event(ConsulReachability(True))
+                if refused != str(answer.error):
+                    refused = str(answer.error)
+                    self.on_event(ReadRefused(self.key, refused))
+                continue
             if isinstance(answer, QueryFailed):
                 error = str(answer.error)
                 if up is not False:
@@ -118,6 +137,9 @@ class KeyWatcher:
             if up is not True:
                 up = True
                 self.on_event(ConsulReachability(True))
+            if refused is not None:
+                refused = None
+                self.on_event(ReadRefused(self.key, None))
             seen = (answer.modify_index, answer.value)
             if seen != last:
                 last = seen

@@ -22,7 +22,7 @@ from agent.ops.fleet import BoxView, FleetSnapshot
 from agent.ops.follow import Change
 from agent.ops.history import WindowRecord
 
-_STATE_STYLE = {"active": "green", "maintenance": "yellow", "entering": "cyan", "exiting": "cyan"}
+_STATE_STYLE = {"active": "green", "maintenance": "yellow", "entering": "cyan", "exiting": "cyan", "unknown": "bold red"}
 WIDE = 120
 """From this many columns on, every column is shown with full dates; below, the less important ones go first."""
 

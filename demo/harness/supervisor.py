@@ -25,6 +25,8 @@ HTTP_USER = "maint"
 HTTP_PASSWORD = "s3cret"
 
 _LOOP = f"{sys.executable} -c 'while True: __import__(\"time\").sleep(0.2)'"
+# Takes 3 s to stop after SIGTERM (a worker finishing its batch): long enough to be seen STOPPING.
+_SLOW_TO_STOP = f"{sys.executable} -c 'import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: (time.sleep(3), sys.exit(0))); time.sleep(1000)'"
 _IGNORES_TERM = f"{sys.executable} -c 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(1000)'"
 
 PROGRAMS: dict[str, dict[str, str]] = {
@@ -36,6 +38,8 @@ PROGRAMS: dict[str, dict[str, str]] = {
     "stubborn": {"command": _IGNORES_TERM, "stopwaitsecs": "3"},
     # Dies at once with a message: a start that fails.
     "crasher": {"command": "sh -c 'echo boom: cannot open queue >&2; exit 3'", "autostart": "false", "startsecs": "1", "startretries": "0"},
+    # Started by the tests that need it: stops slowly (STOPPING for 3 s); RUNNING only once its handler is set (startsecs).
+    "slowstop": {"command": _SLOW_TO_STOP, "autostart": "false", "stopwaitsecs": "20", "startsecs": "2"},
     "pool_a": {"command": "sleep 1000"},
     "pool_b": {"command": _LOOP},
 }

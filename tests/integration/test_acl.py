@@ -18,7 +18,7 @@ import requests
 from agent.clients.consul import ConsulGateway
 from agent.core.errors import ConsulPermissionDenied
 from bench.figures import record
-from demo.harness.agents import AgentProcess, agent_doc, start_agent
+from demo.harness.agents import AgentProcess, agent_doc, metric, start_agent
 from demo.harness.processes import wait_until
 from tests.fixtures.consul_acl import AclConsul, render
 from tests.fixtures.faulty_proxy import FaultyProxy
@@ -121,3 +121,39 @@ def test_a_denied_agent_reports_clearly_without_a_retry_storm_or_leaking_its_tok
     finally:
         proc.stop()
         proxy.stop()
+
+
+def test_a_token_that_may_not_read_the_intent_is_a_refusal_not_an_outage(acl_consul: AclConsul, environment: str, tmp_path: Path) -> None:
+    consul = acl_consul
+    rules = render("agent", prefix="maintenance", env=environment, box="web-r", consul_node=consul.node)
+    without_intent = rules.replace(f'key "maintenance/{environment}/desired" {{\n  policy = "read"\n}}', "")
+    assert without_intent != rules
+    consul.create_policy("agent-no-intent", without_intent)
+    consul.create_policy("agent-full", rules)
+    token = consul.create_token("agent-no-intent")
+    doc = agent_doc(consul.address, environment, "web-r", ["web"], tmp_path / "state")
+    doc["consul"]["token"] = token
+    agent = start_agent(doc)
+    try:
+        status = wait_until(lambda: (s := _status(consul, environment, "web-r")) and s.get("intent_error") and s, 20,
+                            what="the refusal in the status")
+        assert status["intent_error"].startswith("intent read refused: ")
+        assert f'key_prefix "maintenance/{environment}/desired"' in status["intent_error"], "the missing rule is named"
+        text = metric(agent, "maintenance_consul")
+        assert "maintenance_consul_up 1.0" in text and "maintenance_consul_refused 1.0" in text, text
+        # Granting the rule clears the refusal without a restart.
+        requests.put(f"{consul.address}/v1/acl/token/{_accessor(consul, token)}",
+                     json={"SecretID": token, "Policies": [{"Name": "agent-full"}]}, headers=consul.admin, timeout=5).raise_for_status()
+        wait_until(lambda: (s := _status(consul, environment, "web-r")) and s.get("intent_error") is None, 45, what="the refusal to clear")
+        assert "maintenance_consul_refused 0.0" in metric(agent, "maintenance_consul_refused")
+    finally:
+        agent.stop()
+
+
+def _accessor(consul: AclConsul, secret: str) -> str:
+    tokens = requests.get(f"{consul.address}/v1/acl/tokens", headers=consul.admin, timeout=5).json()
+    for listed in tokens:
+        full = requests.get(f"{consul.address}/v1/acl/token/{listed['AccessorID']}", headers=consul.admin, timeout=5).json()
+        if full.get("SecretID") == secret:
+            return listed["AccessorID"]
+    raise AssertionError("token not found")

@@ -45,7 +45,7 @@ def test_a_failing_command_carries_its_exit_code_and_output(tmp_path: Path) -> N
 def test_status_with_an_unexpected_exit_code_is_an_error(tmp_path: Path) -> None:
     backend = CommandBackend({"svc": ServiceCommands(stop="true", start="true", status="echo unknown; exit 4")}, timeout=5)
     with pytest.raises(BackendError, match=r"status of svc: `echo unknown; exit 4` exited with 4: unknown"):
-        backend.is_active("svc")
+        backend.run_state("svc")
 
 
 def test_a_command_that_hangs_is_killed_with_its_children(tmp_path: Path) -> None:

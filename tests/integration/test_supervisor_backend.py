@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.core.errors import StepError
+from agent.core.errors import StepError, StepPending
 from agent.core.model import Mode
-from agent.daemon.backends.base import BackendError
+from agent.daemon.backends.base import BackendError, RunState
 from agent.daemon.backends.supervisor import SupervisorBackend
+from agent.daemon.steps import quiesce
 from agent.daemon.steps.base import StepContext
 from agent.daemon.steps.jobs import SchedulerJobsStep
 from agent.daemon.steps.services import WorkerServicesStep
@@ -126,10 +127,10 @@ def test_supervisord_not_running_is_a_step_error_naming_the_socket(tmp_path: Pat
 
 def test_http_with_credentials_and_a_wrong_password(supervisord: Supervisord) -> None:
     good = SupervisorBackend(supervisord.http_url, username=HTTP_USER, password=HTTP_PASSWORD, timeout=10)
-    assert good.is_active("alpha:alpha")
+    assert good.run_state("alpha:alpha") is RunState.RUNNING
     bad = SupervisorBackend(supervisord.http_url, username=HTTP_USER, password="wrong", timeout=10)
     with pytest.raises(BackendError, match="HTTP 401"):
-        bad.is_active("alpha:alpha")
+        bad.run_state("alpha:alpha")
 
 
 def test_scheduler_programs_are_stopped_and_started_again(supervisord: Supervisord, tmp_path: Path) -> None:
@@ -141,3 +142,42 @@ def test_scheduler_programs_are_stopped_and_started_again(supervisord: Superviso
     converge(step, step_context(tmp_path / "s.json", Mode.ACTIVE, 43), Mode.ACTIVE)
     assert supervisord.states()["beta:beta"] == "RUNNING"
     assert supervisord.states()["gamma:gamma"] == "STOPPED"
+
+
+def test_a_program_still_stopping_when_the_window_is_cancelled_is_started_once_it_stopped(supervisord: Supervisord, tmp_path: Path) -> None:
+    """A stop that outlasts the timeout leaves the program STOPPING; cancelling, or an agent
+    restarted meanwhile, must not count it as running: it is started once it has stopped,
+    and the snapshot is kept until it is observed RUNNING."""
+    assert "started" in supervisord.ctl("start", "slowstop").stdout
+    step = WorkerServicesStep(SupervisorBackend(supervisord.unix_url, timeout=1), ["slowstop"])
+    entering = step_context(tmp_path / "s.json")
+    with pytest.raises(StepError, match="timed out"):
+        step.apply(entering)
+    assert supervisord.states()["slowstop:slowstop"] == "STOPPING"
+    restarted = step_context(tmp_path / "s.json", Mode.ACTIVE, 43)  # a new agent on the same state file, window cancelled
+    assert not step.check(restarted, Mode.ACTIVE)
+    with pytest.raises(StepPending, match=r"slowstop:slowstop \(stopping\)"):
+        step.revert(restarted)
+    assert quiesce.snapshot_from_notes(restarted.notes(step)) is not None, "the restore list must survive a pending restore"
+
+    def restored() -> bool:
+        try:
+            step.revert(restarted)
+        except StepPending:
+            return False
+        return True
+    wait_until(restored, timeout=15, interval=0.2, what="slowstop to be started again after it stopped")
+    assert supervisord.states()["slowstop:slowstop"] == "RUNNING"
+    assert step.check(restarted, Mode.ACTIVE)
+
+
+def test_entering_waits_for_a_program_that_is_still_stopping(supervisord: Supervisord, tmp_path: Path) -> None:
+    assert "started" in supervisord.ctl("start", "slowstop").stdout
+    step = WorkerServicesStep(SupervisorBackend(supervisord.unix_url, timeout=1), ["slowstop"])
+    ctx = step_context(tmp_path / "s.json")
+    with pytest.raises(StepError, match="timed out"):
+        step.apply(ctx)
+    assert not step.check(ctx, Mode.MAINTENANCE), "STOPPING is not stopped"
+    with pytest.raises(StepPending, match="finish stopping slowstop:slowstop"):
+        step.apply(ctx)
+    wait_until(lambda: step.check(ctx, Mode.MAINTENANCE), timeout=15, what="slowstop to have stopped")

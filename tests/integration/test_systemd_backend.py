@@ -9,8 +9,6 @@ The tests assert the exact command lines the agent runs.
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,80 +20,8 @@ from agent.daemon.backends.systemd import SystemdBackend
 from agent.daemon.steps.jobs import SchedulerJobsStep
 from agent.daemon.steps.services import WorkerServicesStep
 from tests.fixtures.steps import converge, step_context
-
-FAKE_SYSTEMCTL = r'''#!PYTHON
-import fnmatch, json, sys, time
-from pathlib import Path
-HERE = Path(__file__).parent
-with open(HERE / "calls.log", "a") as log:
-    log.write(" ".join(sys.argv[1:]) + "\n")
-units = json.loads((HERE / "units.json").read_text())
-args = [a for a in sys.argv[1:] if not a.startswith("--")]
-verb, rest = args[0], args[1:]
-def save():
-    (HERE / "units.json").write_text(json.dumps(units))
-if verb in ("list-units", "list-unit-files"):
-    for name, unit in sorted(units.items()):
-        if fnmatch.fnmatchcase(name, rest[0]):
-            if verb == "list-units":
-                print(f"{name} loaded {unit['active']} running fake unit")
-            else:
-                print(f"{name} {unit['enabled']} enabled")
-    sys.exit(0)
-name = rest[0]
-unit = units.get(name)
-if verb == "is-active":
-    print(unit["active"] if unit else "inactive")
-    sys.exit(0 if unit and unit["active"] == "active" else 3)
-if unit is None:
-    print(f"Failed to {verb} {name}: Unit {name} not found.", file=sys.stderr)
-    sys.exit(5 if verb in ("start", "stop") else 1)
-if verb == "is-enabled":
-    print(unit["enabled"])
-    sys.exit(0 if unit["enabled"] == "enabled" else 1)
-if verb == "show":
-    print(unit.get("triggers", ""))
-    sys.exit(0)
-if verb in unit.get("fail", {}):
-    time.sleep(unit.get("hang", 0))
-    print(unit["fail"][verb], file=sys.stderr)
-    sys.exit(1)
-if verb == "stop":
-    unit["active"] = "inactive"
-elif verb == "start":
-    unit["active"] = "active"
-elif verb == "disable":
-    unit["enabled"] = "disabled"
-elif verb == "enable":
-    unit["enabled"] = "enabled"
-save()
-'''
-
-
-class FakeSystemd:
-    def __init__(self, directory: Path, units: dict[str, dict]):
-        self.directory = directory
-        script = directory / "systemctl"
-        script.write_text(FAKE_SYSTEMCTL.replace("PYTHON", sys.executable, 1))
-        script.chmod(0o755)
-        self.set_units(units)
-
-    def set_units(self, units: dict[str, dict]) -> None:
-        (self.directory / "units.json").write_text(json.dumps(units))
-
-    def units(self) -> dict[str, dict]:
-        return json.loads((self.directory / "units.json").read_text())
-
-    def calls(self) -> list[str]:
-        log = self.directory / "calls.log"
-        return log.read_text().splitlines() if log.exists() else []
-
-    def forget_calls(self) -> None:
-        (self.directory / "calls.log").unlink(missing_ok=True)
-
-
-def _unit(active: str = "active", enabled: str = "enabled", **extra: object) -> dict:
-    return {"active": active, "enabled": enabled, **extra}
+from tests.fixtures.systemd import FakeSystemd
+from tests.fixtures.systemd import unit_state as _unit
 
 
 @pytest.fixture
@@ -209,9 +135,9 @@ def test_timer_jobs_drain_then_stop_the_running_service(systemd: FakeSystemd, tm
     assert systemd.units()["cleanup.timer"] == _unit("inactive", "disabled", triggers="cleanup.service")
 
 
-def test_unexpected_is_active_answer_is_an_error(systemd: FakeSystemd) -> None:
+def test_unexpected_run_state_answer_is_an_error(systemd: FakeSystemd) -> None:
     units = systemd.units()
     units["other.service"]["active"] = "bogus"
     systemd.set_units(units)
     with pytest.raises(BackendError, match="unexpected state of other.service"):
-        SystemdBackend().is_active("other.service")
+        SystemdBackend().run_state("other.service")

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.core.errors import StepError
+from agent.core.errors import StepError, StepPending
 from agent.core.model import Mode
+from agent.daemon.backends.base import RunState
+from agent.daemon.steps import quiesce
 from agent.daemon.steps.services import WorkerServicesStep
 from tests.fakes import FakeBackend, FakeService
 from tests.fixtures.steps import converge, step_context
@@ -108,3 +110,33 @@ def test_a_window_abandoned_midway_leaves_no_snapshot_for_the_next_one(tmp_path:
     converge(step, step_context(tmp_path / "s.json", Mode.MAINTENANCE, 50), Mode.MAINTENANCE)
     converge(step, step_context(tmp_path / "s.json", Mode.ACTIVE, 51), Mode.ACTIVE)
     assert _running(services) == {"a", "b"}
+
+
+@pytest.mark.parametrize("phase", [RunState.STOPPING, RunState.STARTING])
+def test_a_restore_is_done_only_once_every_service_is_observed_running(tmp_path: Path, phase: RunState) -> None:
+    services = _box()
+    step = WorkerServicesStep(FakeBackend(services), NAMES)
+    converge(step, step_context(tmp_path / "s.json"), Mode.MAINTENANCE)
+    leaving = step_context(tmp_path / "s.json", Mode.ACTIVE, 43)
+    services["b"].phase = phase  # still stopping (killed mid-stop) or only starting
+    with pytest.raises(StepPending, match=f"b \\({phase.value}\\)"):
+        step.revert(leaving)
+    assert not step.check(leaving, Mode.ACTIVE), "the restore list is kept while a service is not yet running"
+    assert quiesce.snapshot_from_notes(leaving.notes(step)) is not None
+    services["b"].phase = None
+    converge(step, leaving, Mode.ACTIVE)
+    assert _running(services) == {"a", "b", "c"}
+
+
+def test_a_service_stopping_blocks_entering_without_a_second_stop(tmp_path: Path) -> None:
+    services = _box()
+    backend = FakeBackend(services)
+    services["a"].phase = RunState.STOPPING
+    step = WorkerServicesStep(backend, NAMES)
+    ctx = step_context(tmp_path / "s.json")
+    assert not step.check(ctx, Mode.MAINTENANCE)
+    with pytest.raises(StepPending, match=r"a \(stopping\)"):
+        step.apply(ctx)
+    assert "stop a" not in backend.calls
+    services["a"].phase, services["a"].active = None, False
+    converge(step, ctx, Mode.MAINTENANCE)

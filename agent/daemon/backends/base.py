@@ -9,12 +9,32 @@ names the exact command, unit or program and what it answered.
 from __future__ import annotations
 
 import abc
+import enum
 from collections.abc import Sequence
 
 from agent.core.errors import MaintenanceAgentError
 
 OUTPUT_LIMIT = 1500
 """Characters of a command's output kept in an error (head and tail)."""
+
+
+class RunState(enum.Enum):
+    """Where a service is, including the two transitional states a boolean would hide.
+
+    A service that is ``STOPPING`` is neither running (a restore must start it
+    once it has stopped) nor stopped (entering must wait for it); a service
+    that is ``STARTING`` is not yet observed running (a restore is not done).
+    """
+
+    RUNNING = "running"
+    STARTING = "starting"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+    @property
+    def up_or_coming(self) -> bool:
+        """Running, or on its way to run: what a snapshot records as "ran before"."""
+        return self in (RunState.RUNNING, RunState.STARTING)
 
 
 class BackendError(MaintenanceAgentError):
@@ -48,8 +68,8 @@ class ServiceBackend(abc.ABC):
         """
 
     @abc.abstractmethod
-    def is_active(self, name: str) -> bool:
-        """True while the service runs (or is starting, or is crash-looping to run)."""
+    def run_state(self, name: str) -> RunState:
+        """Where the service is now; a state the manager reports that none of these fit raises ``BackendError``."""
 
     @abc.abstractmethod
     def stop(self, name: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from agent.config.roles import ServiceCommands
-from agent.daemon.backends.base import BackendError, ServiceBackend
+from agent.daemon.backends.base import BackendError, RunState, ServiceBackend
 from agent.daemon.backends.run import CommandResult, run_command
 
 
@@ -48,8 +48,9 @@ class CommandBackend(ServiceBackend):
             self._table(name)
         return list(names)
 
-    def is_active(self, name: str) -> bool:
-        return self._yes_no(name, "status", self._table(name).status)
+    def run_state(self, name: str) -> RunState:
+        """A status command answers running (0) or stopped (an inactive exit code): its stop command must wait until stopped."""
+        return RunState.RUNNING if self._yes_no(name, "status", self._table(name).status) else RunState.STOPPED
 
     def stop(self, name: str) -> None:
         self._run_ok(name, "stop", self._table(name).stop)

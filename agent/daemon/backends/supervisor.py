@@ -20,9 +20,15 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from agent.daemon.backends.base import BackendError, ServiceBackend, truncate
+from agent.daemon.backends.base import BackendError, RunState, ServiceBackend, truncate
 
-ACTIVE_STATES = frozenset({"RUNNING", "STARTING", "BACKOFF", "STOPPING"})
+RUN_STATES = {
+    "RUNNING": RunState.RUNNING,
+    # BACKOFF: it exited too quickly and supervisord is trying again.
+    "STARTING": RunState.STARTING, "BACKOFF": RunState.STARTING,
+    "STOPPING": RunState.STOPPING,
+    "STOPPED": RunState.STOPPED, "EXITED": RunState.STOPPED, "FATAL": RunState.STOPPED,
+}
 
 # supervisor.xmlrpc.Faults
 FAULT_ALREADY_STARTED = 60
@@ -116,8 +122,12 @@ class SupervisorBackend(ServiceBackend):
         info = self._call(f"getProcessInfo({name})", lambda s: s.getProcessInfo(name)) or {}
         return str(info.get("statename", "UNKNOWN"))
 
-    def is_active(self, name: str) -> bool:
-        return self._state(name) in ACTIVE_STATES
+    def run_state(self, name: str) -> RunState:
+        state = self._state(name)
+        try:
+            return RUN_STATES[state]
+        except KeyError:
+            raise BackendError(f"supervisord at {self.url}: {name} is in state {state}, which says neither running nor stopped") from None
 
     def stop(self, name: str) -> None:
         self._call(f"stopProcess({name})", lambda s: s.stopProcess(name, True), tolerate=FAULT_NOT_RUNNING)

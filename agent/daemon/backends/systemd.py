@@ -11,11 +11,15 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Sequence
 
-from agent.daemon.backends.base import BackendError, ServiceBackend
+from agent.daemon.backends.base import BackendError, RunState, ServiceBackend
 from agent.daemon.backends.run import CommandResult, run_command
 
-ACTIVE_STATES = frozenset({"active", "activating", "reloading", "deactivating", "refreshing"})
-INACTIVE_STATES = frozenset({"inactive", "failed"})
+RUN_STATES = {
+    "active": RunState.RUNNING, "reloading": RunState.RUNNING, "refreshing": RunState.RUNNING,
+    "activating": RunState.STARTING,
+    "deactivating": RunState.STOPPING,
+    "inactive": RunState.STOPPED, "failed": RunState.STOPPED,
+}
 ENABLED_STATES = frozenset({"enabled", "enabled-runtime"})
 NOT_ENABLED_STATES = frozenset({"disabled", "static", "masked", "masked-runtime", "indirect", "generated", "transient", "linked", "linked-runtime", "alias"})
 
@@ -60,14 +64,12 @@ class SystemdBackend(ServiceBackend):
                 found.append(unit)
         return sorted(found)
 
-    def is_active(self, name: str) -> bool:
+    def run_state(self, name: str) -> RunState:
         result = self._run("is-active", name)
-        state = result.stdout.strip()
-        if state in ACTIVE_STATES:
-            return True
-        if state in INACTIVE_STATES:
-            return False
-        raise BackendError(result.failure(f"unexpected state of {name}"))
+        state = RUN_STATES.get(result.stdout.strip())
+        if state is None:
+            raise BackendError(result.failure(f"unexpected state of {name}"))
+        return state
 
     def stop(self, name: str) -> None:
         self._run_ok("stop", name)
@@ -96,7 +98,7 @@ class SystemdBackend(ServiceBackend):
     def running_jobs(self, name: str) -> list[str]:
         if not name.endswith(".timer"):
             return []
-        return [unit for unit in self._triggered_units(name) if self.is_active(unit)]
+        return [unit for unit in self._triggered_units(name) if self.run_state(unit) is not RunState.STOPPED]
 
     def stop_running_job(self, name: str) -> None:
         for unit in self.running_jobs(name):

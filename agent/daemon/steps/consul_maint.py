@@ -10,7 +10,7 @@ Maintenance someone else set (another reason) is left alone when leaving.
 from __future__ import annotations
 
 from agent.clients.consul import ConsulGateway
-from agent.core.errors import MaintenanceAgentError, StepError
+from agent.core.errors import MaintenanceAgentError, step_failure
 from agent.core.model import Mode, Role
 from agent.daemon.steps.base import Step, StepContext
 
@@ -30,7 +30,7 @@ class NodeMaintenanceStep(Step):
         try:
             return self.gateway.node_maintenance()
         except MaintenanceAgentError as exc:
-            raise StepError(self.name, f"cannot read the node's _node_maintenance check: {exc}") from None
+            raise step_failure(self.name, f"cannot read the node's _node_maintenance check: {exc}", exc) from None
 
     def check(self, ctx: StepContext, target: Mode) -> bool:
         on, reason = self._state()
@@ -55,4 +55,4 @@ class NodeMaintenanceStep(Step):
             self.gateway.set_node_maintenance(enable, reason)
         except MaintenanceAgentError as exc:
             verb = "enable" if enable else "disable"
-            raise StepError(self.name, f"PUT /v1/agent/maintenance?enable={str(enable).lower()} ({verb}) failed: {exc}") from None
+            raise step_failure(self.name, f"PUT /v1/agent/maintenance?enable={str(enable).lower()} ({verb}) failed: {exc}", exc) from None

@@ -90,8 +90,10 @@ class SchedulerJobsStep(Step):
         names = quiesce.union([r["name"] for r in snapshot], self.backend.expand(self.jobs))
         quiesce.quiesce(self.backend, names, ctx.heartbeat)
         up = quiesce.still_up(self.backend, names)
+        if quiesce.only_finishing(up):
+            raise StepPending(f"waiting for {self.backend.kind} to finish stopping {quiesce.describe(up)}", recheck_after=1.0)
         if up:
-            raise BackendError(f"still enabled or active after disabling ({self.backend.kind}): {', '.join(up)}")
+            raise BackendError(f"still enabled or active after disabling ({self.backend.kind}): {quiesce.describe(up)}")
         return names
 
     def _running(self, names: list[str]) -> dict[str, list[str]]:

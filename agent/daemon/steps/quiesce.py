@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypedDict
 
-from agent.core.errors import StepError
-from agent.daemon.backends.base import BackendError, ServiceBackend
+from agent.core.errors import StepError, StepPending
+from agent.daemon.backends.base import BackendError, RunState, ServiceBackend
 
 
 class ServiceRecord(TypedDict):
@@ -22,11 +22,11 @@ class ServiceRecord(TypedDict):
 
 
 def take_snapshot(backend: ServiceBackend, names: Sequence[str]) -> list[ServiceRecord]:
-    """What each (expanded) service looks like now."""
+    """What each (expanded) service looks like now; one that is on its way up counts as running."""
     return [
         ServiceRecord(
             name=name,
-            active=backend.is_active(name),
+            active=backend.run_state(name).up_or_coming,
             enabled=backend.tracks_enablement(name) and backend.is_enabled(name),
         )
         for name in backend.expand(names)
@@ -46,41 +46,70 @@ def union(first: Sequence[str], second: Sequence[str]) -> list[str]:
 
 
 def quiesce(backend: ServiceBackend, names: Sequence[str], heartbeat: Callable[[], None] = lambda: None) -> None:
-    """Disable (where the manager has that notion) and stop every service; idempotent."""
+    """Disable (where the manager has that notion) and stop every service; idempotent.
+
+    A service already ``STOPPING`` is not asked again: ``still_up`` keeps
+    reporting it until it has stopped.
+    """
     for name in names:
         heartbeat()
         if backend.tracks_enablement(name) and backend.is_enabled(name):
             backend.disable(name)
-        if backend.is_active(name):
+            heartbeat()
+        if backend.run_state(name).up_or_coming:
+            heartbeat()
             backend.stop(name)
 
 
-def still_up(backend: ServiceBackend, names: Sequence[str]) -> list[str]:
-    """Services that are still running or still enabled; empty when ``quiesce`` holds."""
-    return [
-        name for name in names
-        if backend.is_active(name) or (backend.tracks_enablement(name) and backend.is_enabled(name))
-    ]
+def still_up(backend: ServiceBackend, names: Sequence[str]) -> dict[str, str]:
+    """Services not yet down, each with why ("running", "starting", "stopping", "enabled"); empty when ``quiesce`` holds."""
+    up: dict[str, str] = {}
+    for name in names:
+        state = backend.run_state(name)
+        if state is not RunState.STOPPED:
+            up[name] = state.value
+        elif backend.tracks_enablement(name) and backend.is_enabled(name):
+            up[name] = "enabled"
+    return up
+
+
+def only_finishing(reasons: dict[str, str]) -> bool:
+    """True when everything left is a manager finishing what it was asked (stopping/starting): wait, do not fail."""
+    return bool(reasons) and all(why in (RunState.STOPPING.value, RunState.STARTING.value) for why in reasons.values())
+
+
+def describe(reasons: dict[str, str]) -> str:
+    return ", ".join(f"{name} ({why})" for name, why in reasons.items())
 
 
 def restore(backend: ServiceBackend, snapshot: Sequence[ServiceRecord], heartbeat: Callable[[], None] = lambda: None) -> None:
-    """Enable and start again exactly what the snapshot says was enabled/running, last stopped first."""
+    """Enable and start again exactly what the snapshot says was enabled/running, last stopped first.
+
+    A service still ``STOPPING`` (a stop that outlasted its timeout, or an agent
+    killed mid-stop) is left to finish stopping: it is started on a later pass.
+    """
     for record in reversed(snapshot):
         heartbeat()
         if record["enabled"] and not backend.is_enabled(record["name"]):
             backend.enable(record["name"])
-        if record["active"] and not backend.is_active(record["name"]):
+            heartbeat()
+        if record["active"] and backend.run_state(record["name"]) is RunState.STOPPED:
+            heartbeat()
             backend.start(record["name"])
 
 
-def not_restored(backend: ServiceBackend, snapshot: Sequence[ServiceRecord]) -> list[str]:
-    """Snapshot entries that are not back as they were; empty when ``restore`` holds."""
-    missing = []
+def not_restored(backend: ServiceBackend, snapshot: Sequence[ServiceRecord]) -> dict[str, str]:
+    """Snapshot entries that are not back as they were, each with why; empty when ``restore`` holds.
+
+    Only ``RUNNING`` counts as back: a service still starting may yet fail.
+    """
+    missing: dict[str, str] = {}
     for record in snapshot:
-        if record["active"] and not backend.is_active(record["name"]):
-            missing.append(f"{record['name']} (not running)")
+        state = backend.run_state(record["name"]) if record["active"] else None
+        if state is not None and state is not RunState.RUNNING:
+            missing[record["name"]] = "not running" if state is RunState.STOPPED else state.value
         elif record["enabled"] and not backend.is_enabled(record["name"]):
-            missing.append(f"{record['name']} (not enabled)")
+            missing[record["name"]] = "not enabled"
     return missing
 
 
@@ -89,7 +118,8 @@ def restore_from_notes(step_name: str, backend: ServiceBackend, notes: dict[str,
     """Bring back what the snapshot in ``notes`` says ran (or was enabled) before the window.
 
     Returns False when there is no snapshot (nothing was ever stopped), True once
-    everything is back; raises ``StepError`` naming what did not come back.
+    everything is observed back; raises ``StepPending`` while a service is still
+    stopping or starting, ``StepError`` naming what did not come back.
     """
     snapshot = snapshot_from_notes(notes)
     if snapshot is None:
@@ -99,6 +129,8 @@ def restore_from_notes(step_name: str, backend: ServiceBackend, notes: dict[str,
         missing = not_restored(backend, snapshot)
     except BackendError as exc:
         raise StepError(step_name, exc.detail) from None
+    if only_finishing(missing):
+        raise StepPending(f"{verb}: waiting for {backend.kind} to finish with {describe(missing)}", recheck_after=1.0)
     if missing:
-        raise StepError(step_name, f"not back after {verb} ({backend.kind}): {', '.join(missing)}")
+        raise StepError(step_name, f"not back after {verb} ({backend.kind}): {describe(missing)}")
     return True

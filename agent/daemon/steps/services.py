@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from agent.config.roles import WorkerSection
 from agent.config.schema import AgentConfig
-from agent.core.errors import StepError
+from agent.core.errors import StepError, StepPending
 from agent.core.model import Mode, Role
 from agent.daemon.backends import BackendError, ServiceBackend, build_backend
 from agent.daemon.steps import quiesce
@@ -52,8 +52,10 @@ class WorkerServicesStep(Step):
             up = quiesce.still_up(self.backend, names)
         except BackendError as exc:
             raise StepError(self.name, exc.detail) from None
+        if quiesce.only_finishing(up):
+            raise StepPending(f"waiting for {self.backend.kind} to finish stopping {quiesce.describe(up)}", recheck_after=1.0)
         if up:
-            raise StepError(self.name, f"still running or enabled after stopping ({self.backend.kind}): {', '.join(up)}")
+            raise StepError(self.name, f"still running or enabled after stopping ({self.backend.kind}): {quiesce.describe(up)}")
 
     def _snapshot_once(self, ctx: StepContext) -> list[quiesce.ServiceRecord]:
         notes = ctx.notes(self)

@@ -1,0 +1,89 @@
+"""Whether this box can make progress: its memory is usable and its decision loop does not fail.
+
+Two conditions stop a box without any step failing, and both must be loud:
+
+- ``MemoryHold``: the state file is unusable (garbage, truncated, empty, the
+  wrong shape, an unknown state). It may have held the list of services to
+  restart, so the box is held as it is and reports ``unknown`` (never
+  ``active``), one log line names the file, ``maintenance_state_file_unreadable``
+  is 1, until an operator runs ``maintenance-agent confirm-state-reset``.
+- ``LoopHealth``: a tick failed outside any step (the state file cannot be
+  written, a bug). Each failure counts in ``maintenance_loop_errors_total``;
+  ``/readyz`` answers 503 with the error until a tick succeeds again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.core.model import State
+from agent.daemon.metrics import AgentMetrics
+from agent.daemon.record import BoxRecord
+from agent.daemon.statefile import StateFile, StateFileUnwritable
+
+RESET_COMMAND = "maintenance-agent confirm-state-reset"
+
+
+class MemoryHold:
+    def __init__(self, memory: StateFile, record: BoxRecord, metrics: AgentMetrics, log: Any):
+        self.memory = memory
+        self.record = record
+        self.metrics = metrics
+        self.log = log
+
+    def holding(self) -> bool:
+        """True while the box must be held; re-reads the file so an operator's reset resumes it.
+
+        On resuming, ``record`` has reloaded the machine section: the caller rebuilds its machine.
+        """
+        if self.memory.problem is None and self.record.held is None:
+            return False
+        if self.memory.reload():
+            state = self.record.load()
+            self.log.warning("state file usable again; resuming", file=str(self.memory.path), state=state.value)
+            self.record.held = None
+            self.record.clear()
+            self.metrics.state_file_unusable.set(0)
+            self.metrics.state.state(state.value)
+            return False
+        problem = self.memory.problem or "unusable"
+        if problem != self.record.held:
+            self.record.held = problem
+            self.log.error("state file unusable; holding the box as it is until an operator confirms a reset",
+                           file=str(self.memory.path), problem=problem, recovery=RESET_COMMAND)
+            self.record.error = f"state file unreadable: {problem}; holding the box as it is until an operator runs `{RESET_COMMAND}`"
+            self.metrics.state_file_unusable.set(1)
+            self.metrics.state.state(State.UNKNOWN.value)
+        return True
+
+
+class LoopHealth:
+    def __init__(self, record: BoxRecord, metrics: AgentMetrics, log: Any):
+        self.record = record
+        self.metrics = metrics
+        self.log = log
+        #: Why the last tick failed (None while ticks succeed).
+        self.error: str | None = None
+
+    def failed(self, exc: Exception) -> None:
+        """Count a failed tick and show it in the status (logged once per distinct error)."""
+        self.metrics.loop_errors.inc()
+        known = isinstance(exc, StateFileUnwritable)
+        message = str(exc) if known else f"internal error: {type(exc).__name__}: {exc}"
+        if message != self.error:
+            if known:
+                self.log.error("reconcile tick failed; the box cannot make progress", error=message)
+            else:
+                self.log.exception("reconcile tick failed; the box cannot make progress", error=message)
+        self.error = message
+        self.record.error = f"cannot make progress: {message}"
+
+    def recovered(self) -> bool:
+        """A tick succeeded; True if that ended a failure (worth a publish)."""
+        if self.error is None:
+            return False
+        self.log.info("reconcile tick succeeds again", error_was=self.error)
+        self.error = None
+        if self.record.error and self.record.error.startswith("cannot make progress"):
+            self.record.error = None
+        return True
