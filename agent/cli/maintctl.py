@@ -21,11 +21,9 @@ import time
 from dataclasses import replace
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from agent.cli.announce import announce, notices_option, notify_on_flip
 from agent.cli.options import (
@@ -42,12 +40,14 @@ from agent.cli.options import (
     login_user,
     utc_now,
 )
-from agent.config.partners import NoticesSection
 from agent.core.model import Intent, Mode
 from agent.core.planning import DEFAULT_MAX_WINDOW, PlanningError, format_duration, parse_clock, parse_time, plan, window, zone
-from agent.ops import render
-from agent.ops.fleet import FleetReader, FleetSnapshot, IntentWriter, NoAgents
-from agent.ops.history import Request, WindowRecord
+
+# Each command imports what only it needs (the Consul gateway, rich, the
+# history): `maintctl --help` and a typo'd option answer in a few milliseconds.
+if TYPE_CHECKING:
+    from agent.config.partners import NoticesSection
+    from agent.ops.fleet import FleetReader, FleetSnapshot
 
 
 @click.group(cls=MaintctlGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -88,6 +88,8 @@ def _time_option(value: str | None, name: str, now: datetime, tz: tzinfo) -> dat
 
 
 def _require_agents(snapshot: FleetSnapshot) -> None:
+    from agent.ops.fleet import NoAgents
+
     if not snapshot.boxes:
         raise NoAgents(f"no maintenance agents registered for environment {snapshot.environment!r} "
                        f"(Consul service maintenance-agent, tag env:{snapshot.environment}); wrong --env?")
@@ -116,6 +118,8 @@ def _print_json(doc: Any) -> None:
 def on(settings: Settings, reason: str, length: timedelta | None, until_text: str | None, at_text: str | None,
        message: str, by: str, dry_run: bool, force: bool, replace_window: bool, as_json: bool, notices: NoticesSection | None) -> None:
     """Take the environment into maintenance (check-and-set write of the desired key)."""
+    from agent.ops import render
+
     now = utc_now().replace(microsecond=0)
     start = _time_option(at_text, "--at", now, settings.tz)
     until = _time_option(until_text, "--until", now, settings.tz)
@@ -145,6 +149,8 @@ def on(settings: Settings, reason: str, length: timedelta | None, until_text: st
 @click.pass_obj
 def off(settings: Settings, reason: str, by: str, dry_run: bool, as_json: bool, notices: NoticesSection | None) -> None:
     """Bring the environment back from maintenance (check-and-set write of the desired key)."""
+    from agent.ops import render
+
     now = utc_now()
     reader = settings.reader()
     snapshot = reader.read()
@@ -169,6 +175,9 @@ def off(settings: Settings, reason: str, by: str, dry_run: bool, as_json: bool, 
 @click.pass_obj
 def release(settings: Settings, node: str, reason: str, by: str) -> None:
     """Let the gates pass without NODE (e.g. a dead box): adds it to the intent's release list."""
+    from agent.ops.fleet import IntentWriter
+    from agent.ops.history import Request
+
     now = utc_now()
     reader = settings.reader()
     snapshot = reader.read()
@@ -194,12 +203,17 @@ def release(settings: Settings, node: str, reason: str, by: str) -> None:
 def _flip(settings: Settings, reader: FleetReader, snapshot: FleetSnapshot, intent: Intent, dry_run: bool, as_json: bool,
           now: datetime) -> int | None:
     """Write ``intent`` (check-and-set) and record it; returns the new intent index, None on a dry run."""
+    from agent.ops import render
+
     if dry_run:
         if as_json:
             _print_json({"dry_run": True, "intent": json.loads(intent.to_json()), "fleet": snapshot.to_dict(now)})
         else:
             console().print(render.dry_run_view(snapshot, intent, settings.tz))
         return None
+    from agent.ops.fleet import IntentWriter
+    from agent.ops.history import Request, WindowRecord
+
     index = IntentWriter(settings.gateway(), reader.desired_key).write(intent, snapshot.desired_modify_index)
     request = Request(at=now.isoformat(), by=intent.by, reason=intent.reason, intent_index=index)
     click.echo(f"wrote {reader.desired_key} (intent {index}): {render.describe_intent(intent, None, written=False)}")
@@ -238,6 +252,8 @@ def _observe(settings: Settings, snapshot: FleetSnapshot) -> None:
 @click.pass_obj
 def status(settings: Settings, watch: bool, as_json: bool) -> None:
     """One row per box; exit 0 converged to the intent, 1 not yet or blocked, 2 error."""
+    from agent.ops import render
+
     reader = settings.reader()
     if not watch:
         snapshot = reader.read()
@@ -247,6 +263,8 @@ def status(settings: Settings, watch: bool, as_json: bool) -> None:
         else:
             console().print(render.status_view(snapshot, utc_now(), settings.tz))
         sys.exit(_verdict(snapshot))
+    from rich.live import Live
+
     verdict = EXIT_NOT_YET
     try:
         if as_json:
@@ -275,6 +293,8 @@ def _follow_step(settings: Settings, snapshot: FleetSnapshot) -> int:
 @click.pass_obj
 def wait(settings: Settings, timeout: timedelta, as_json: bool) -> None:
     """A progress bar per phase until the fleet converges: exit 0 converged, 1 timed out, 2 error."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     reader = settings.reader()
     out = console()
     deadline = time.monotonic() + timeout.total_seconds()
@@ -318,6 +338,8 @@ def wait(settings: Settings, timeout: timedelta, as_json: bool) -> None:
 @click.pass_obj
 def history(settings: Settings, limit: int, as_json: bool) -> None:
     """The audit trail: who, when, why, when each phase was reached, how long it really took, overrun or not."""
+    from agent.ops import render
+
     records = settings.history().records()[:limit]
     now = utc_now()
     if as_json:
@@ -339,6 +361,8 @@ def history(settings: Settings, limit: int, as_json: bool) -> None:
 def plan_command(settings: Settings, mock_minutes: float | None, history_env: str | None, db: bool, slot_time: str,
                  after_text: str | None, as_json: bool) -> None:
     """Estimate a production window from Mock: exit 0 when it fits the policy, 1 when over the limit."""
+    from agent.ops import render
+
     if (mock_minutes is None) == (history_env is None):
         raise click.UsageError("give exactly one of --mock-minutes N or --from-history ENV")
     now = utc_now()

@@ -9,24 +9,26 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import getpass
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-from rich.console import Console
 
-from agent.clients.consul import ConsulGateway
 from agent.core.errors import ConsulPermissionDenied, MaintenanceAgentError
 from agent.core.planning import PlanningError, parse_duration
-from agent.ops.fleet import FleetReader
-from agent.ops.history import HistoryStore
+
+if TYPE_CHECKING:  # imported where used: `maintctl --help` must not pay for them
+    from rich.console import Console
+
+    from agent.clients.consul import ConsulGateway
+    from agent.ops.fleet import FleetReader
+    from agent.ops.history import HistoryStore
 
 EXIT_OK, EXIT_NOT_YET, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
-GatewayFactory = Callable[[str, "str | None"], ConsulGateway]
+GatewayFactory = Callable[[str, "str | None"], "ConsulGateway"]
 
 
 class OperatorError(MaintenanceAgentError):
@@ -73,9 +75,13 @@ class Settings:
         return self.environment
 
     def reader(self) -> FleetReader:
+        from agent.ops.fleet import FleetReader
+
         return FleetReader(self.gateway(), self.prefix, self.env())
 
     def history(self, environment: str | None = None) -> HistoryStore:
+        from agent.ops.history import HistoryStore
+
         return HistoryStore(self.gateway(), f"{self.prefix}/{environment or self.env()}")
 
 
@@ -102,8 +108,12 @@ def fail(message: str) -> NoReturn:
 
 
 def console() -> Console:
+    from rich.console import Console
+
     stdout = click.get_text_stream("stdout")
-    return Console(file=stdout, width=None if stdout.isatty() else 160)
+    # emoji=False: an operator's reason or message is shown as typed (":x:" stays ":x:"),
+    # and the emoji table is never loaded.
+    return Console(file=stdout, width=None if stdout.isatty() else 160, emoji=False)
 
 
 def utc_now() -> datetime:
@@ -111,10 +121,14 @@ def utc_now() -> datetime:
 
 
 def default_gateway(address: str, token: str | None) -> ConsulGateway:
+    from agent.clients.consul import ConsulGateway
+
     return ConsulGateway(address, token=token)
 
 
 def login_user() -> str:
+    import getpass
+
     try:
         return getpass.getuser()
     except (KeyError, OSError):

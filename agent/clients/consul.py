@@ -1,6 +1,9 @@
 """ConsulGateway: the only code that speaks Consul's HTTP API.
 
-It wraps py-consul, puts a timeout on every call (a blocking query gets
+Reads (keys, prefixes, the membership) go through ``ConsulReads``, a few
+standard-library GETs, so a command that only reads (``maintctl status``)
+never pays for importing py-consul and ``requests``. Everything else wraps
+py-consul, created on first use. The gateway puts a timeout on every call (a blocking query gets
 ``wait + max(wait/15, 1s)`` plus the request timeout, so a Consul that accepts
 the connection and never answers cannot hang a thread), decides the token
 explicitly (py-consul would let ``CONSUL_HTTP_TOKEN`` override the one given in
@@ -12,17 +15,20 @@ Tests replace it with ``tests.fakes.FakeConsul`` for unit tests.
 
 from __future__ import annotations
 
+import base64
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-import consul
-import requests
-
+from agent.clients.consul_http import ConsulReads
 from agent.core.errors import ConsulPermissionDenied, ConsulUnavailable, PermanentError
 from agent.core.model import Member
+
+if TYPE_CHECKING:
+    import consul
 
 T = TypeVar("T")
 
@@ -62,29 +68,48 @@ class ConsulGateway:
         parts = urlsplit(address if "://" in address else f"http://{address}")
         self.address = f"{parts.scheme}://{parts.hostname}:{parts.port or 8500}"
         self.request_timeout = request_timeout
-        self._client = consul.Consul(
-            host=parts.hostname,
-            port=parts.port or 8500,
-            scheme=parts.scheme,
-            verify=ca_file if (verify and ca_file) else verify,
-            cert=cert,
-            connections_timeout=request_timeout,
-        )
+        self._where = (parts.scheme, parts.hostname or "127.0.0.1", parts.port or 8500)
+        self._tls = (ca_file, cert, verify)
         # Decide the token here, not through the environment behind our back.
-        self._client.token = token
-        self._client.http.timeout = self._timeout_for
+        self._token = token
+        self._reads = ConsulReads(*self._where, token=token, ca_file=ca_file, cert=cert, verify=verify)
         self.requests = 0  # requests sent, for the metrics and the idle benchmark
 
     # -- plumbing ---------------------------------------------------------
 
+    @functools.cached_property
+    def _client(self) -> consul.Consul:
+        import consul  # ~70 ms with requests: only commands that write pay for it
+
+        scheme, host, port = self._where
+        ca_file, cert, verify = self._tls
+        client = consul.Consul(host=host, port=port, scheme=scheme, verify=ca_file if (verify and ca_file) else verify,
+                               cert=cert, connections_timeout=self.request_timeout)
+        client.token = self._token
+        client.http.timeout = self._timeout_for
+        return client
+
     def _timeout_for(self, params: Any) -> float:
+        import consul.std
+
         params = dict(params or ())
         if "index" not in params:
             return self.request_timeout
         wait = consul.std.parse_duration(params.get("wait", "300s"))
         return blocking_read_timeout(wait, self.request_timeout)
 
+    def _get(self, path: str, params: dict[str, Any], what: str, rule: str) -> tuple[int, Any]:
+        """A read through the standard library: (index, decoded JSON or None when Consul says 404)."""
+        self.requests += 1
+        wait = params.get("wait")
+        timeout = blocking_read_timeout(float(wait.rstrip("s")), self.request_timeout) if wait else self.request_timeout
+        reply = self._reads.get(path, params, timeout, what, rule)
+        return reply.index, reply.body
+
     def _call(self, what: str, fn: Callable[[], T], rule: str = "") -> T:
+        import consul
+        import requests
+
         self.requests += 1
         try:
             return fn()
@@ -108,41 +133,28 @@ class ConsulGateway:
 
     def get_key(self, key: str, index: int = 0, wait: float | None = None, consistent: bool = False) -> KeyRead:
         """Read ``key``; with ``index`` > 0 block until it changes or ``wait`` passes."""
-        kwargs: dict[str, Any] = {}
+        params: dict[str, Any] = {}
         if index > 0:
-            kwargs["index"] = index
-            kwargs["wait"] = f"{int(wait or 60)}s"
+            params["index"] = index
+            params["wait"] = f"{int(wait or 60)}s"
         if consistent:
-            kwargs["consistency"] = "consistent"
-        raw_index, item = self._call(f"read of {key}", lambda: self._client.kv.get(key, **kwargs), rule=f'key_prefix "{key}" {{ policy = "read" }}')
-        idx = int(raw_index or 0)
-        if item is None:
+            params["consistent"] = ""
+        idx, items = self._get(f"/v1/kv/{key}", params, f"read of {key}", rule=f'key_prefix "{key}" {{ policy = "read" }}')
+        if not items:
             return KeyRead(index=idx, value=None)
-        value = item.get("Value")
-        return KeyRead(index=idx, value=value if value is not None else b"", modify_index=int(item["ModifyIndex"]), session=item.get("Session"))
+        return _key_read(idx, items[0])
 
     def list_prefix(self, prefix: str) -> dict[str, KeyRead]:
-        raw_index, items = self._call(f"list of {prefix}", lambda: self._client.kv.get(prefix, recurse=True),
-                                      rule=f'key_prefix "{prefix}" {{ policy = "list" }}')
-        out = {}
-        for item in items or []:
-            out[item["Key"]] = KeyRead(index=int(raw_index or 0), value=item.get("Value") or b"",
-                                       modify_index=int(item["ModifyIndex"]), session=item.get("Session"))
-        return out
+        return self.read_prefix(prefix)[1]
 
     def read_prefix(self, prefix: str, index: int = 0, wait: float | None = None) -> tuple[int, dict[str, KeyRead]]:
         """Every key under ``prefix`` and the query's index; blocks like ``get_key`` when ``index`` > 0."""
-        kwargs: dict[str, Any] = {"recurse": True}
+        params: dict[str, Any] = {"recurse": ""}
         if index > 0:
-            kwargs["index"] = index
-            kwargs["wait"] = f"{int(wait or 60)}s"
-        raw_index, items = self._call(f"list of {prefix}", lambda: self._client.kv.get(prefix, **kwargs),
-                                      rule=f'key_prefix "{prefix}" {{ policy = "list" }}')
-        idx = int(raw_index or 0)
-        out = {}
-        for item in items or []:
-            out[item["Key"]] = KeyRead(index=idx, value=item.get("Value") or b"", modify_index=int(item["ModifyIndex"]), session=item.get("Session"))
-        return idx, out
+            params["index"] = index
+            params["wait"] = f"{int(wait or 60)}s"
+        idx, items = self._get(f"/v1/kv/{prefix}", params, f"list of {prefix}", rule=f'key_prefix "{prefix}" {{ policy = "list" }}')
+        return idx, {item["Key"]: _key_read(idx, item) for item in items or []}
 
     def put_key(self, key: str, value: bytes | str, cas: int | None = None, acquire: str | None = None) -> bool:
         """Write; returns False when a ``cas`` or ``acquire`` condition was not met."""
@@ -164,6 +176,8 @@ class ConsulGateway:
 
     def renew_session(self, session_id: str) -> bool:
         """True if renewed, False if the session no longer exists."""
+        import consul
+
         def renew() -> bool:
             try:
                 return self._client.session.renew(session_id) is not None
@@ -182,6 +196,8 @@ class ConsulGateway:
         return info["Config"]["NodeName"]
 
     def register_agent_service(self, service_id: str, tags: list[str], meta: dict[str, str], check_ttl: int) -> None:
+        import consul.callback
+
         rule = f'service "{AGENT_SERVICE}" {{ policy = "write" }}'
         # No DeregisterCriticalServiceAfter: a dead agent must keep blocking the
         # gates visibly until an operator releases or deregisters its box.
@@ -208,12 +224,12 @@ class ConsulGateway:
 
     def members(self, environment: str, index: int = 0, wait: float | None = None) -> tuple[int, list[Member]]:
         """The boxes registered for ``environment``; blocks like a KV read when ``index`` > 0."""
-        kwargs: dict[str, Any] = {"tag": f"env:{environment}"}
+        params: dict[str, Any] = {"tag": f"env:{environment}"}
         if index > 0:
-            kwargs["index"] = index
-            kwargs["wait"] = f"{int(wait or 60)}s"
-        raw_index, entries = self._call("service health", lambda: self._client.health.service(AGENT_SERVICE, **kwargs),
-                                        rule=f'service "{AGENT_SERVICE}" {{ policy = "read" }}')
+            params["index"] = index
+            params["wait"] = f"{int(wait or 60)}s"
+        raw_index, entries = self._get(f"/v1/health/service/{AGENT_SERVICE}", params, "service health",
+                                       rule=f'service "{AGENT_SERVICE}" {{ policy = "read" }}')
         members = []
         for entry in entries or []:
             service = entry["Service"]
@@ -229,3 +245,10 @@ class ConsulGateway:
                 check_output=output,
             ))
         return int(raw_index or 0), members
+
+
+def _key_read(index: int, item: dict[str, Any]) -> KeyRead:
+    """One KV entry as Consul returns it (``Value`` base64, null for an empty value)."""
+    value = item.get("Value")
+    return KeyRead(index=index, value=base64.b64decode(value) if value is not None else b"",
+                   modify_index=int(item["ModifyIndex"]), session=item.get("Session"))

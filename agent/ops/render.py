@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, tzinfo
+from typing import TYPE_CHECKING
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -18,7 +19,9 @@ from agent.core.gates import roles_in_direction
 from agent.core.model import DEFAULT_ORDER, Intent, State
 from agent.core.planning import Plan, format_duration
 from agent.ops.fleet import FleetSnapshot
-from agent.ops.history import WindowRecord
+
+if TYPE_CHECKING:
+    from agent.ops.history import WindowRecord
 
 _STATE_STYLE = {"active": "green", "maintenance": "yellow", "entering": "cyan", "exiting": "cyan"}
 
