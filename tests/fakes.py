@@ -7,7 +7,7 @@ fast and table-driven.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -81,7 +81,7 @@ def read(value: bytes | None, modify_index: int) -> KeyChanged:
 
 
 def make_reconciler(tmp_path, roles: Sequence[Role], steps: dict[Role, list[Step]], peers: FakePeers | None = None,
-                    node: str = "box-1") -> tuple[Reconciler, list[Status]]:
+                    node: str = "box-1", on_tick: Callable[[], None] | None = None) -> tuple[Reconciler, list[Status]]:
     published: list[Status] = []
     peers = peers or FakePeers()
     if not any(m.box == node for m in peers.members_list):
@@ -90,7 +90,7 @@ def make_reconciler(tmp_path, roles: Sequence[Role], steps: dict[Role, list[Step
         node=node, roles=roles, order=list(Role), steps=steps,
         memory=StateFile(tmp_path / "state.json"), peers=peers,
         publish=published.append, metrics=AgentMetrics(), log=structlog.get_logger(),
-        retry_max=0.05, resync=0.05,
+        retry_max=0.05, resync=0.05, on_tick=on_tick,
     )
     return reconciler, published
 

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram, Info, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from agent.core.model import Mode, State
+from agent.core.model import Intent, Mode, State
 
 
 class AgentMetrics:
@@ -40,6 +41,19 @@ class AgentMetrics:
         self.state.state(State.ACTIVE.value)
         self.desired.state(Mode.ACTIVE.value)
         self.consul_up.set(0)
+
+    def show_window(self, intent: Intent, state: State, now: datetime) -> bool:
+        """Set the window gauges for ``intent`` at ``now``; True when an overrun has just begun."""
+        if intent.mode is not Mode.MAINTENANCE or intent.ends_at is None:
+            self.seconds_to_end.set(0)
+            self.window_overrun.set(0)
+            return False
+        left = (intent.ends_at - now).total_seconds()
+        self.seconds_to_end.set(left)
+        overrun = max(0.0, -left) if state is not State.ACTIVE else 0.0
+        began = overrun > 0 and self.window_overrun._value.get() == 0  # noqa: SLF001 - once per overrun
+        self.window_overrun.set(overrun)
+        return began
 
     def count_requests_of(self, source: object) -> None:
         """Expose ``source.requests`` (the Consul gateway's request count) as a counter."""
