@@ -16,7 +16,9 @@ from agent.clients.alertmanager import AlertmanagerClient
 from agent.clients.consul import ConsulGateway
 from agent.config.schema import AgentConfig
 from agent.core.backoff import TokenBucket
-from agent.core.model import Role
+from agent.core.decide import settled_target
+from agent.core.model import Intent, Mode, Role
+from agent.daemon.driftwatch import DriftWatch
 from agent.daemon.metrics import AgentMetrics, MetricsServer
 from agent.daemon.peers import PeerView
 from agent.daemon.reconcile import Reconciler
@@ -98,6 +100,10 @@ class Agent:
             on_intent=self.windows.arm,
             on_transition=self.notices.on_transition if self.notices else None,
         )
+        # Local drift (HAProxy map, service manager, flag file) is seen within drift_check_seconds,
+        # whatever resync_seconds is; the reconciler alone repairs it.
+        self.drift = DriftWatch(self.node, self.reconciler.steps, self._settled_view, self._wake, self.memory, self.log,
+                                config.agent.drift_check_seconds)
         # The intent: a burst of 10 re-reads, then 1 a second while it churns
         # (only the newest value matters).
         self.watcher = KeyWatcher(self.gateway, self.desired_key, self.reconciler.on_watch_event,
@@ -120,12 +126,17 @@ class Agent:
     def _wake(self) -> None:
         self.reconciler.wake()
 
+    def _settled_view(self) -> tuple[Intent | None, Mode | None]:
+        rec = self.reconciler
+        intent = rec.intent
+        return intent, settled_target(intent, rec.state, rec.record.progress.intent_index, rec.clock())
+
     def healthy(self) -> tuple[bool, str]:
         age = time.monotonic() - self.reconciler.last_tick
         limit = 2 * self.reconciler.resync + 10
         if age > limit:
             return False, f"reconcile loop silent for {age:.0f}s"
-        for name, alive in (("intent watcher", self.watcher.alive), ("status reporter", self.reporter.alive)):
+        for name, alive in (("intent watcher", self.watcher.alive), ("status reporter", self.reporter.alive), ("drift watch", self.drift.alive)):
             if not alive():
                 return False, f"{name} thread is not running"
         return True, f"ok state={self.reconciler.state.value}"
@@ -140,6 +151,7 @@ class Agent:
         if self.notices:
             self.notices.resume()
         self.reconciler.start()
+        self.drift.start()
         self.watcher.start()
         self.log.info("agent started", roles=[r.value for r in self.config.agent.roles], desired_key=self.desired_key,
                       state=self.reconciler.state.value)
@@ -149,6 +161,7 @@ class Agent:
     def stop(self) -> None:
         self.notifier.stopping()
         self.watcher.stop()
+        self.drift.stop()
         self.reconciler.stop()
         self.windows.stop()
         if self.notices:
