@@ -28,7 +28,6 @@ import click
 from agent.cli.announce import announce, notices_option, notify_on_flip
 from agent.cli.options import (
     DURATION,
-    EXIT_ERROR,
     EXIT_NOT_YET,
     EXIT_OK,
     MaintctlGroup,
@@ -233,9 +232,7 @@ def _flip(settings: Settings, reader: FleetReader, snapshot: FleetSnapshot, inte
 
 
 def _verdict(snapshot: FleetSnapshot) -> int:
-    if snapshot.intent is None:
-        return EXIT_ERROR
-    return EXIT_OK if snapshot.converged else EXIT_NOT_YET
+    return snapshot.verdict()  # reported drift counts as "not yet": an operator must look
 
 
 def _observe(settings: Settings, snapshot: FleetSnapshot) -> None:

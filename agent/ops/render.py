@@ -60,7 +60,7 @@ def status_view(snapshot: FleetSnapshot, now: datetime, tz: tzinfo) -> Renderabl
         ("phase ", "dim"), (phase, "bold " + ("green" if snapshot.converged else "yellow")),
     )
     table = Table(show_lines=False, expand=False)
-    for column in ("node", "roles", "state", "intent", "since", "blocked on", "error", "agent"):
+    for column in ("node", "roles", "state", "intent", "since", "blocked on", "error / drift", "agent"):
         table.add_column(column, overflow="fold")
     for box in snapshot.boxes:
         status = box.status
@@ -76,7 +76,7 @@ def status_view(snapshot: FleetSnapshot, now: datetime, tz: tzinfo) -> Renderabl
             continue
         stale = snapshot.intent is not None and status.intent_index != snapshot.intent.index
         intent_cell = Text(str(status.intent_index), style="red" if stale else "")
-        error = status.error or status.intent_error or ""
+        error = status.error or status.intent_error or (f"drift: {status.drift}" if status.drift else "")
         table.add_row(box.node, ",".join(box.roles), Text(status.state, style=_STATE_STYLE.get(status.state, "")),
                       intent_cell, _short_time(status.since, tz), status.blocked_on or "", Text(error, style="red"), agent)
     return Group(header, table)
