@@ -85,13 +85,13 @@ def not_restored(backend: ServiceBackend, snapshot: Sequence[ServiceRecord]) -> 
 
 
 def describe_up(backend: ServiceBackend, names: Sequence[str]) -> list[str]:
-    """What ``still_up`` finds, said the way an operator reads a drift: "billing running", "nightly.timer enabled"."""
+    """What ``still_up`` finds, said the way an operator reads a drift: "billing running", "nightly.timer running, enabled"."""
     found = []
     for name in names:
-        if backend.is_active(name):
-            found.append(f"{name} running")
-        elif backend.tracks_enablement(name) and backend.is_enabled(name):
-            found.append(f"{name} enabled")
+        up = [word for word, yes in (("running", backend.is_active(name)),
+                                     ("enabled", backend.tracks_enablement(name) and backend.is_enabled(name))) if yes]
+        if up:
+            found.append(f"{name} {', '.join(up)}")
     return found
 
 
