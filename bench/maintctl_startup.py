@@ -12,12 +12,14 @@ elsewhere on the machine falls on both alike):
 
 maintctl runs as its console script does (``from agent.cli.maintctl import
 main; main()``) with the real interpreter, not through a version manager's
-shim. The ratio maintctl / consul must stay within ``--limit`` (5) for each.
+shim. The wall-time ratio maintctl / consul must stay within ``--limit`` (5)
+for each; the CPU-time ratio is printed beside it (less sensitive to load
+from other processes on the machine).
 
 It also checks the daemon did not grow: the import time and RSS of the
-agent's entry point (``agent.cli.agent_main``) in this tree against the tree
-at ``--baseline-ref`` (default: where this branch left ``main``), extracted
-with ``git archive`` and measured in the same run.
+daemon's modules (``agent.cli.agent_main``, ``agent.daemon.app``) in this
+tree against the tree at ``--baseline-ref`` (default: where this branch left
+``main``), extracted with ``git archive`` and measured alternately in the same run.
 
     python3 -m bench.maintctl_startup [--runs 21] [--limit 5]
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -46,26 +49,31 @@ ENVIRONMENT = "bench"
 BOXES = {"edge-1": ("edge",), "web-1": ("web",), "web-2": ("web",), "worker-1": ("worker",), "worker-2": ("worker",),
          "scheduler-1": ("scheduler",)}
 MAINCTL = "import sys; from agent.cli.maintctl import main; sys.argv[0] = 'maintctl'; main()"
-DAEMON_IMPORT = ("import time, re; t = time.perf_counter(); import agent.cli.agent_main; t = time.perf_counter() - t; "
+DAEMON_IMPORT = ("import time, re; t = time.perf_counter(); import agent.cli.agent_main, agent.daemon.app, agent.daemon.logs; "
+                 "t = time.perf_counter() - t; "
                  "rss = int(re.search(r'VmRSS:\\s+(\\d+)', open('/proc/self/status').read()).group(1)); print(t, rss)")
 
 
-def wall_ms(argv: list[str], env: dict[str, str]) -> float:
+def timed_ms(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall time and CPU time (user + system, the child's) of one run, in ms."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=PROJECT, check=False)
-    elapsed = (time.perf_counter() - started) * 1000
+    wall = (time.perf_counter() - started) * 1000
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode not in (0, 1):
         raise SystemExit(f"{' '.join(argv[-3:])} failed ({done.returncode}): {done.stderr.decode()[-500:]}")
-    return elapsed
+    return wall, (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) * 1000
 
 
-def paired_medians(ours: list[str], theirs: list[str], runs: int, env: dict[str, str]) -> tuple[float, float]:
-    """Median wall times of both commands, run alternately so a load spike from elsewhere hits both alike."""
+def paired_medians(ours: list[str], theirs: list[str], runs: int, env: dict[str, str]) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Median (wall, CPU) of both commands, run alternately so a load spike from elsewhere hits both alike."""
     mine, baseline = [], []
     for _ in range(runs):
-        mine.append(wall_ms(ours, env))
-        baseline.append(wall_ms(theirs, env))
-    return statistics.median(mine), statistics.median(baseline)
+        mine.append(timed_ms(ours, env))
+        baseline.append(timed_ms(theirs, env))
+    return ((statistics.median(w for w, _ in mine), statistics.median(c for _, c in mine)),
+            (statistics.median(w for w, _ in baseline), statistics.median(c for _, c in baseline)))
 
 
 def seed_fleet(consul: ConsulAgentProcess) -> str:
@@ -82,16 +90,16 @@ def seed_fleet(consul: ConsulAgentProcess) -> str:
     return key
 
 
-def daemon_footprint(root: Path, runs: int) -> tuple[float, float]:
-    """Median import time (ms) and RSS (MB) of the agent's entry point in the tree at ``root``."""
-    times, rss = [], []
+def daemon_footprints(roots: tuple[Path, Path], runs: int) -> list[tuple[float, float]]:
+    """Median import time (ms) and RSS (MB) of the daemon's modules in each tree, the trees measured alternately."""
+    samples: list[list[tuple[float, float]]] = [[], []]
     for _ in range(runs):
-        out = subprocess.run([sys.executable, "-c", DAEMON_IMPORT], capture_output=True, text=True, check=True,
-                             cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
-        seconds, kb = out.stdout.split()
-        times.append(float(seconds) * 1000)
-        rss.append(int(kb) / 1024)
-    return statistics.median(times), statistics.median(rss)
+        for i, root in enumerate(roots):
+            out = subprocess.run([sys.executable, "-c", DAEMON_IMPORT], capture_output=True, text=True, check=True,
+                                 cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+            seconds, kb = out.stdout.split()
+            samples[i].append((float(seconds) * 1000, int(kb) / 1024))
+    return [(statistics.median(t for t, _ in s), statistics.median(r for _, r in s)) for s in samples]
 
 
 def baseline_tree(ref: str | None, into: Path) -> tuple[str, Path]:
@@ -122,21 +130,21 @@ def main() -> int:
             ("status (6 boxes)", [*maintctl, "status"], [consul_binary(), "kv", "get", key]),
             ("on --dry-run", [*maintctl, "on", "--reason", "bench", "--for", "30m", "--dry-run"], [consul_binary(), "kv", "get", key]),
         ]
-        bare = statistics.median(wall_ms([sys.executable, "-c", "pass"], env) for _ in range(args.runs))
-        print(f"runs per figure: {args.runs} (median wall time); bare `python3 -c pass`: {bare:.1f} ms")
-        print(f"{'maintctl':<18} {'ms':>7}   {'consul':<14} {'ms':>6}   ratio")
+        bare = statistics.median(timed_ms([sys.executable, "-c", "pass"], env)[0] for _ in range(args.runs))
+        print(f"runs per figure: {args.runs} (medians); bare `python3 -c pass`: {bare:.1f} ms wall; load average {os.getloadavg()[0]:.2f}")
+        print(f"{'maintctl':<18} {'wall ms':>8} {'cpu ms':>7}   {'consul':<14} {'wall ms':>8} {'cpu ms':>7}   wall ratio  cpu ratio")
         over = []
         for name, ours, theirs in pairs:
-            mine, baseline = paired_medians(ours, theirs, args.runs, env)
+            (mine, mine_cpu), (baseline, baseline_cpu) = paired_medians(ours, theirs, args.runs, env)
             ratio = mine / baseline
             label = " ".join(theirs[1:]).replace(key, "<key>")
-            print(f"{name:<18} {mine:7.1f}   {label:<14} {baseline:6.1f}   {ratio:4.2f}x" + ("  OVER" if ratio > args.limit else ""))
+            print(f"{name:<18} {mine:8.1f} {mine_cpu:7.1f}   {label:<14} {baseline:8.1f} {baseline_cpu:7.1f}   {ratio:9.2f}x "
+                  f"{mine_cpu / baseline_cpu:9.2f}x" + ("  OVER" if ratio > args.limit else ""))
             if ratio > args.limit:
                 over.append(name)
         ref, tree = baseline_tree(args.baseline_ref, work)
-        now_ms, now_mb = daemon_footprint(PROJECT, max(5, args.runs // 2))
-        then_ms, then_mb = daemon_footprint(tree, max(5, args.runs // 2))
-        print(f"daemon entry point import: {now_ms:.1f} ms, RSS {now_mb:.1f} MB; at {ref[:10]}: {then_ms:.1f} ms, RSS {then_mb:.1f} MB "
+        (now_ms, now_mb), (then_ms, then_mb) = daemon_footprints((PROJECT, tree), args.runs)
+        print(f"daemon modules import: {now_ms:.1f} ms, RSS {now_mb:.1f} MB; at {ref[:10]}: {then_ms:.1f} ms, RSS {then_mb:.1f} MB "
               f"({now_ms / then_ms:.2f}x time, {now_mb / then_mb:.2f}x RSS)")
         if over:
             print(f"over {args.limit:g}x: {', '.join(over)}")

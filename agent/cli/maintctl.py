@@ -117,7 +117,7 @@ def _print_json(doc: Any) -> None:
 def on(settings: Settings, reason: str, length: timedelta | None, until_text: str | None, at_text: str | None,
        message: str, by: str, dry_run: bool, force: bool, replace_window: bool, as_json: bool, notices: NoticesSection | None) -> None:
     """Take the environment into maintenance (check-and-set write of the desired key)."""
-    from agent.ops import render
+    from agent.ops import views
 
     now = utc_now().replace(microsecond=0)
     start = _time_option(at_text, "--at", now, settings.tz)
@@ -128,7 +128,7 @@ def on(settings: Settings, reason: str, length: timedelta | None, until_text: st
     _require_agents(snapshot)
     current = snapshot.intent
     if current is not None and current.mode is Mode.MAINTENANCE and not replace_window:
-        raise OperatorError(f"a maintenance window is already in progress ({render.describe_intent(current, None)}); "
+        raise OperatorError(f"a maintenance window is already in progress ({views.describe_intent(current, None)}); "
                             "pass --replace to replace it")
     intent = Intent(mode=Mode.MAINTENANCE, reason=reason, by=by, message=message,
                     starts_at=start, ends_at=planned.ends_at)
@@ -148,14 +148,14 @@ def on(settings: Settings, reason: str, length: timedelta | None, until_text: st
 @click.pass_obj
 def off(settings: Settings, reason: str, by: str, dry_run: bool, as_json: bool, notices: NoticesSection | None) -> None:
     """Bring the environment back from maintenance (check-and-set write of the desired key)."""
-    from agent.ops import render
+    from agent.ops import views
 
     now = utc_now()
     reader = settings.reader()
     snapshot = reader.read()
     _require_agents(snapshot)
     if snapshot.intent is not None and snapshot.intent.mode is Mode.ACTIVE and snapshot.desired.exists:
-        click.echo(f"already active ({render.describe_intent(snapshot.intent, None)}); nothing written")
+        click.echo(f"already active ({views.describe_intent(snapshot.intent, None)}); nothing written")
         return
     if not dry_run:
         _observe(settings, snapshot)  # the entry may have completed unobserved: record it before it is gone
@@ -202,20 +202,20 @@ def release(settings: Settings, node: str, reason: str, by: str) -> None:
 def _flip(settings: Settings, reader: FleetReader, snapshot: FleetSnapshot, intent: Intent, dry_run: bool, as_json: bool,
           now: datetime) -> int | None:
     """Write ``intent`` (check-and-set) and record it; returns the new intent index, None on a dry run."""
-    from agent.ops import render
+    from agent.ops import views
 
     if dry_run:
         if as_json:
             _print_json({"dry_run": True, "intent": json.loads(intent.to_json()), "fleet": snapshot.to_dict(now)})
         else:
-            console().print(render.dry_run_view(snapshot, intent, settings.tz))
+            click.echo(views.dry_run_view(snapshot, intent, settings.tz, color=views.color_wanted(click.get_text_stream("stdout"))))
         return None
     from agent.ops.fleet import IntentWriter
     from agent.ops.history import Request, WindowRecord
 
     index = IntentWriter(settings.gateway(), reader.desired_key).write(intent, snapshot.desired_modify_index)
     request = Request(at=now.isoformat(), by=intent.by, reason=intent.reason, intent_index=index)
-    click.echo(f"wrote {reader.desired_key} (intent {index}): {render.describe_intent(intent, None, written=False)}")
+    click.echo(f"wrote {reader.desired_key} (intent {index}): {views.describe_intent(intent, None, written=False)}")
     history = settings.history()
     with history_is_best_effort():
         if intent.mode is Mode.MAINTENANCE:
@@ -248,8 +248,8 @@ def _observe(settings: Settings, snapshot: FleetSnapshot) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (one document per update with --watch).")
 @click.pass_obj
 def status(settings: Settings, watch: bool, as_json: bool) -> None:
-    """One row per box; exit 0 converged to the intent, 1 not yet or blocked, 2 error."""
-    from agent.ops import render
+    """One row per box; exit 0 converged to the intent, 1 not yet, blocked or drift reported, 2 error."""
+    from agent.ops import views
 
     reader = settings.reader()
     if not watch:
@@ -258,9 +258,10 @@ def status(settings: Settings, watch: bool, as_json: bool) -> None:
         if as_json:
             _print_json(snapshot.to_dict(utc_now()))
         else:
-            console().print(render.status_view(snapshot, utc_now(), settings.tz))
+            click.echo(views.status_view(snapshot, utc_now(), settings.tz, color=views.color_wanted(click.get_text_stream("stdout"))))
         sys.exit(_verdict(snapshot))
     from rich.live import Live
+    from rich.text import Text
 
     verdict = EXIT_NOT_YET
     try:
@@ -272,7 +273,7 @@ def status(settings: Settings, watch: bool, as_json: bool) -> None:
             with Live(console=console(), auto_refresh=False) as live:
                 for snapshot in reader.follow():
                     verdict = _follow_step(settings, snapshot)
-                    live.update(render.status_view(snapshot, utc_now(), settings.tz), refresh=True)
+                    live.update(Text.from_ansi(views.status_view(snapshot, utc_now(), settings.tz, color=True)), refresh=True)
     except KeyboardInterrupt:
         pass
     sys.exit(verdict)

@@ -1,8 +1,9 @@
-"""How maintctl shows things in a terminal: rich tables and headers, built from snapshots and records.
+"""How maintctl shows the history and a plan in a terminal: rich tables built from records.
 
 Kept apart from the command definitions so ``maintctl.py`` only wires options
 to actions, and so every table is built from immutable data (a
-``FleetSnapshot``, a ``WindowRecord``, a ``Plan``) with no Consul in sight.
+``WindowRecord``, a ``Plan``) with no Consul in sight. The views run dozens
+of times in a window (``status``, dry runs) are plain text: ``agent.ops.views``.
 """
 
 from __future__ import annotations
@@ -11,102 +12,15 @@ import math
 from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING
 
-from rich.console import Group, RenderableType
+from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from agent.core.gates import roles_in_direction
-from agent.core.model import DEFAULT_ORDER, Intent, State
 from agent.core.planning import Plan, format_duration
-from agent.ops.fleet import FleetSnapshot
+from agent.ops.views import short_time as _short_time
 
 if TYPE_CHECKING:
     from agent.ops.history import WindowRecord
-
-_STATE_STYLE = {"active": "green", "maintenance": "yellow", "entering": "cyan", "exiting": "cyan"}
-
-
-def _short_time(text: str | None, tz: tzinfo) -> str:
-    if not text:
-        return "-"
-    try:
-        return datetime.fromisoformat(text).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
-    except (TypeError, ValueError):
-        return text
-
-
-def describe_intent(intent: Intent | None, error: str | None, written: bool = True) -> str:
-    """One line for an intent; ``written=False`` for one not (yet) in Consul, so index 0 means nothing."""
-    if intent is None:
-        return f"invalid ({error})"
-    if written and intent.index == 0:
-        return "active (no desired key)"
-    parts = [f"{intent.mode.value} (intent {intent.index})" if written else intent.mode.value]
-    if intent.by or intent.reason:
-        parts.append(f"by {intent.by or '?'}: {intent.reason or 'no reason given'}")
-    if intent.ends_at:
-        parts.append(f"until {intent.ends_at.isoformat()}")
-    if intent.release:
-        parts.append("released: " + ", ".join(intent.release))
-    return " — ".join(parts)
-
-
-def status_view(snapshot: FleetSnapshot, now: datetime, tz: tzinfo) -> RenderableType:
-    """The fleet's phase on top, then one row per box."""
-    phase = snapshot.phase(now)
-    header = Text.assemble(
-        ("environment ", "dim"), (snapshot.environment, "bold"), ("  desired ", "dim"),
-        describe_intent(snapshot.intent, snapshot.intent_error), "\n",
-        ("phase ", "dim"), (phase, "bold " + ("green" if snapshot.converged else "yellow")),
-    )
-    table = Table(show_lines=False, expand=False)
-    for column in ("node", "roles", "state", "intent", "since", "blocked on", "error / drift", "agent"):
-        table.add_column(column, overflow="fold")
-    for box in snapshot.boxes:
-        status = box.status
-        if box.released:
-            agent = "released"
-        elif not box.registered:
-            agent = "not registered"
-        else:
-            agent = "alive" if box.alive else "DOWN"
-        if status is None:
-            state = Text("unreadable" if box.unreadable else "silent", style="bold red")
-            table.add_row(box.node, ",".join(box.roles), state, "-", "-", "-", "-", agent)
-            continue
-        stale = snapshot.intent is not None and status.intent_index != snapshot.intent.index
-        intent_cell = Text(str(status.intent_index), style="red" if stale else "")
-        error = status.error or status.intent_error or (f"drift: {status.drift}" if status.drift else "")
-        table.add_row(box.node, ",".join(box.roles), Text(status.state, style=_STATE_STYLE.get(status.state, "")),
-                      intent_cell, _short_time(status.since, tz), status.blocked_on or "", Text(error, style="red"), agent)
-    return Group(header, table)
-
-
-def dry_run_view(snapshot: FleetSnapshot, intent: Intent, tz: tzinfo) -> RenderableType:
-    """Which boxes of which roles will act, in which order, with their current state."""
-    target = State.settled_for(intent.mode).value
-    table = Table(title=f"plan: {describe_intent(intent, None, written=False)} → every box {target}")
-    for column in ("step", "role", "box", "current state", "will"):
-        table.add_column(column)
-    step = 0
-    for role in roles_in_direction(DEFAULT_ORDER, intent.mode):
-        holders = [b for b in snapshot.boxes if role.value in b.roles]
-        if not holders:
-            continue
-        step += 1
-        for box in holders:
-            current = box.status.progress.get(role.value, box.status.state) if box.status else "silent"
-            if box.node in intent.release:
-                will = "skip (released)"
-            elif current == target:
-                will = "nothing (already there)"
-            else:
-                will = f"go {target}" + ("" if box.status else " — agent silent, will block")
-            table.add_row(str(step), role.value, box.node, current, will)
-    when = f"starts {intent.starts_at.astimezone(tz).isoformat()}" if intent.starts_at else "starts as soon as written"
-    end = f", announced end {intent.ends_at.astimezone(tz).isoformat()}" if intent.ends_at else ""
-    footer = Text(f"{when}{end}\ndry run: nothing written ({snapshot.desired_key} stays at index {snapshot.desired_modify_index})", style="dim")
-    return Group(table, footer)
 
 
 def history_view(records: list[WindowRecord], now: datetime, tz: tzinfo) -> RenderableType:
