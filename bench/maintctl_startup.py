@@ -41,7 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from agent.clients.consul import ConsulGateway
-from agent.core.model import Status
+from agent.core.model import State, Status
 from demo.harness.consul import ConsulAgentProcess
 from demo.harness.processes import PROJECT, consul_binary
 
@@ -81,11 +81,11 @@ def seed_fleet(consul: ConsulAgentProcess) -> str:
     gateway = ConsulGateway(consul.address)
     key = f"maintenance/{ENVIRONMENT}/desired"
     index = consul.kv_put(key, "active")
-    now = datetime.now(UTC).isoformat()
+    now = datetime.now(UTC)
     for box, roles in BOXES.items():
         service_id = f"maintenance-agent:{ENVIRONMENT}:{box}"
         gateway.register_agent_service(service_id, [f"env:{ENVIRONMENT}", *(f"role:{r}" for r in roles)], {"box": box}, check_ttl=600)
-        status = Status(node=box, roles=roles, state="active", intent_index=index, since=now, progress={r: "active" for r in roles})
+        status = Status(node=box, roles=roles, state=State.ACTIVE, intent_index=index, since=now, progress={r: "active" for r in roles})
         consul.kv_put(f"maintenance/{ENVIRONMENT}/status/{box}", status.to_json())
     return key
 

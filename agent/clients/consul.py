@@ -1,16 +1,18 @@
 """ConsulGateway: the only code that speaks Consul's HTTP API.
 
 Reads (keys, prefixes, the membership) go through ``ConsulReads``, a few
-standard-library GETs, so a command that only reads (``maintctl status``)
+GETs over a plain socket, so a command that only reads (``maintctl status``)
 never pays for importing py-consul and ``requests``. Everything else wraps
 py-consul, created on first use. The gateway puts a timeout on every call (a blocking query gets
 ``wait + max(wait/15, 1s)`` plus the request timeout, so a Consul that accepts
 the connection and never answers cannot hang a thread), decides the token
 explicitly (py-consul would let ``CONSUL_HTTP_TOKEN`` override the one given in
 code), and turns every failure into a typed error: ``ConsulUnavailable`` for
-anything worth retrying (connection refused, timeouts, 429, 5xx, no leader),
-``ConsulPermissionDenied`` for 403, ``PermanentError`` for the rest.
-Tests replace it with ``tests.fakes.FakeConsul`` for unit tests.
+anything worth retrying (connection refused, timeouts, 429, 5xx, no leader:
+told by the HTTP status code, never by the error text), ``ConsulPermissionDenied``
+for 403, ``PermanentError`` for the other 4xx.
+Whoever needs only keys and the membership asks for the ``ConsulKV`` protocol,
+which the unit tests' in-memory fake also satisfies.
 """
 
 from __future__ import annotations
@@ -20,15 +22,16 @@ import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from agent.clients.consul_http import ConsulReads
 from agent.core.errors import ConsulPermissionDenied, ConsulUnavailable, PermanentError
 from agent.core.model import Member
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported on first use: ~70 ms that a reading command never pays
     import consul
+    import requests
 
 T = TypeVar("T")
 
@@ -48,6 +51,47 @@ class KeyRead:
     @property
     def exists(self) -> bool:
         return self.value is not None
+
+
+class ConsulKV(Protocol):
+    """What the operator's side and the partners need of Consul: keys, check-and-set, the membership.
+
+    ``ConsulGateway`` is the real one; the unit tests' in-memory fake
+    (``tests.fakes.FakeGateway``) keeps Consul's check-and-set rules.
+    """
+
+    address: str
+
+    def get_key(self, key: str, index: int = 0, wait: float | None = None, consistent: bool = False) -> KeyRead: ...
+    def read_prefix(self, prefix: str, index: int = 0, wait: float | None = None) -> tuple[int, dict[str, KeyRead]]: ...
+    def list_prefix(self, prefix: str) -> dict[str, KeyRead]: ...
+    def put_key(self, key: str, value: bytes | str, cas: int | None = None, acquire: str | None = None) -> bool: ...
+    def delete_key(self, key: str, cas: int | None = None) -> bool: ...
+    def members(self, environment: str, index: int = 0, wait: float | None = None) -> tuple[int, list[Member]]: ...
+
+
+class RetryableStatus(Exception):
+    """Consul answered 429 or 5xx (no leader, an RPC error, overloaded): worth a retry."""
+
+    def __init__(self, code: int, body: str):
+        super().__init__(f"HTTP {code}")
+        self.code = code
+        self.body = body
+
+
+def _refuse_retryable_status(response: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap py-consul's response hook so a 429 or 5xx is told by its status code, not by its text.
+
+    py-consul turns a 5xx into a bare ``ConsulException`` and a 429 into a
+    ``ClientError`` with the code only in the message; this raises before its
+    callbacks run, with the code as a number.
+    """
+    def checked(answer: requests.Response, *args: Any, **kwargs: Any) -> Any:
+        if answer.status_code == 429 or answer.status_code >= 500:
+            raise RetryableStatus(answer.status_code, answer.text)
+        return response(answer, *args, **kwargs)
+
+    return checked
 
 
 def blocking_read_timeout(wait: float, request_timeout: float) -> float:
@@ -79,7 +123,7 @@ class ConsulGateway:
 
     @functools.cached_property
     def _client(self) -> consul.Consul:
-        import consul  # ~70 ms with requests: only commands that write pay for it
+        import consul
 
         scheme, host, port = self._where
         ca_file, cert, verify = self._tls
@@ -87,6 +131,7 @@ class ConsulGateway:
                                cert=cert, connections_timeout=self.request_timeout)
         client.token = self._token
         client.http.timeout = self._timeout_for
+        client.http.response = _refuse_retryable_status(client.http.response)
         return client
 
     def _timeout_for(self, params: Any) -> float:
@@ -99,7 +144,7 @@ class ConsulGateway:
         return blocking_read_timeout(wait, self.request_timeout)
 
     def _get(self, path: str, params: dict[str, Any], what: str, rule: str) -> tuple[int, Any]:
-        """A read through the standard library: (index, decoded JSON or None when Consul says 404)."""
+        """A read over the socket reader: (index, decoded JSON or None when Consul says 404)."""
         self.requests += 1
         wait = params.get("wait")
         timeout = blocking_read_timeout(float(wait.rstrip("s")), self.request_timeout) if wait else self.request_timeout
@@ -108,6 +153,7 @@ class ConsulGateway:
 
     def _call(self, what: str, fn: Callable[[], T], rule: str = "") -> T:
         import consul
+        import consul.exceptions as consul_errors
         import requests
 
         self.requests += 1
@@ -120,14 +166,17 @@ class ConsulGateway:
             # worth a retry, and must not kill the thread that asked.
             raise ConsulUnavailable(f"Consul at {self.address} gave a broken answer to {what}: {type(exc).__name__}: {str(exc)[:200]}",
                                     delay=1.0) from None
+        except RetryableStatus as exc:
+            raise ConsulUnavailable(f"Consul at {self.address} failed {what}: HTTP {exc.code} {exc.body.strip()[:200]}", delay=1.0) from None
         except consul.ACLPermissionDenied as exc:
             raise ConsulPermissionDenied(f"Consul refused {what} (403 {str(exc).strip()[:200]})", rule=rule) from None
+        except (consul_errors.BadRequest, consul_errors.ACLDisabled, consul_errors.NotFound, consul_errors.ClientError) as exc:
+            # any other 4xx (400, 401, 404 where it is not an answer, 405...): asking again will not help
+            raise PermanentError(f"Consul at {self.address} refused {what}: {str(exc).strip()[:200]}") from None
         except consul.ConsulException as exc:
-            text = str(exc).strip()
-            code = text[:3]
-            if code in ("429", "500", "502", "503", "504") or "No cluster leader" in text or "rpc error" in text:
-                raise ConsulUnavailable(f"Consul at {self.address} failed {what}: {text[:200]}", delay=1.0) from None
-            raise PermanentError(f"Consul at {self.address} refused {what}: {text[:200]}") from None
+            # What py-consul raises itself once 429 and 5xx are taken out: an
+            # answer it could not decode (no JSON, no index header), a retry.
+            raise ConsulUnavailable(f"Consul at {self.address} gave a broken answer to {what}: {str(exc).strip()[:200]}", delay=1.0) from None
 
     # -- KV -----------------------------------------------------------------
 
@@ -168,11 +217,11 @@ class ConsulGateway:
 
     def create_session(self, name: str, ttl: int, node: str | None = None) -> str:
         """A session whose keys are deleted when it dies (TTL or agent gone)."""
-        return self._call(
+        return str(self._call(
             "session create",
             lambda: self._client.session.create(name=name, node=node, behavior="delete", ttl=ttl, lock_delay=0, checks=[]),
             rule='session_prefix "" { policy = "write" }',
-        )
+        ))
 
     def renew_session(self, session_id: str) -> bool:
         """True if renewed, False if the session no longer exists."""
@@ -193,7 +242,7 @@ class ConsulGateway:
 
     def agent_node_name(self) -> str:
         info = self._call("agent self", self._client.agent.self, rule='agent_prefix "" { policy = "read" }')
-        return info["Config"]["NodeName"]
+        return str(info["Config"]["NodeName"])
 
     def register_agent_service(self, service_id: str, tags: list[str], meta: dict[str, str], check_ttl: int) -> None:
         import consul.callback

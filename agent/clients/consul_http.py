@@ -12,8 +12,8 @@ writes, sessions and the local agent's endpoints, created only when first needed
 One keep-alive connection per thread (the daemon's threads share one
 gateway); a connection the server closed while idle is reopened once, which
 is safe for a GET. Every failure becomes the core's typed error, as in the
-gateway: ``ConsulUnavailable`` (retry), ``ConsulPermissionDenied`` (403),
-``PermanentError`` (any other refusal).
+gateway, by the HTTP status code: ``ConsulUnavailable`` (429, 5xx, a broken
+answer: retry), ``ConsulPermissionDenied`` (403), ``PermanentError`` (any other 4xx).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from urllib.parse import quote, urlencode
 
 from agent.core.errors import ConsulPermissionDenied, ConsulUnavailable, PermanentError
 
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_LINE = 65536
 MAX_HEADERS = 100
 
@@ -100,7 +99,7 @@ def read_response(stream: BinaryIO) -> tuple[int, dict[str, str], bytes]:
 
 
 def _read_chunked(stream: BinaryIO) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         size_line = _line(stream).split(b";", 1)[0].strip()
         try:
@@ -131,9 +130,7 @@ class ConsulReads:
         self._local = threading.local()
 
     def _connect(self, timeout: float) -> _Connection:
-        # An ASCII host goes as bytes: a str would load the idna codec (and unicodedata) on every start.
-        host = self.host.encode("ascii") if self.host.isascii() else self.host
-        sock = socket.create_connection((host, self.port), timeout=timeout)
+        sock = socket.create_connection((self.host, self.port), timeout=timeout)
         if self.scheme == "https":
             import ssl  # only for https: it costs several ms of start-up
 
@@ -170,8 +167,8 @@ class ConsulReads:
             return Reply(status, index, None)
         if status == 403:
             raise ConsulPermissionDenied(f"Consul refused {what} (403 {text.strip()[:200]})", rule=rule)
-        if status in RETRY_STATUSES or (status != 200 and ("No cluster leader" in text or "rpc error" in text)):
-            raise ConsulUnavailable(f"Consul at {self.address} failed {what}: {status} {text.strip()[:200]}", delay=1.0)
+        if status == 429 or status >= 500:  # told by the status code, never by the error text
+            raise ConsulUnavailable(f"Consul at {self.address} failed {what}: HTTP {status} {text.strip()[:200]}", delay=1.0)
         if status != 200:
             raise PermanentError(f"Consul at {self.address} refused {what}: {status} {text.strip()[:200]}")
         try:

@@ -6,13 +6,15 @@ Served with ``/healthz`` by ``MetricsServer`` on ``[metrics] listen``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram, Info, generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 from agent.core.model import Intent, Mode, State
 
@@ -71,7 +73,7 @@ class AgentMetrics:
         self.window_overrun.set(overrun)
         return began
 
-    def count_requests_of(self, source: object) -> None:
+    def count_requests_of(self, source: CountsRequests) -> None:
         """Expose ``source.requests`` (the Consul gateway's request count) as a counter."""
         self.registry.register(_RequestCounter(source))
 
@@ -79,11 +81,17 @@ class AgentMetrics:
         return generate_latest(self.registry)
 
 
-class _RequestCounter:
-    def __init__(self, source: object):
+class CountsRequests(Protocol):
+    """Anything that counts the requests it sent (the Consul gateway)."""
+
+    requests: int
+
+
+class _RequestCounter(Collector):
+    def __init__(self, source: CountsRequests):
         self.source = source
 
-    def collect(self):  # noqa: ANN201 - prometheus-client collector protocol
+    def collect(self) -> Iterator[Metric]:
         yield CounterMetricFamily("maintenance_consul_requests", "Requests this agent sent to Consul", value=self.source.requests)
 
 

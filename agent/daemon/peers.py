@@ -16,10 +16,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 
-from agent.clients.blocking import next_index
+from agent.clients.blocking import QueryFailed, blocking_answers
 from agent.clients.consul import ConsulGateway
-from agent.core.backoff import Backoff, TokenBucket
 from agent.core.model import Member, Status
+from agent.core.settings import DEFAULTS, Settings
 from agent.daemon.watcher import KeyChanged, KeyWatcher, WatchEvent
 
 
@@ -34,8 +34,10 @@ def parse_status(raw: bytes | None) -> Status | None:
 
 
 class PeerView:
-    def __init__(self, gateway: ConsulGateway, environment: str, status_prefix: str, wake: Callable[[], None], wait: float = 60.0):
+    def __init__(self, gateway: ConsulGateway, environment: str, status_prefix: str, wake: Callable[[], None], wait: float = 60.0,
+                 settings: Settings = DEFAULTS):
         self.gateway = gateway
+        self.settings = settings
         self.environment = environment
         self.status_prefix = status_prefix.rstrip("/") + "/"
         self.wake = wake
@@ -46,9 +48,7 @@ class PeerView:
         self._members: list[Member] | None = None  # what the membership watch saw last
         self._members_thread: threading.Thread | None = None
         self._stop = threading.Event()
-        # Direct reads : a flapping intent opens and closes gates as
-        # fast as it changes; a burst, then 2 direct reads a second.
-        self.bucket = TokenBucket(capacity=10, rate=2.0)
+        self.bucket = settings.gate_direct_reads.start()
 
     def read_budget(self) -> float:
         """0 when a gate may read Consul now, else seconds until it may.
@@ -86,7 +86,7 @@ class PeerView:
         """Also keep blocking queries (and their cache) on these boxes' status keys, and on the membership."""
         for key in {self.status_key(b) for b in boxes} - set(self._watchers):
             watcher = KeyWatcher(self.gateway, key, self._on_event, wait=self.wait, name=f"gate:{key}",
-                                 bucket=TokenBucket(capacity=10, rate=0.5))
+                                 reconnect=self.settings.consul_reconnect, reads=self.settings.gate_watch_reads)
             self._watchers[key] = watcher.start()
         if self._watchers and self._members_thread is None:
             self._members_thread = threading.Thread(target=self._watch_members, name="gate:members", daemon=True)
@@ -111,25 +111,19 @@ class PeerView:
                     self._seen[event.key] = parse_status(event.read.value)
             self.wake()
 
+    def _read_members(self, index: int, wait: float | None) -> tuple[int, list[Member]]:
+        return self.gateway.members(self.environment, index=index, wait=wait)
+
     def _watch_members(self) -> None:
-        index, backoff = 0, Backoff(base=0.5, cap=30.0, first_spread=2.0)  # jittered reconnect
-        bucket = TokenBucket(capacity=10, rate=0.5)  # the membership's index moves with every check update
-        while not self._stop.is_set():
-            pause = bucket.delay()
-            if pause and self._stop.wait(pause):
-                return
-            try:
-                new_index, members = self.gateway.members(self.environment, index=index, wait=self.wait)
-            except Exception:  # noqa: BLE001 - typed errors expected; nothing may end this watch
+        answers = blocking_answers(self._read_members, self.wait, stop=self._stop, reads=self.settings.membership_reads.start(),
+                                   backoff=self.settings.consul_reconnect.start(), what=f"the members of {self.environment}")
+        for answer in answers:
+            if isinstance(answer, QueryFailed):
                 with self._lock:
                     self._members = None  # no longer current: read directly until the watch is back
-                index = 0
-                self._stop.wait(backoff.next())
                 continue
-            backoff.reset()
             with self._lock:
-                changed = self._members is not None and set(members) != set(self._members)
-                self._members = members
+                changed = self._members is not None and set(answer) != set(self._members)
+                self._members = answer
             if changed:
                 self.wake()
-            index = next_index(index, new_index)

@@ -18,11 +18,11 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.core.backoff import Backoff
 from agent.core.decide import Action, Decision, Progress, decide
 from agent.core.gates import roles_in_direction
 from agent.core.machine import BoxMachine
 from agent.core.model import Intent, Mode, Role, State, Status
+from agent.core.settings import DEFAULTS, BackoffPolicy
 from agent.daemon.gatekeeper import GateKeeper, Peers
 from agent.daemon.inbox import Intake, IntentInbox
 from agent.daemon.metrics import AgentMetrics
@@ -57,7 +57,7 @@ class Reconciler:
         publish: Callable[[Status], None],
         metrics: AgentMetrics,
         log: Any,
-        retry_max: float = 30.0,
+        retry: BackoffPolicy = DEFAULTS.step_retry,
         resync: float = 30.0,
         on_tick: Callable[[], None] | None = None,
         clock: Callable[[], datetime] = utc_now,
@@ -75,7 +75,7 @@ class Reconciler:
         self.clock = clock
         self.on_intent = on_intent or (lambda intent: None)
         self.on_transition = on_transition or (lambda source, dest, intent: None)
-        self.backoff = Backoff(base=1.0, cap=retry_max)
+        self.backoff = retry.start()
         self.inbox = IntentInbox(metrics, self.log)
         self.record = BoxRecord(node, self.roles, memory, clock)
         self.gates = GateKeeper(node, order, peers, self.record, self._publish, metrics, self.log, resync)
@@ -206,7 +206,7 @@ class Reconciler:
         self.machine.fire(trigger)
 
     def _on_state_change(self, source: State, dest: State) -> None:
-        self.record.since = self.clock().isoformat()
+        self.record.since = self.clock()
         self.metrics.state.state(dest.value)
         if dest in (State.ACTIVE, State.MAINTENANCE) and self._transition_started is not None:
             direction = "enter" if dest is State.MAINTENANCE else "exit"

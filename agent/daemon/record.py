@@ -26,7 +26,7 @@ class BoxRecord:
         saved = memory.get("machine", {}) or {}
         #: The state the box was in when the agent stopped (active on a first start).
         self.initial = State(saved.get("state", State.ACTIVE.value))
-        self.since: str = saved.get("since") or clock().isoformat()
+        self.since = datetime.fromisoformat(saved["since"]) if saved.get("since") else clock()
         self.progress = Progress(int(saved.get("intent_index", 0)), dict(saved.get("progress", {})))
         #: What failed last (a step, a gate), until it succeeds.
         self.error: str | None = None
@@ -61,7 +61,7 @@ class BoxRecord:
     def save(self, state: State) -> None:
         self.memory.put("machine", {
             "state": state.value,
-            "since": self.since,
+            "since": self.since.isoformat(),
             "intent_index": self.progress.intent_index,
             "progress": self.progress.roles,
         })
@@ -74,7 +74,7 @@ class BoxRecord:
         return Status(
             node=self.node,
             roles=tuple(r.value for r in self.roles),
-            state=state.value,
+            state=state,
             intent_index=self.progress.intent_index,
             since=self.since,
             error=self.error,

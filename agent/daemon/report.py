@@ -18,10 +18,14 @@ import time
 from typing import Any
 
 from agent.clients.consul import ConsulGateway
-from agent.core.backoff import Backoff, TokenBucket
+from agent.core.backoff import TokenBucket
 from agent.core.errors import MaintenanceAgentError
 from agent.core.model import Status
+from agent.core.settings import DEFAULTS, Settings
 from agent.daemon.statefile import StateFile
+
+#: What other boxes' gates read of a status: state, intent index, sorted progress.
+GateFields = tuple[str, int, tuple[tuple[str, str], ...]]
 
 
 class StatusReporter:
@@ -35,6 +39,7 @@ class StatusReporter:
         memory: StateFile,
         ttl: int = 15,
         log: Any = None,
+        settings: Settings = DEFAULTS,
     ):
         self.gateway = gateway
         self.key = key
@@ -51,18 +56,17 @@ class StatusReporter:
         self._registered = False
         self._wake = threading.Event()
         self._stop = threading.Event()
-        # first_spread: reconnect after an outage with jitter, not in fleet lockstep.
-        self._backoff = Backoff(base=0.5, cap=min(10.0, ttl / 3), first_spread=min(2.0, ttl / 5))
+        self._backoff = settings.report_retry.capped(ttl / 3, ttl / 5).start()
         self._thread = threading.Thread(target=self._run, name=f"report:{key}", daemon=True)
         self.writes = 0
-        # Issue 8: a status that changes many times a second (a flapping
-        # intent) is written as a burst, then at most 2 a second (the newest
-        # wins), and the session is renewed once per interval, not per write.
-        # Changes other boxes' gates read (state, intent index, progress) have
-        # their own budget, so a chatty blocked_on text never delays them.
-        self._bucket = TokenBucket(capacity=20, rate=2.0)
-        self._chatter_bucket = TokenBucket(capacity=5, rate=0.5)
-        self._written_gate_fields: tuple | None = None
+        # A status that changes many times a second (a flapping intent) is
+        # written as a burst, then at a bounded rate (the newest wins), and the
+        # session is renewed once per interval, not per write. Changes other
+        # boxes' gates read (state, intent index, progress) have their own
+        # budget, so a chatty blocked_on text never delays them.
+        self._bucket = settings.status_writes.start()
+        self._chatter_bucket = settings.status_chatter.start()
+        self._written_gate_fields: GateFields | None = None
         self._renewed_at = 0.0
 
     @property
@@ -197,6 +201,6 @@ class StatusReporter:
             self.gateway.destroy_session(read.session)
 
 
-def _gate_fields(status: Status) -> tuple:
+def _gate_fields(status: Status) -> GateFields:
     """What other boxes' gates read of a status."""
     return (status.state, status.intent_index, tuple(sorted(status.progress.items())))

@@ -29,10 +29,7 @@ def history_view(records: list[WindowRecord], now: datetime, tz: tzinfo) -> Rend
         table.add_column(column, overflow="fold")
     for record in records:
         duration, overrun = record.duration, record.overrun(now)
-        if duration is not None:
-            took = format_duration(duration)
-        else:
-            took = Text("open", style="yellow")
+        took: str | Text = format_duration(duration) if duration is not None else Text("open", style="yellow")
         overrun_cell = Text(f"yes, {format_duration(overrun)}", style="red") if overrun else "no"
         exit_started = _short_time(record.closed.at, tz) if record.closed else "-"
         reason = record.opened.reason + (f" (released {', '.join(r.node for r in record.releases)})" if record.releases else "")

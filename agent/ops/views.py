@@ -99,8 +99,8 @@ def status_view(snapshot: FleetSnapshot, now: datetime, tz: tzinfo, color: bool 
             continue
         stale = snapshot.intent is not None and status.intent_index != snapshot.intent.index
         problem = status.error or status.intent_error or (f"drift: {status.drift}" if status.drift else "")
-        rows.append([box.node, ",".join(box.roles), (status.state, _STATE_STYLE.get(status.state, "")),
-                     (str(status.intent_index), "red" if stale else ""), short_time(status.since, tz), status.blocked_on or "-",
+        rows.append([box.node, ",".join(box.roles), (status.state.value, _STATE_STYLE.get(status.state.value, "")),
+                     (str(status.intent_index), "red" if stale else ""), short_time(status.since.isoformat(), tz), status.blocked_on or "-",
                      (problem or "-", "red" if problem else ""), agent])
     return header + "\n" + table(("node", "roles", "state", "intent", "since", "blocked on", "error / drift", "agent"), rows, color)
 
@@ -116,7 +116,7 @@ def dry_run_view(snapshot: FleetSnapshot, intent: Intent, tz: tzinfo, color: boo
             continue
         step += 1
         for box in holders:
-            current = box.status.progress.get(role.value, box.status.state) if box.status else "silent"
+            current = box.status.progress.get(role.value, box.status.state.value) if box.status else "silent"
             if box.node in intent.release:
                 will = "skip (released)"
             elif current == target:

@@ -3,6 +3,7 @@ when the drift watch wakes the reconciler, and what maintctl says."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from agent.clients.consul import KeyRead
@@ -12,8 +13,7 @@ from agent.daemon.statefile import StateFile
 from agent.daemon.steps.jobs import SchedulerJobsStep
 from agent.daemon.steps.services import WorkerServicesStep
 from agent.ops.fleet import BoxView, FleetSnapshot
-from tests.fakes import RecordingStep, make_reconciler, read, settle
-from tests.fixtures.fake_backend import FakeBackend, FakeService
+from tests.fakes import FakeBackend, FakeService, RecordingStep, make_reconciler, read, settle
 from tests.fixtures.steps import converge, step_context
 
 HOLD = 900.0
@@ -151,7 +151,7 @@ class _QuietLog:
 
 def test_maintctl_verdict_counts_reported_drift_as_not_yet() -> None:
     intent = Intent(mode=Mode.MAINTENANCE, index=7)
-    status = Status("worker-1", ("worker",), "maintenance", 7, "2026-01-01T00:00:00+00:00", progress={"worker": "maintenance"})
+    status = Status("worker-1", ("worker",), State.MAINTENANCE, 7, datetime(2026, 1, 1, tzinfo=UTC), progress={"worker": "maintenance"})
     box = BoxView("worker-1", ("worker",), True, True, status, None)
     snapshot = FleetSnapshot("prod", "maintenance/prod/desired", 1, KeyRead(1, b"on", 7), intent, None, (box,))
     assert snapshot.converged and snapshot.verdict() == 0 and snapshot.drift() == []

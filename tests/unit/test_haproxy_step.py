@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import unquote
@@ -23,6 +23,7 @@ from agent.daemon.steps.base import StepContext
 from agent.daemon.steps.haproxy import EdgeTrafficStep, active_entries, build_edge_steps, clean_text, maintenance_entries
 from demo.harness.haproxy import LoopbackBackend
 from demo.harness.processes import PROJECT
+from tests.fakes import FakeRuntime, FakeVerifier
 
 CHECK = {"name": "ui", "url": "http://127.0.0.1:8000/", "expect_status": 503, "expect_body": "marker"}
 
@@ -35,34 +36,6 @@ def edge(tmp_path: Path, **overrides: object) -> EdgeSection:
         "verify_active": [{**CHECK, "expect_status": 200}],
     }
     return EdgeSection.model_validate({**doc, **overrides})
-
-
-class FakeRuntime:
-    def __init__(self, live: dict[str, str] | None = None, error: Exception | None = None):
-        self.live = dict(live or {"state": "off"})
-        self.error = error
-
-    def show_map(self, map_path: Path) -> dict[str, str]:
-        if self.error:
-            raise self.error
-        return dict(self.live)
-
-    def replace_map(self, map_path: Path, entries: Mapping[str, str]) -> None:
-        if self.error:
-            raise self.error
-        self.live = dict(entries)
-
-
-class FakeVerifier:
-    def __init__(self, failures: list[str]):
-        self.failures = failures
-        self.runs = 0
-
-    def verify(self) -> list[str]:
-        self.runs += 1
-        return self.failures
-
-    run_once = verify
 
 
 def make_step(tmp_path: Path, runtime: FakeRuntime, failures: list[str] | None = None) -> tuple[EdgeTrafficStep, FakeVerifier]:

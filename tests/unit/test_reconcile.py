@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from structlog.testing import capture_logs
@@ -115,10 +116,10 @@ def test_gate_blocks_until_earlier_roles_report_the_same_intent(tmp_path: Path) 
     rec.tick()
     assert journal == [] and published[-1].blocked_on == "gate web: waiting for edge-1 (edge: no status yet)"
     assert fleet.watched[-1] == ("edge-1",)
-    fleet.statuses["edge-1"] = Status("edge-1", ("edge",), "maintenance", 29, "", progress={"edge": "maintenance"})
+    fleet.statuses["edge-1"] = _status("edge-1", "edge", "maintenance", 29)
     rec.tick()
     assert journal == [] and "still on intent 29" in published[-1].blocked_on
-    fleet.statuses["edge-1"] = Status("edge-1", ("edge",), "maintenance", 30, "", progress={"edge": "maintenance"})
+    fleet.statuses["edge-1"] = _status("edge-1", "edge", "maintenance", 30)
     settle(rec)
     assert rec.state is State.MAINTENANCE and journal == ["apply:web-a", "apply:web-b"]
 
@@ -171,7 +172,7 @@ def test_same_mode_new_intent_rechecks_steps_and_adopts_index(tmp_path: Path) ->
 
 
 def _status(box: str, role: str, state: str, index: int) -> Status:
-    return Status(box, (role,), state, index, "", progress={role: state})
+    return Status(box, (role,), State(state), index, datetime(2026, 12, 2, 21, 0, tzinfo=UTC), progress={role: state})
 
 
 def test_auto_end_leaves_in_the_exit_order(tmp_path: Path) -> None:
