@@ -10,8 +10,10 @@ from dataclasses import replace
 import pytest
 
 from agent.clients.blocking import QueryFailed, blocking_answers, next_index
+from agent.config.schema import from_mapping
 from agent.core.errors import ConsulUnavailable
 from agent.core.settings import DEFAULTS, BackoffPolicy, BucketPolicy, Settings
+from agent.daemon.app import settings_for
 
 
 class ScriptedQuery:
@@ -101,3 +103,10 @@ def test_settings_are_frozen_and_start_what_they_say() -> None:
     assert max(delays) <= 4.0 and delays[0] <= 1.0
     bucket = DEFAULTS.intent_reads.start(clock=lambda: 0.0)
     assert [bucket.delay() for _ in range(11)][-2:] == [0.0, 1.0]  # a burst of 10, then 1 a second
+
+
+def test_the_config_file_sets_the_step_retry_cap_and_nothing_else() -> None:
+    config = from_mapping({"agent": {"roles": ["web"], "environment": "mock", "retry_max_seconds": 7}})
+    settings = settings_for(config)
+    assert settings.step_retry == BackoffPolicy(base=1.0, cap=7.0)
+    assert replace(settings, step_retry=DEFAULTS.step_retry) == DEFAULTS
