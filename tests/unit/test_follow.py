@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from agent.clients.consul import KeyRead, Member
 from agent.ops.fleet import FleetReader, FleetSnapshot
 from agent.ops.follow import ChangeTracker
-from tests.fixtures.maintctl import FakeGateway
+from tests.fakes import FakeGateway
 
 NOW = datetime(2026, 11, 25, 21, 0, tzinfo=UTC)
 
