@@ -218,7 +218,7 @@ def status_view(snapshot: FleetSnapshot, now: datetime, tz: tzinfo, width: int =
         nodes = [b.node for b in snapshot.boxes if b.status and (b.status.error or b.status.intent_error) == error]
         out += _lines([(f"error {number}", "bold red"), (", ".join(nodes) + ":", "bold"), (error, "")], width, color)
     for drift, nodes in drifts.items():
-        out += _lines([(", ".join(nodes), "bold"), ("drift:", "red"), (drift, "")], width, color)
+        out += _lines([("drift:", "red"), (drift, ""), (f"(on {', '.join(nodes)})", "bold")], width, color)
     return "\n".join(out)
 
 
