@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from agent.clients.consul import ConsulGateway
-from agent.core.backoff import Backoff
 from agent.core.errors import ConsulUnavailable
+from agent.core.settings import BackoffPolicy
 from agent.daemon.watcher import ConsulReachability, KeyWatcher, WatchEvent
 from demo.harness.consul import ConsulAgentProcess
 from demo.harness.processes import wait_until
@@ -14,7 +14,7 @@ def test_the_cause_once_then_reminders_at_growing_intervals_then_reachable(own_c
     events: list[WatchEvent] = []
     own_consul.stop()
     watcher = KeyWatcher(ConsulGateway(own_consul.address, request_timeout=1.0), "maintenance/x/desired", events.append, wait=1.0,
-                         backoff=Backoff(base=0.05, cap=0.1), remind_after=(0.5, 1.0)).start()
+                         reconnect=BackoffPolicy(base=0.05, cap=0.1), remind_after=(0.5, 1.0)).start()
     try:
         wait_until(lambda: sum(isinstance(e, ConsulReachability) and e.reminder for e in events) >= 3, 15.0, what="three reminders")
         down = [e for e in events if isinstance(e, ConsulReachability)]
