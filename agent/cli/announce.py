@@ -12,23 +12,24 @@ partner twice about the same event; ``--again`` makes a new event on purpose.
 from __future__ import annotations
 
 import json
-import tomllib
-from concurrent.futures import Future
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from pydantic import ValidationError
 
 from agent.cli.errors import EXIT_NOT_YET, EXIT_OK
 from agent.cli.options import OperatorError, Settings, login_user, utc_now, writable_file
-from agent.config.partners import NoticesSection
 from agent.core.errors import ConfigError
 from agent.core.model import Intent, Mode
-from agent.ops.ical import CalendarWindow, to_ics
-from agent.partners.dispatch import NoticeDispatcher
-from agent.partners.notices import Delivery, Notice
+
+if TYPE_CHECKING:  # imported where used: only a command that notifies partners pays for pydantic and requests
+    from concurrent.futures import Future
+
+    from agent.config.partners import NoticesSection
+    from agent.ops.ical import CalendarWindow
+    from agent.partners.dispatch import NoticeDispatcher
+    from agent.partners.notices import Delivery, Notice
 
 
 def _load_option(ctx: click.Context, param: click.Parameter, value: Path | None) -> NoticesSection | None:
@@ -48,6 +49,12 @@ notices_option = click.option(
 
 
 def load_notices(path: Path) -> NoticesSection:
+    import tomllib
+
+    from pydantic import ValidationError
+
+    from agent.config.partners import NoticesSection
+
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -68,12 +75,16 @@ class _QuietLog:
 
 
 def _dispatcher(settings: Settings, section: NoticesSection) -> NoticeDispatcher:
+    from agent.partners.dispatch import NoticeDispatcher
+
     return NoticeDispatcher(settings.gateway(), f"{settings.prefix}/{settings.env()}", settings.env(),
                             f"maintctl:{login_user()}", section, _QuietLog())
 
 
 def send_and_report(settings: Settings, section: NoticesSection, notice: Notice) -> list[dict[str, Any]]:
     """Send ``notice`` to every partner that wants it, wait, and say what happened to each."""
+    from agent.partners.notices import Delivery
+
     dispatcher = _dispatcher(settings, section)
     kind = notice.event.split("-", 1)[0]
     wanted = [p.name for p in section.partners if kind in p.events]
@@ -113,6 +124,8 @@ def _describe(line: dict[str, Any]) -> str:
 
 
 def calendar_window(settings: Settings, intent: Intent, section: NoticesSection, now: datetime, impact: str) -> CalendarWindow:
+    from agent.ops.ical import CalendarWindow
+
     if intent.ends_at is None:
         raise OperatorError("the intent has no ends_at: a calendar entry needs the announced end")
     starts_at = intent.starts_at or now
@@ -131,6 +144,9 @@ def calendar_window(settings: Settings, intent: Intent, section: NoticesSection,
 @click.pass_obj
 def announce(settings: Settings, notices: NoticesSection | None, ics_path: Path | None, again: bool, as_json: bool) -> None:
     """Tell partners about the current window: signed webhook notices and/or an .ics file."""
+    from agent.config.partners import NoticesSection
+    from agent.ops.ical import to_ics
+
     if notices is None and ics_path is None:
         raise click.UsageError("nothing to do: give --notices FILE (or MAINTCTL_NOTICES) and/or --ics FILE")
     section = notices or NoticesSection()

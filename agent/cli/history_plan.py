@@ -16,7 +16,6 @@ from agent.cli.errors import EXIT_NOT_YET, EXIT_OK
 from agent.cli.options import OperatorError, Settings, console, environment_name, finite_minutes, observe_phase, print_json, time_option, utc_now
 from agent.core.errors import MaintenanceAgentError
 from agent.core.planning import DEFAULT_MAX_WINDOW, PlanningError, format_duration, parse_clock, plan
-from agent.ops import render
 
 
 def _close_from_statuses(settings: Settings) -> None:
@@ -35,6 +34,8 @@ def _close_from_statuses(settings: Settings) -> None:
 @click.pass_obj
 def history(settings: Settings, limit: int, as_json: bool) -> None:
     """The audit trail: who, when, why, when each phase was reached, how long it really took, overrun or not."""
+    from agent.ops import render  # rich: only the commands that draw with it import it
+
     _close_from_statuses(settings)
     records = settings.history().records()[:limit]
     now = utc_now()
@@ -59,6 +60,8 @@ def history(settings: Settings, limit: int, as_json: bool) -> None:
 def plan_command(settings: Settings, mock_minutes: float | None, history_env: str | None, db: bool, slot_time: str,
                  after_text: str | None, as_json: bool) -> None:
     """Estimate a production window from Mock: exit 0 when it fits the policy, 1 when over the limit."""
+    from agent.ops import render
+
     if (mock_minutes is None) == (history_env is None):
         raise click.UsageError("give exactly one of --mock-minutes N or --from-history ENV")
     now = utc_now()

@@ -21,15 +21,13 @@ import time
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from agent import __version__
 from agent.cli.announce import announce, notices_option, notify_on_flip
-from agent.cli.errors import EXIT_ERROR, EXIT_NOT_YET, EXIT_OK
+from agent.cli.errors import EXIT_NOT_YET, EXIT_OK
 from agent.cli.history_plan import history, plan_command
 from agent.cli.options import (
     DURATION,
@@ -41,17 +39,19 @@ from agent.cli.options import (
     login_user,
     observe_phase,
     print_json,
+    terminal_width,
     time_option,
     utc_now,
 )
 from agent.config.connection import DEFAULT_ADDRESS, ENVIRONMENT, FLAG_NAMES, resolve
-from agent.config.partners import NoticesSection
 from agent.core.model import Intent, Mode
 from agent.core.planning import DEFAULT_MAX_WINDOW, PlanningError, format_duration, window, zone
-from agent.ops import render
-from agent.ops.fleet import FleetReader, FleetSnapshot, IntentWriter, NoAgents
-from agent.ops.follow import ChangeTracker
-from agent.ops.history import Request, WindowRecord
+
+# Each command imports what only it needs (the Consul gateway, rich, the
+# history): `maintctl --help` and a typo'd option answer in a few milliseconds.
+if TYPE_CHECKING:
+    from agent.config.partners import NoticesSection
+    from agent.ops.fleet import FleetReader, FleetSnapshot
 
 _ENVIRONMENT_HELP = "\b\nEnvironment variables (as the consul command reads them; flags win):\n" + "\n".join(
     f"  {name:<24} {meaning}" for name, meaning in ENVIRONMENT.items()) + (
@@ -93,6 +93,8 @@ def cli(ctx: click.Context, address: str | None, token: str | None, token_file: 
 
 
 def _require_agents(snapshot: FleetSnapshot) -> None:
+    from agent.ops.fleet import NoAgents
+
     if not snapshot.boxes:
         raise NoAgents(f"no maintenance agents registered for environment {snapshot.environment!r} "
                        f"(Consul service maintenance-agent, tag env:{snapshot.environment}); wrong --env?")
@@ -117,6 +119,8 @@ def _require_agents(snapshot: FleetSnapshot) -> None:
 def on(settings: Settings, reason: str, length: timedelta | None, until_text: str | None, at_text: str | None,
        message: str, by: str, dry_run: bool, force: bool, replace_window: bool, as_json: bool, notices: NoticesSection | None) -> None:
     """Take the environment into maintenance (check-and-set write of the desired key)."""
+    from agent.ops import views
+
     now = utc_now().replace(microsecond=0)
     start = time_option(at_text, "--at", now, settings.tz)
     until = time_option(until_text, "--until", now, settings.tz)
@@ -129,7 +133,7 @@ def on(settings: Settings, reason: str, length: timedelta | None, until_text: st
     _require_agents(snapshot)
     current = snapshot.intent
     if current is not None and current.mode is Mode.MAINTENANCE and not replace_window:
-        raise OperatorError(f"a maintenance window is already in progress ({render.describe_intent(current, None)}); "
+        raise OperatorError(f"a maintenance window is already in progress ({views.describe_intent(current, None, tz=settings.tz)}); "
                             "pass --replace to replace it")
     if not dry_run:
         observe_phase(settings, snapshot)  # the last window may have ended unobserved: close its record before opening one
@@ -151,6 +155,8 @@ def on(settings: Settings, reason: str, length: timedelta | None, until_text: st
 @click.pass_obj
 def off(settings: Settings, reason: str, by: str, dry_run: bool, as_json: bool, notices: NoticesSection | None) -> None:
     """Bring the environment back from maintenance (check-and-set write of the desired key)."""
+    from agent.ops import views
+
     now = utc_now()
     reader = settings.reader()
     snapshot = reader.read()
@@ -159,7 +165,7 @@ def off(settings: Settings, reason: str, by: str, dry_run: bool, as_json: bool, 
         if as_json:
             print_json({"written": False, "key": reader.desired_key, "intent_index": snapshot.intent.index, "why": "already active"})
         else:
-            click.echo(f"already active ({render.describe_intent(snapshot.intent, None, tz=settings.tz)}); nothing written")
+            click.echo(f"already active ({views.describe_intent(snapshot.intent, None, tz=settings.tz)}); nothing written")
         return
     if not dry_run:
         observe_phase(settings, snapshot)  # the entry may have completed unobserved: record it before it is gone
@@ -178,6 +184,9 @@ def off(settings: Settings, reason: str, by: str, dry_run: bool, as_json: bool, 
 @click.pass_obj
 def release(settings: Settings, node: str, reason: str, by: str) -> None:
     """Let the gates pass without NODE, a dead box say; recorded in the intent's release list."""
+    from agent.ops.fleet import IntentWriter
+    from agent.ops.history import Request
+
     now = utc_now()
     reader = settings.reader()
     snapshot = reader.read()
@@ -203,20 +212,24 @@ def release(settings: Settings, node: str, reason: str, by: str) -> None:
 def _flip(settings: Settings, reader: FleetReader, snapshot: FleetSnapshot, intent: Intent, dry_run: bool, as_json: bool,
           now: datetime) -> int | None:
     """Write ``intent`` (check-and-set) and record it; returns the new intent index, None on a dry run."""
+    from agent.ops import views
+
     if dry_run:
         if as_json:
             print_json({"dry_run": True, "intent": json.loads(intent.to_json()), "fleet": snapshot.to_dict(now)})
         else:
-            out = console()
-            out.print(render.dry_run_view(snapshot, intent, settings.tz, out.width))
+            click.echo(views.dry_run_view(snapshot, intent, settings.tz, terminal_width(), color=views.color_wanted(sys.stdout)))
         return None
+    from agent.ops.fleet import IntentWriter
+    from agent.ops.history import Request, WindowRecord
+
     index = IntentWriter(settings.gateway(), reader.desired_key).write(intent, snapshot.desired_modify_index)
     request = Request(at=now.isoformat(), by=intent.by, reason=intent.reason, intent_index=index)
     if as_json:
         print_json({"written": True, "key": reader.desired_key, "intent_index": index, "intent": json.loads(intent.to_json()),
                      "follow": f"maintctl --env {snapshot.environment} wait"})
     else:
-        click.echo(f"wrote {reader.desired_key} (intent {index}): {render.describe_intent(intent, None, written=False, tz=settings.tz)}")
+        click.echo(f"wrote {reader.desired_key} (intent {index}): {views.describe_intent(intent, None, written=False, tz=settings.tz)}")
     history = settings.history()
     with history_is_best_effort():
         if intent.mode is Mode.MAINTENANCE:
@@ -233,17 +246,17 @@ def _flip(settings: Settings, reader: FleetReader, snapshot: FleetSnapshot, inte
 
 
 def _verdict(snapshot: FleetSnapshot) -> int:
-    if snapshot.intent is None:
-        return EXIT_ERROR
-    return EXIT_OK if snapshot.converged else EXIT_NOT_YET
+    return snapshot.verdict()  # reported drift counts as "not yet": an operator must look
 
 
-@cli.command("status", short_help="One row per box; exit 0 converged, 1 not yet, 2 error.")
+@cli.command("status", short_help="One row per box; exit 0 converged, 1 not yet or drift, 2 error.")
 @click.option("--watch", is_flag=True, help="Follow live (blocking queries) until interrupted.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (one document per update with --watch).")
 @click.pass_obj
 def status(settings: Settings, watch: bool, as_json: bool) -> None:
-    """One row per box; exit 0 converged to the intent, 1 not yet or blocked, 2 error."""
+    """One row per box; exit 0 converged to the intent, 1 not yet, blocked or drift reported, 2 error."""
+    from agent.ops import views
+
     reader = settings.reader()
     if not watch:
         snapshot = reader.read()
@@ -251,8 +264,7 @@ def status(settings: Settings, watch: bool, as_json: bool) -> None:
         if as_json:
             print_json(snapshot.to_dict(utc_now()))
         else:
-            out = console()
-            out.print(render.status_view(snapshot, utc_now(), settings.tz, out.width))
+            click.echo(views.status_view(snapshot, utc_now(), settings.tz, terminal_width(), color=views.color_wanted(sys.stdout)))
         sys.exit(_verdict(snapshot))
     verdict = EXIT_NOT_YET
     try:
@@ -260,17 +272,20 @@ def status(settings: Settings, watch: bool, as_json: bool) -> None:
             for snapshot in reader.follow():
                 verdict = _follow_step(settings, snapshot)
                 click.echo(json.dumps(snapshot.to_dict(utc_now()), sort_keys=True))
-        elif not console().is_terminal:  # a log or a pipe: each change appended, flushed, not redrawn
-            out = console()
+        elif not sys.stdout.isatty():  # a log or a pipe: each change appended, flushed, not redrawn
             for snapshot in reader.follow():
                 verdict = _follow_step(settings, snapshot)
-                out.print(render.status_view(snapshot, utc_now(), settings.tz, out.width))
-                out.file.flush()
+                click.echo(views.status_view(snapshot, utc_now(), settings.tz, terminal_width()))
+                sys.stdout.flush()
         else:
+            from rich.live import Live
+            from rich.text import Text
+
             with Live(console=console(), auto_refresh=False) as live:
                 for snapshot in reader.follow():
                     verdict = _follow_step(settings, snapshot)
-                    live.update(render.status_view(snapshot, utc_now(), settings.tz, live.console.width), refresh=True)
+                    shown = views.status_view(snapshot, utc_now(), settings.tz, live.console.width, color=views.color_wanted(sys.stdout))
+                    live.update(Text.from_ansi(shown), refresh=True)
     except KeyboardInterrupt:
         pass
     sys.exit(verdict)
@@ -296,6 +311,11 @@ def wait(settings: Settings, timeout: timedelta, fail_fast: bool, as_json: bool)
     message), and again when it clears. On a terminal a progress bar per role;
     off one (a CI log, tee) one flushed line per change.
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from agent.ops import render
+    from agent.ops.follow import ChangeTracker
+
     reader = settings.reader()
     out = console()
     live = out.is_terminal and not as_json

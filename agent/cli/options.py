@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import getpass
 import json
 import math
 import os
@@ -20,21 +19,24 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-from rich.console import Console
 
 from agent.cli.errors import EXIT_INTERRUPTED, OneLineErrorGroup, fail_line
-from agent.clients.consul import ConsulGateway, ConsulKV
 from agent.config.connection import ConnectionSettingError, ConsulConnection
 from agent.core.errors import ConsulPermissionDenied, MaintenanceAgentError
 from agent.core.planning import PlanningError, parse_duration, parse_time
-from agent.ops.fleet import FleetReader, FleetSnapshot
-from agent.ops.history import HistoryStore
+
+if TYPE_CHECKING:  # imported where used: `maintctl --help` must not pay for them
+    from rich.console import Console
+
+    from agent.clients.consul import ConsulKV
+    from agent.ops.fleet import FleetReader, FleetSnapshot
+    from agent.ops.history import HistoryStore
 
 ENVIRONMENT_NAME = re.compile(r"[a-z0-9][a-z0-9_\-]{0,63}")
-GatewayFactory = Callable[[str, "str | None"], ConsulKV]
+GatewayFactory = Callable[[str, "str | None"], "ConsulKV"]
 
 
 class OperatorError(MaintenanceAgentError):
@@ -105,6 +107,8 @@ class Settings:
     def _gateway(self) -> ConsulKV:
         if self.make_gateway is not None:
             return self.make_gateway(self.address, self.token)
+        from agent.clients.consul import ConsulGateway
+
         return ConsulGateway.connect(self.connection)
 
     def gateway(self) -> ConsulKV:
@@ -119,9 +123,13 @@ class Settings:
         return self.environment
 
     def reader(self) -> FleetReader:
+        from agent.ops.fleet import FleetReader
+
         return FleetReader(self.gateway(), self.prefix, self.env())
 
     def history(self, environment: str | None = None) -> HistoryStore:
+        from agent.ops.history import HistoryStore
+
         return HistoryStore(self.gateway(), f"{self.prefix}/{environment or self.env()}")
 
 
@@ -216,8 +224,11 @@ def terminal_width() -> int:
 
 
 def console() -> Console:
-    stdout = sys.stdout
-    return Console(file=stdout, width=terminal_width(), soft_wrap=False)
+    from rich.console import Console
+
+    # emoji=False: an operator's reason or message is shown as typed (":x:" stays ":x:"),
+    # and the emoji table is never loaded.
+    return Console(file=sys.stdout, width=terminal_width(), soft_wrap=False, emoji=False)
 
 
 def utc_now() -> datetime:
@@ -225,6 +236,8 @@ def utc_now() -> datetime:
 
 
 def login_user() -> str:
+    import getpass
+
     try:
         return getpass.getuser()
     except (KeyError, OSError):

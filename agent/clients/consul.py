@@ -1,6 +1,10 @@
 """ConsulGateway: the only code that speaks Consul's HTTP API.
 
-It wraps py-consul, puts a timeout on every call (a blocking query gets
+Reads (keys, prefixes, the membership) go through ``ConsulReads``, a few
+GETs over a plain socket (or TLS, with the same CA, client certificate and
+server name as py-consul gets), so a command that only reads (``maintctl status``)
+never pays for importing py-consul and ``requests``. Everything else wraps
+py-consul, created on first use. The gateway puts a timeout on every call (a blocking query gets
 ``wait + max(wait/15, 1s)`` plus the request timeout, so a Consul that accepts
 the connection and never answers cannot hang a thread), decides the token
 explicitly (py-consul would let ``CONSUL_HTTP_TOKEN`` override the one given in
@@ -14,20 +18,24 @@ which the unit tests' in-memory fake also satisfies.
 
 from __future__ import annotations
 
+import base64
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
-import consul
-import consul.exceptions as consul_errors
-import requests
-from requests.adapters import HTTPAdapter
-
-from agent.config.connection import ConsulConnection
+from agent.clients.consul_http import ConsulReads, connection_failure
 from agent.core.errors import ConsulPermissionDenied, ConsulUnavailable, PermanentError
 from agent.core.model import Member
+
+if TYPE_CHECKING:  # imported on first use: ~70 ms that a reading command never pays
+    import consul
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    from agent.config.connection import ConsulConnection
 
 T = TypeVar("T")
 
@@ -90,48 +98,22 @@ def _refuse_retryable_status(response: Callable[..., Any]) -> Callable[..., Any]
     return checked
 
 
-def connection_failure(exc: BaseException) -> str:
-    """Why a request never got an answer, in the operator's words: refused, name not found, TLS, timeout."""
-    text = str(exc)
-    if isinstance(exc, requests.exceptions.SSLError):
-        for marker, said, hint in (
-                ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed", "check the CA: --ca-file, CONSUL_CACERT"),
-                ("doesn't match", "hostname mismatch", "check the name: --tls-server-name, CONSUL_TLS_SERVER_NAME"),
-                ("WRONG_VERSION_NUMBER", "the address does not speak TLS", "http:// instead of https://?"),
-                ("certificate required", "Consul wants a client certificate", "--client-cert/--client-key, CONSUL_CLIENT_CERT/KEY"),
-                ("alert", "Consul refused the handshake", "a client certificate signed by its CA? --client-cert, CONSUL_CLIENT_CERT")):
-            if marker in text:
-                detail = text[text.find(marker):].split("(_ssl")[0].rstrip(" )'\"").split("] ", 1)[-1][:160]
-                return f"TLS: {detail if detail.startswith(said) else f'{said} ({detail})'}; {hint}"
-        return f"TLS: {text[:200]}"
-    if isinstance(exc, requests.Timeout):
-        return "timed out"
-    for marker, said in (("Connection refused", "connection refused"), ("Name or service not known", "host name not found (DNS)"),
-                         ("nodename nor servname", "host name not found (DNS)"), ("Temporary failure in name resolution", "DNS lookup failed"),
-                         ("No route to host", "no route to host"), ("Network is unreachable", "network unreachable"),
-                         ("RemoteDisconnected", "Consul closed the connection without answering"),
-                         ("Connection reset", "connection reset"), ("Connection aborted", "connection aborted")):
-        if marker in text:
-            return said
-    return f"{type(exc).__name__}: {text[:200]}"
-
-
 def blocking_read_timeout(wait: float, request_timeout: float) -> float:
     """Client-side deadline of a blocking query: Consul may add up to wait/16 of jitter."""
     return wait + max(wait / 15.0, 1.0) + request_timeout
 
 
-class _ServerNameAdapter(HTTPAdapter):
-    """Verify Consul's certificate against ``server_name`` instead of the address's host (``-tls-server-name``)."""
+def _server_name_adapter(server_name: str) -> HTTPAdapter:
+    """A requests adapter verifying Consul's certificate against ``server_name``, not the address's host (``-tls-server-name``)."""
+    from requests.adapters import HTTPAdapter
 
-    def __init__(self, server_name: str):
-        self.server_name = server_name
-        super().__init__()
+    class ServerNameAdapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["server_hostname"] = server_name
+            kwargs["assert_hostname"] = server_name
+            super().init_poolmanager(*args, **kwargs)
 
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["server_hostname"] = self.server_name
-        kwargs["assert_hostname"] = self.server_name
-        super().init_poolmanager(*args, **kwargs)
+    return ServerNameAdapter()
 
 
 class ConsulGateway:
@@ -148,20 +130,11 @@ class ConsulGateway:
         parts = urlsplit(address if "://" in address else f"http://{address}")
         self.address = f"{parts.scheme}://{parts.netloc if parts.port else f'{parts.netloc}:8500'}"
         self.request_timeout = request_timeout
-        self._client = consul.Consul(
-            host=f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname,
-            port=parts.port or 8500,
-            scheme=parts.scheme,
-            verify=ca_file if (verify and ca_file) else verify,
-            cert=cert,
-            connections_timeout=request_timeout,
-        )
-        if tls_server_name:
-            self._client.http.session.mount("https://", _ServerNameAdapter(tls_server_name))
+        self._where = (parts.scheme, parts.hostname or "127.0.0.1", parts.port or 8500)
+        self._tls = (ca_file, cert, verify, tls_server_name)
         # Decide the token here, not through the environment behind our back.
-        self._client.token = token
-        self._client.http.timeout = self._timeout_for
-        self._client.http.response = _refuse_retryable_status(self._client.http.response)
+        self._token = token
+        self._reads = ConsulReads(*self._where, token=token, ca_file=ca_file, cert=cert, verify=verify, tls_server_name=tls_server_name)
         self.requests = 0  # requests sent, for the metrics and the idle benchmark
 
     @classmethod
@@ -179,14 +152,43 @@ class ConsulGateway:
 
     # -- plumbing ---------------------------------------------------------
 
+    @functools.cached_property
+    def _client(self) -> consul.Consul:
+        import consul
+
+        scheme, host, port = self._where
+        ca_file, cert, verify, server_name = self._tls
+        client = consul.Consul(host=f"[{host}]" if ":" in host else host, port=port, scheme=scheme,
+                               verify=ca_file if (verify and ca_file) else verify, cert=cert, connections_timeout=self.request_timeout)
+        if server_name:
+            client.http.session.mount("https://", _server_name_adapter(server_name))
+        client.token = self._token
+        client.http.timeout = self._timeout_for
+        client.http.response = _refuse_retryable_status(client.http.response)
+        return client
+
     def _timeout_for(self, params: Any) -> float:
+        import consul.std
+
         params = dict(params or ())
         if "index" not in params:
             return self.request_timeout
         wait = consul.std.parse_duration(params.get("wait", "300s"))
         return blocking_read_timeout(wait, self.request_timeout)
 
+    def _get(self, path: str, params: dict[str, Any], what: str, rule: str) -> tuple[int, Any]:
+        """A read over the socket reader: (index, decoded JSON or None when Consul says 404)."""
+        self.requests += 1
+        wait = params.get("wait")
+        timeout = blocking_read_timeout(float(wait.rstrip("s")), self.request_timeout) if wait else self.request_timeout
+        reply = self._reads.get(path, params, timeout, what, rule)
+        return reply.index, reply.body
+
     def _call(self, what: str, fn: Callable[[], T], rule: str = "") -> T:
+        import consul
+        import consul.exceptions as consul_errors
+        import requests
+
         self.requests += 1
         try:
             return fn()
@@ -213,41 +215,28 @@ class ConsulGateway:
 
     def get_key(self, key: str, index: int = 0, wait: float | None = None, consistent: bool = False) -> KeyRead:
         """Read ``key``; with ``index`` > 0 block until it changes or ``wait`` passes."""
-        kwargs: dict[str, Any] = {}
+        params: dict[str, Any] = {}
         if index > 0:
-            kwargs["index"] = index
-            kwargs["wait"] = f"{int(wait or 60)}s"
+            params["index"] = index
+            params["wait"] = f"{int(wait or 60)}s"
         if consistent:
-            kwargs["consistency"] = "consistent"
-        raw_index, item = self._call(f"read of {key}", lambda: self._client.kv.get(key, **kwargs), rule=f'key_prefix "{key}" {{ policy = "read" }}')
-        idx = int(raw_index or 0)
-        if item is None:
+            params["consistent"] = ""
+        idx, items = self._get(f"/v1/kv/{key}", params, f"read of {key}", rule=f'key_prefix "{key}" {{ policy = "read" }}')
+        if not items:
             return KeyRead(index=idx, value=None)
-        value = item.get("Value")
-        return KeyRead(index=idx, value=value if value is not None else b"", modify_index=int(item["ModifyIndex"]), session=item.get("Session"))
+        return _key_read(idx, items[0])
 
     def list_prefix(self, prefix: str) -> dict[str, KeyRead]:
-        raw_index, items = self._call(f"list of {prefix}", lambda: self._client.kv.get(prefix, recurse=True),
-                                      rule=f'key_prefix "{prefix}" {{ policy = "list" }}')
-        out = {}
-        for item in items or []:
-            out[item["Key"]] = KeyRead(index=int(raw_index or 0), value=item.get("Value") or b"",
-                                       modify_index=int(item["ModifyIndex"]), session=item.get("Session"))
-        return out
+        return self.read_prefix(prefix)[1]
 
     def read_prefix(self, prefix: str, index: int = 0, wait: float | None = None) -> tuple[int, dict[str, KeyRead]]:
         """Every key under ``prefix`` and the query's index; blocks like ``get_key`` when ``index`` > 0."""
-        kwargs: dict[str, Any] = {"recurse": True}
+        params: dict[str, Any] = {"recurse": ""}
         if index > 0:
-            kwargs["index"] = index
-            kwargs["wait"] = f"{int(wait or 60)}s"
-        raw_index, items = self._call(f"list of {prefix}", lambda: self._client.kv.get(prefix, **kwargs),
-                                      rule=f'key_prefix "{prefix}" {{ policy = "list" }}')
-        idx = int(raw_index or 0)
-        out = {}
-        for item in items or []:
-            out[item["Key"]] = KeyRead(index=idx, value=item.get("Value") or b"", modify_index=int(item["ModifyIndex"]), session=item.get("Session"))
-        return idx, out
+            params["index"] = index
+            params["wait"] = f"{int(wait or 60)}s"
+        idx, items = self._get(f"/v1/kv/{prefix}", params, f"list of {prefix}", rule=f'key_prefix "{prefix}" {{ policy = "list" }}')
+        return idx, {item["Key"]: _key_read(idx, item) for item in items or []}
 
     def put_key(self, key: str, value: bytes | str, cas: int | None = None, acquire: str | None = None) -> bool:
         """Write; returns False when a ``cas`` or ``acquire`` condition was not met."""
@@ -269,6 +258,8 @@ class ConsulGateway:
 
     def renew_session(self, session_id: str) -> bool:
         """True if renewed, False if the session no longer exists."""
+        import consul
+
         def renew() -> bool:
             try:
                 return self._client.session.renew(session_id) is not None
@@ -287,6 +278,8 @@ class ConsulGateway:
         return str(info["Config"]["NodeName"])
 
     def register_agent_service(self, service_id: str, tags: list[str], meta: dict[str, str], check_ttl: int) -> None:
+        import consul.callback
+
         rule = f'service "{AGENT_SERVICE}" {{ policy = "write" }}'
         # No DeregisterCriticalServiceAfter: a dead agent must keep blocking the
         # gates visibly until an operator releases or deregisters its box.
@@ -313,12 +306,12 @@ class ConsulGateway:
 
     def members(self, environment: str, index: int = 0, wait: float | None = None) -> tuple[int, list[Member]]:
         """The boxes registered for ``environment``; blocks like a KV read when ``index`` > 0."""
-        kwargs: dict[str, Any] = {"tag": f"env:{environment}"}
+        params: dict[str, Any] = {"tag": f"env:{environment}"}
         if index > 0:
-            kwargs["index"] = index
-            kwargs["wait"] = f"{int(wait or 60)}s"
-        raw_index, entries = self._call("service health", lambda: self._client.health.service(AGENT_SERVICE, **kwargs),
-                                        rule=f'service "{AGENT_SERVICE}" {{ policy = "read" }}')
+            params["index"] = index
+            params["wait"] = f"{int(wait or 60)}s"
+        raw_index, entries = self._get(f"/v1/health/service/{AGENT_SERVICE}", params, "service health",
+                                       rule=f'service "{AGENT_SERVICE}" {{ policy = "read" }}')
         members = []
         for entry in entries or []:
             service = entry["Service"]
@@ -334,3 +327,10 @@ class ConsulGateway:
                 check_output=output,
             ))
         return int(raw_index or 0), members
+
+
+def _key_read(index: int, item: dict[str, Any]) -> KeyRead:
+    """One KV entry as Consul returns it (``Value`` base64, null for an empty value)."""
+    value = item.get("Value")
+    return KeyRead(index=index, value=base64.b64decode(value) if value is not None else b"",
+                   modify_index=int(item["ModifyIndex"]), session=item.get("Session"))

@@ -10,13 +10,30 @@ refused with one line naming the flag, key or variable it came from.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from agent.config.fields import host_port
+
+def host_port(value: str, what: str) -> str:
+    """``value`` if it is ``host:port`` with a valid IP address or host name (here, not in ``fields``: maintctl reads it without pydantic)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"expected {what} as host:port (e.g. 127.0.0.1:9464)")
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        labels = host.split(".")
+        if all(label.isdigit() for label in labels):
+            raise ValueError(f"{host!r} is not a valid IP address") from None
+        if not all(label and label.replace("-", "").isalnum() for label in labels):
+            raise ValueError(f"{host!r} is neither an IP address nor a host name") from None
+    return value
+
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8500"
 

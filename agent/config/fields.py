@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -12,25 +11,13 @@ from pydantic import (
     ConfigDict,
 )
 
+from agent.config.connection import host_port
+
+__all__ = ["FrozenModel", "HttpUrlText", "host_port"]
+
 
 class FrozenModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-def host_port(value: str, what: str) -> str:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ValueError(f"expected {what} as host:port (e.g. 127.0.0.1:9464)")
-    host = host.strip("[]")
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        labels = host.split(".")
-        if all(label.isdigit() for label in labels):
-            raise ValueError(f"{host!r} is not a valid IP address") from None
-        if not all(label and label.replace("-", "").isalnum() for label in labels):
-            raise ValueError(f"{host!r} is neither an IP address nor a host name") from None
-    return value
 
 
 def _http_url(value: str) -> str:

@@ -98,6 +98,12 @@ class _ServiceManagerTable(FrozenModel):
     supervisor: SupervisorConnection = SupervisorConnection()
     commands: dict[str, ServiceCommands] = Field(default_factory=dict)
     inactive_exit_codes: list[int] = Field(default_factory=lambda: [1, 2, 3])
+    #: What a settled box does when the role no longer holds (a service started by hand in the window):
+    #: "repair" puts it back (logged, counted), "report" leaves it and shows it in the status.
+    drift: Literal["repair", "report"] = "repair"
+    #: After a window, how long what ran before it is held running (restarted if it stops); 0: not at all.
+    #: Bounded so that an operator stopping a service on another day is not overruled.
+    hold_after_window_seconds: float = Field(default=900.0, ge=0, le=7 * 24 * 3600)
 
     def _check_commands(self, names: list[str], what: str) -> None:
         if len(set(names)) != len(names):

@@ -44,6 +44,8 @@ class AgentSection(FrozenModel):
     order: list[Role] = Field(default_factory=lambda: list(DEFAULT_ORDER))
     resync_seconds: float = Field(default=30.0, gt=0, le=3600)
     retry_max_seconds: float = Field(default=30.0, gt=0, le=3600)
+    drift_check_seconds: float = Field(default=2.0, gt=0, le=60, description="how often a settled box looks at its local steps "
+                                       "(HAProxy map, service manager, flag file) for drift; costs Consul nothing")
 
     @field_validator("roles")
     @classmethod

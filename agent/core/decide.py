@@ -44,6 +44,14 @@ def next_wake(intent: Intent, now: datetime, resync: float) -> float:
     return wait
 
 
+def settled_target(intent: Intent | None, state: State, progress_index: int, now: datetime) -> Mode | None:
+    """The mode a box is settled at for ``intent`` (its roles done, nothing to move), else None."""
+    if intent is None or state not in (State.ACTIVE, State.MAINTENANCE) or progress_index != intent.index:
+        return None
+    target = effective_mode(intent, state, now)
+    return target if State.settled_for(target) is state else None
+
+
 @dataclass
 class Progress:
     """Where this box is for one intent: the state of each of its roles (what the state file keeps)."""

@@ -112,6 +112,8 @@ class Status:
     desired: str | None = None
     scheduled_for: str | None = None
     intent_error: str | None = None
+    #: Drift this box found and only reports (a role with ``drift = "report"``): what no longer holds.
+    drift: str | None = None
 
     def to_json(self) -> str:
         doc = asdict(self)

@@ -16,8 +16,10 @@ from agent import __version__
 from agent.clients.alertmanager import AlertmanagerClient
 from agent.clients.consul import ConsulGateway
 from agent.config.schema import AgentConfig
-from agent.core.model import Intent, Role, State
+from agent.core.decide import settled_target
+from agent.core.model import Intent, Mode, Role, State
 from agent.core.settings import DEFAULTS, Settings
+from agent.daemon.driftwatch import DriftWatch
 from agent.daemon.metrics import AgentMetrics, MetricsServer
 from agent.daemon.peers import PeerView
 from agent.daemon.reconcile import Reconciler
@@ -109,6 +111,10 @@ class Agent:
             on_transition=self._on_transition,
         )
         self.metrics.follow_window(lambda: (self.reconciler.intent, self.reconciler.state))
+        # Local drift (HAProxy map, service manager, flag file) is seen within drift_check_seconds,
+        # whatever resync_seconds is; the reconciler alone repairs it.
+        self.drift = DriftWatch(self.node, self.reconciler.steps, self._settled_view, self._wake, self.memory, self.log,
+                                config.agent.drift_check_seconds)
         self.watcher = KeyWatcher(self.gateway, self.desired_key, self.reconciler.on_watch_event,
                                   wait=config.consul.wait_seconds, consistent=True, name=f"watch:{self.node}",
                                   reconnect=self.settings.consul_reconnect, reads=self.settings.intent_reads)
@@ -135,12 +141,17 @@ class Agent:
     def _wake(self) -> None:
         self.reconciler.wake()
 
+    def _settled_view(self) -> tuple[Intent | None, Mode | None]:
+        rec = self.reconciler
+        intent = rec.intent
+        return intent, settled_target(intent, rec.state, rec.record.progress.intent_index, rec.clock())
+
     def healthy(self) -> tuple[bool, str]:
         age = time.monotonic() - self.reconciler.loop.last_tick
         limit = 2 * self.reconciler.resync + 10
         if age > limit:
             return False, f"reconcile loop silent for {age:.0f}s"
-        for name, alive in (("intent watcher", self.watcher.alive), ("status reporter", self.reporter.alive)):
+        for name, alive in (("intent watcher", self.watcher.alive), ("status reporter", self.reporter.alive), ("drift watch", self.drift.alive)):
             if not alive():
                 return False, f"{name} thread is not running"
         return True, f"ok state={self.reconciler.state.value}"
@@ -167,6 +178,7 @@ class Agent:
         if self.notices:
             self.notices.resume()
         self.reconciler.start()
+        self.drift.start()
         self.watcher.start()
         self.log.info("agent started", roles=[r.value for r in self.config.agent.roles], desired_key=self.desired_key,
                       state=self.reconciler.state.value)
@@ -180,6 +192,7 @@ class Agent:
         """
         self.notifier.stopping()
         self.watcher.stop()
+        self.drift.stop()
         self.reconciler.stop(grace=STOP_GRACE_SECONDS)
         self.windows.stop()
         if self.notices:

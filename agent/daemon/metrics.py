@@ -9,7 +9,7 @@ they are computed from the current intent and state when scraped.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Protocol
@@ -33,6 +33,10 @@ class AgentMetrics:
         self.gate_blocked = Gauge("maintenance_gate_blocked", "1 while a role waits at a gate for other boxes", registry=r)
         self.step_blocked = Gauge("maintenance_step_pending", "1 while a step is still finishing (e.g. draining jobs)", registry=r)
         self.step_failures = Counter("maintenance_step_failures", "Failed step attempts", ["role", "step"], registry=r)
+        self.drift_repairs = Counter("maintenance_drift_repairs", "Drift repaired on a settled box (a step that no longer held "
+                                     "was made to hold again)", ["role", "step"], registry=r)
+        self.drift_reported = Gauge("maintenance_drift_reported", "1 while drift is found and left alone (the role has drift = report)",
+                                    ["role", "step"], registry=r)
         self.intent_errors = Counter("maintenance_intent_errors", "Intent values refused as invalid", registry=r)
         self.intent_error_active = Gauge("maintenance_intent_error", "1 while the desired key holds a refused value", registry=r)
         self.transition_seconds = Histogram(
@@ -50,6 +54,18 @@ class AgentMetrics:
         self.state.state(State.ACTIVE.value)
         self.desired.state(Mode.ACTIVE.value)
         self.consul_up.set(0)
+        self._drift_shown: set[tuple[str, str]] = set()
+
+    def count_drift(self, repaired: Iterable[tuple[str, str]], reported: Iterable[tuple[str, str]]) -> None:
+        """One drift pass: count each repair; the reported gauge is 1 for exactly the (role, step)s in ``reported``."""
+        for role, step in repaired:
+            self.drift_repairs.labels(role, step).inc()
+        now = set(reported)
+        for role, step in self._drift_shown - now:
+            self.drift_reported.labels(role, step).set(0)
+        for role, step in now:
+            self.drift_reported.labels(role, step).set(1)
+        self._drift_shown = now
 
     def count_requests_of(self, source: CountsRequests) -> None:
         """Expose ``source.requests`` (the Consul gateway's request count) as a counter."""

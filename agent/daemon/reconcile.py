@@ -196,6 +196,8 @@ class Reconciler:
         self.log.info("transition", trigger=trigger, from_state=self.state.value, intent_index=intent.index)
         self._transition_started = time.monotonic()
         self.record.clear()
+        self.metrics.count_drift([], [])  # drift is about a settled box: a transition re-checks every step anyway
+        self.record.show_drift([], self.log)
         self._retry_at = 0.0
         self.backoff.reset()
         self.machine.fire(trigger)
@@ -232,9 +234,9 @@ class Reconciler:
         self._publish()
         return None
 
-    def _run_steps(self, role: Role, intent: Intent, target: Mode) -> float | None:
+    def _run_steps(self, role: Role, intent: Intent, target: Mode, settled: bool = False) -> float | None:
         steps = self.steps[role] if target is Mode.MAINTENANCE else list(reversed(self.steps[role]))
-        run = self.runner.converge(steps, self.runner.context(intent, role), target)
+        run = self.runner.converge(steps, self.runner.context(intent, role), target, settled=settled)
         if run.pending is not None:
             self.metrics.step_blocked.set(1)
             if self.record.show_blocked(run.pending.blocked_on):
@@ -265,10 +267,9 @@ class Reconciler:
     # -- settled -------------------------------------------------------------------
 
     def _adopt(self, intent: Intent, target: Mode, wait: float) -> float:
-        """Same mode, new intent (new message or end time): re-check every step so e.g.
-        the edge's page shows the new text; no gates needed."""
+        """Same mode, new intent (new message, end time): re-check the steps (the edge's page text); no gates."""
         for role in roles_in_direction(self.roles, target):
-            step_wait = self._run_steps(role, intent, target)
+            step_wait = self._run_steps(role, intent, target, settled=True)
             if step_wait is not None:
                 return step_wait
         self.record.progress = Progress(intent.index, {r.value: State.settled_for(target).value for r in self.roles})
@@ -277,11 +278,13 @@ class Reconciler:
         return wait
 
     def _repair_drift(self, intent: Intent, target: Mode, wait: float) -> float:
-        failed = self.runner.repair_drift(self.steps, intent, target)
-        if failed is not None:
-            role, run = failed
+        found = self.runner.repair_drift(self.steps, intent, target)
+        self.metrics.count_drift(*found.labels())
+        reported_changed = self.record.show_drift(found.describe_reported(), self.log)
+        if found.failed is not None:
+            role, run = found.failed
             return self._failed(role, run.step, f"drift repair: {run.error}", run.failure)
-        if self.record.error:
+        if self.record.error or reported_changed:
             self.record.error = None
             self._publish()
         return wait

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 from agent import __version__
 from agent.core.decide import Progress
@@ -30,6 +31,8 @@ class BoxRecord:
         self.blocked_on: str | None = None
         #: Why the box is held as it is (its state file is unusable); it then reports ``unknown``.
         self.held: str | None = None
+        #: Drift found on the settled box and only reported (``drift = "report"``), until it is gone.
+        self.drift: str | None = None
 
     def load(self) -> State:
         """Take the machine section from the state file (again, after an operator reset it)."""
@@ -50,6 +53,18 @@ class BoxRecord:
         changed = blocked_on != self.blocked_on
         self.blocked_on = blocked_on
         return changed
+
+    def show_drift(self, reported: Sequence[str], log: Any) -> bool:
+        """Set the drift shown in the status (logged once per change); True if that changed it."""
+        shown = "; ".join(reported) or None
+        if shown == self.drift:
+            return False
+        if shown:
+            log.warning("drift found; only reported (drift = report)", drift=shown)
+        else:
+            log.info("reported drift is gone", was=self.drift)
+        self.drift = shown
+        return True
 
     def save(self, state: State) -> None:
         self.memory.put("machine", {
@@ -80,4 +95,5 @@ class BoxRecord:
             desired=intent.mode.value if intent else None,
             scheduled_for=scheduled,
             intent_error=intent_error,
+            drift=self.drift,
         )

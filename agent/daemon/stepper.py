@@ -1,7 +1,9 @@
 """StepRunner: check → apply/revert → check, the one way a step is made to hold.
 
 Converging a role and repairing drift on a settled box are the same sequence;
-they differ only in what they log and how a failure reads. The runner builds
+they differ only in what they log and how a failure reads, and in that drift
+is described first (``Step.drift``) so the one log line of a repair says what
+changed, and a step configured to only report drift is left alone. The runner builds
 the ``StepContext`` a step sees (its log bound to the role and intent, the
 watchdog heartbeat for long steps) and turns what a step raises into a
 ``StepRun`` value the reconciler reports from. It never decides whether to act
@@ -36,6 +38,34 @@ class StepRun:
         return self.pending is None and self.error is None
 
 
+@dataclass(frozen=True)
+class Drift:
+    """One step of a settled box that no longer held: what had changed."""
+
+    role: Role
+    step: str
+    changed: tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"{self.role.value}/{self.step}: {', '.join(self.changed)}"
+
+
+@dataclass(frozen=True)
+class DriftPass:
+    """One look at every drift-checked step: what was repaired, what is only reported, the first failure."""
+
+    repaired: tuple[Drift, ...] = ()
+    reported: tuple[Drift, ...] = ()
+    failed: tuple[Role, StepRun] | None = None
+
+    def labels(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """(role, step) of what was repaired, and of what is reported."""
+        return [(d.role.value, d.step) for d in self.repaired], [(d.role.value, d.step) for d in self.reported]
+
+    def describe_reported(self) -> list[str]:
+        return [d.describe() for d in self.reported]
+
+
 class StepRunner:
     def __init__(self, node: str, memory: StateFile, log: Any, heartbeat: Callable[[], None] | None = None):
         self.node = node
@@ -48,50 +78,72 @@ class StepRunner:
         return StepContext(intent=intent, node=self.node, memory=self.memory,
                            log=self.log.bind(role=role.value, intent_index=intent.index), heartbeat=self.heartbeat)
 
-    def converge(self, steps: Iterable[Step], ctx: StepContext, target: Mode) -> StepRun:
-        """Make every step hold for ``target``, in the given order; stop at the first that does not."""
+    def converge(self, steps: Iterable[Step], ctx: StepContext, target: Mode, settled: bool = False) -> StepRun:
+        """Make every step hold for ``target``, in the given order; stop at the first that does not.
+
+        ``settled``: the box is already there (a new intent of the same mode); steps that only
+        report drift are left to ``repair_drift``, which reports them instead of acting.
+        """
         for step in steps:
+            if settled and step.on_drift == "report":
+                continue
             self.heartbeat()  # alive between steps too: a run may take several steps, each bounded by its timeout
-            run = self._attempt(step, ctx, target, drift=False)
+            run = self._attempt(step, ctx, target)
             if not run.holds:
                 return run
         return StepRun()
 
-    def repair(self, step: Step, ctx: StepContext, target: Mode) -> StepRun:
-        """Make a step of a settled box hold again if it drifted."""
-        return self._attempt(step, ctx, target, drift=True)
-
-    def repair_drift(self, steps: Mapping[Role, Sequence[Step]], intent: Intent, target: Mode) -> tuple[Role, StepRun] | None:
-        """Repair every drift-repairing step of a settled box (a pending one is left to finish);
-        the first failure as (role, run), else None."""
+    def repair_drift(self, steps: Mapping[Role, Sequence[Step]], intent: Intent, target: Mode) -> DriftPass:
+        """Look at every drift-checked step of a settled box: repair what drifted (``on_drift = "repair"``),
+        collect what is only to be reported; a pending repair is left to finish, the first failure ends the pass."""
+        repaired: list[Drift] = []
+        reported: list[Drift] = []
         for role, role_steps in steps.items():
             for step in role_steps:
                 if not step.repairs_drift:
                     continue
-                run = self.repair(step, self.context(intent, role), target)
-                if run.error is not None:
-                    return role, run
-        return None
+                ctx = self.context(intent, role)
+                try:
+                    changed = step.drift(ctx, target)
+                    if not changed:
+                        continue
+                    found = Drift(role, step.name, tuple(changed))
+                    if step.on_drift == "report":
+                        reported.append(found)
+                        continue
+                    self._repair(step, ctx, target, changed)
+                    repaired.append(found)
+                except StepPending:
+                    continue
+                except MaintenanceAgentError as exc:
+                    return DriftPass(tuple(repaired), tuple(reported), (role, StepRun(step.name, error=str(exc))))
+        return DriftPass(tuple(repaired), tuple(reported))
 
     @staticmethod
-    def hold(step: Step, ctx: StepContext, target: Mode, drift: bool = False) -> bool:
+    def _repair(step: Step, ctx: StepContext, target: Mode, changed: list[str]) -> None:
+        """Undo the drift ``changed`` names; one log line per repair, ``StepError`` if it still does not hold."""
+        ctx.log.warning("drift: step no longer holds; repairing", step=step.name, changed=changed)
+        (step.apply if target is Mode.MAINTENANCE else step.revert)(ctx)
+        still = step.drift(ctx, target)
+        if still:
+            raise StepError(step.name, "drift repair did not hold: " + ", ".join(still))
+
+    @staticmethod
+    def hold(step: Step, ctx: StepContext, target: Mode) -> bool:
         """check → apply/revert → check. True if it had to act; ``StepError`` if it still does not hold."""
         if step.check(ctx, target):
             return False
-        if drift:
-            ctx.log.warning("drift: step no longer holds; repairing", step=step.name)
-        else:
-            ctx.log.info("step acting", step=step.name, action="apply" if target is Mode.MAINTENANCE else "revert")
+        ctx.log.info("step acting", step=step.name, action="apply" if target is Mode.MAINTENANCE else "revert")
         started = time.monotonic()
         (step.apply if target is Mode.MAINTENANCE else step.revert)(ctx)
         if not step.check(ctx, target):
-            raise StepError(step.name, "drift repair did not hold" if drift else "did not hold after acting (check() still false)")
+            raise StepError(step.name, "did not hold after acting (check() still false)")
         ctx.log.info("step done", step=step.name, seconds=round(time.monotonic() - started, 3))
         return True
 
-    def _attempt(self, step: Step, ctx: StepContext, target: Mode, drift: bool) -> StepRun:
+    def _attempt(self, step: Step, ctx: StepContext, target: Mode) -> StepRun:
         try:
-            self.hold(step, ctx, target, drift=drift)
+            self.hold(step, ctx, target)
         except StepPending as pending:
             return StepRun(step.name, pending=pending)
         except StateFileUnwritable:

@@ -107,6 +107,16 @@ class FleetSnapshot:
             return [f"no agents registered for environment {self.environment!r}"]
         return [f"{b.node}: {p}" for b in self.boxes if (p := b.problem(self.intent))]
 
+    def drift(self) -> list[str]:
+        """Drift the boxes report and leave alone (roles with ``drift = "report"``), one line per box."""
+        return [f"{b.node}: {b.status.drift}" for b in self.boxes if b.status is not None and b.status.drift and not b.released]
+
+    def verdict(self) -> int:
+        """``maintctl status``'s exit code: 0 converged and nothing drifted, 1 not yet (or drift reported), 2 no valid intent."""
+        if self.intent is None:
+            return 2
+        return 0 if self.converged and not self.drift() else 1
+
     def roles_progress(self) -> list[RoleProgress]:
         """Per role, in the order of the intent's direction: how many boxes have it settled."""
         if self.intent is None:
@@ -154,6 +164,7 @@ class FleetSnapshot:
             "converged": self.converged,
             "roles": [{"role": p.role, "done": p.done, "total": p.total} for p in self.roles_progress()],
             "blocked": [] if self.converged else self.blockers(),
+            "drift": self.drift(),
             "boxes": [{
                 "node": b.node, "roles": list(b.roles), "registered": b.registered, "alive": b.alive,
                 "silent": b.silent, "released": b.released, "status": b.raw_status,

@@ -1,7 +1,7 @@
 """ConsulGateway tells a retryable failure by the HTTP status code, not by the error text.
 
 A small HTTP server on loopback answers like Consul would (or would not); the
-gateway talks real HTTP to it through py-consul.
+gateway talks real HTTP to it (reads through its socket reader).
 """
 
 from __future__ import annotations

@@ -46,7 +46,10 @@ def test_pending_and_lying_steps(tmp_path: Path) -> None:
     liar.lie = True
     with pytest.raises(StepError, match="liar: did not hold after acting"):
         StepRunner.hold(liar, steps.context(ON, Role.WEB), Mode.MAINTENANCE)
-    assert steps.repair(liar, steps.context(ON, Role.WEB), Mode.MAINTENANCE).error == "liar: drift repair did not hold"
+    liar.repairs_drift = True
+    found = steps.repair_drift({Role.WEB: [liar]}, ON, Mode.MAINTENANCE)
+    assert found.failed is not None and found.failed[1].error == "liar: drift repair did not hold: liar no longer holds"
+    assert found.repaired == () and found.reported == ()
 
 
 def test_the_context_carries_the_heartbeat_and_binds_role_and_intent_to_the_log(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 
@@ -57,10 +57,25 @@ class Step(abc.ABC):
     #: When True the reconciler re-checks the step while the box is settled and
     #: repairs drift (e.g. HAProxy restarted with an old map file).
     repairs_drift: bool = False
+    #: "repair": drift is undone (logged once, counted); "report": it is left alone and
+    #: shown in the box's status (a role configured with ``drift = "report"``).
+    on_drift: Literal["repair", "report"] = "repair"
+    #: True when ``drift(quick=True)`` asks only local things (HAProxy's socket, the
+    #: service manager, a file): the drift watch runs it every few seconds. Steps
+    #: whose check is a Consul request leave it False (they are re-checked every resync).
+    local_check: bool = False
 
     @abc.abstractmethod
     def check(self, ctx: StepContext, target: Mode) -> bool:
         """True when the step already holds for ``target``; no side effects."""
+
+    def drift(self, ctx: StepContext, target: Mode, quick: bool = False) -> list[str]:
+        """What no longer holds for ``target``, one short phrase each; empty when it holds. No side effects.
+
+        ``quick``: only the cheap local part (the drift watch, every few seconds);
+        the full check (e.g. requests through the public frontend) is left to the reconciler.
+        """
+        return [] if self.check(ctx, target) else [f"{self.name} no longer holds"]
 
     @abc.abstractmethod
     def apply(self, ctx: StepContext) -> None:

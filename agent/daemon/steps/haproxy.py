@@ -128,6 +128,7 @@ class EdgeTrafficStep(Step):
     name = "edge-traffic"
     role = Role.EDGE
     repairs_drift = True
+    local_check = True
 
     def __init__(self, edge: EdgeSection, runtime: MapRuntime | None = None, verifier: VerifierFactory = _verifier):
         self.edge = edge
@@ -162,6 +163,21 @@ class EdgeTrafficStep(Step):
             ctx.log.warning("edge verification failed", step=self.name, target=target.value, failures=failures)
             return False
         return True
+
+    def drift(self, ctx: StepContext, target: Mode, quick: bool = False) -> list[str]:
+        """The live map and the file against the intent; the frontend's answers too unless ``quick``."""
+        expected = self.expected(ctx.intent, target)
+        live = self._call(lambda: self.runtime.show_map(self.edge.map_file))
+        on_disk = read_map_file(self.edge.map_file)
+        found = []
+        if live != expected:
+            found.append(f"live map has state={live.get('state', 'missing')}" + ("" if live.get("state") != expected["state"] else " with other values"))
+        if on_disk != expected:
+            shown = "missing" if on_disk is None else on_disk.get("state", "missing")
+            found.append(f"map file has state={shown}" + ("" if shown != expected["state"] else " with other values"))
+        if found or quick:
+            return found
+        return [f"frontend: {failure}" for failure in self._checks(target).run_once()]
 
     def apply(self, ctx: StepContext) -> None:
         self._switch(ctx, Mode.MAINTENANCE)

@@ -93,6 +93,7 @@ class FlagFileStep(Step):
     """``<state_dir>/maintenance.flag`` holds the intent JSON while in maintenance; absent otherwise."""
 
     repairs_drift = True
+    local_check = True
 
     def __init__(self, path: Path, role: Role, name: str = "flag-file"):
         self.path = path

@@ -7,13 +7,17 @@ until they finish or ``drain_timeout_seconds`` passes. The drain's start is
 kept in the notes, so an agent restart does not grant a fresh timeout. After
 the timeout, ``on_drain_timeout = "stop"`` stops the runs, ``"wait"`` keeps
 waiting and says it is overdue. Leaving enables exactly what was enabled.
+
+Drift, as for the worker's services: in maintenance no configured job may be
+enabled, active or running (a timer re-enabled by hand is drift); after the
+window, what was enabled before stays enabled for ``hold_after_window`` seconds.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from agent.config.roles import SchedulerSection
 from agent.config.schema import AgentConfig
@@ -28,6 +32,8 @@ class SchedulerJobsStep(Step):
     """Disable the configured jobs, drain running ones, enable them again afterwards."""
 
     role = Role.SCHEDULER
+    repairs_drift = True
+    local_check = True
 
     def __init__(
         self,
@@ -38,6 +44,8 @@ class SchedulerJobsStep(Step):
         drain_poll: float = 5.0,
         clock: Callable[[], float] = time.time,
         name: str = "scheduler-jobs",
+        on_drift: Literal["repair", "report"] = "repair",
+        hold_after_window: float = 0.0,
     ):
         self.backend = backend
         self.jobs = list(jobs)
@@ -47,12 +55,15 @@ class SchedulerJobsStep(Step):
         # Wall clock on purpose: the drain's start is persisted and must mean the same after a restart.
         self.clock = clock
         self.name = name
+        self.on_drift = on_drift
+        self.hold_after_window = hold_after_window
 
     @classmethod
     def from_config(cls, section: SchedulerSection) -> SchedulerJobsStep:
         return cls(
             build_backend(section), section.jobs, drain_timeout=section.drain_timeout_seconds,
             on_drain_timeout=section.on_drain_timeout, drain_poll=section.drain_poll_seconds,
+            on_drift=section.drift, hold_after_window=section.hold_after_window_seconds,
         )
 
     def check(self, ctx: StepContext, target: Mode) -> bool:
@@ -63,9 +74,31 @@ class SchedulerJobsStep(Step):
             # Back to normal only once the window's snapshot is consumed: a
             # snapshot left by a window that never completed must not be
             # reused by the next one (revert restores what is missing, then clears it).
-            return quiesce.snapshot_from_notes(ctx.notes(self)) is None
+            return quiesce.snapshot_from_notes(ctx.notes(self)) is None and not self._missing_after_window(ctx)
         except BackendError as exc:
             raise StepError(self.name, exc.detail) from None
+
+    def drift(self, ctx: StepContext, target: Mode, quick: bool = False) -> list[str]:
+        try:
+            if target is Mode.MAINTENANCE:
+                names = self.backend.expand(self.jobs)
+                return quiesce.describe_up(self.backend, names) + [f"{job} running ({', '.join(runs)})"
+                                                                   for job, runs in self._running(names).items()]
+            if quiesce.snapshot_from_notes(ctx.notes(self)) is not None:
+                return ["what was enabled before the window is not restored yet"]
+            return [f"{missing}, before the window" for missing in self._missing_after_window(ctx)]
+        except BackendError as exc:
+            raise StepError(self.name, exc.detail) from None
+
+    def _held(self, ctx: StepContext) -> list[quiesce.ServiceRecord]:
+        held = quiesce.held_after_window(ctx.notes(self), self.clock(), self.hold_after_window)
+        if not held:
+            return []
+        configured = set(self.backend.expand(self.jobs))  # a job dropped from the config is not held
+        return [r for r in held if r["name"] in configured]
+
+    def _missing_after_window(self, ctx: StepContext) -> list[str]:
+        return [f"{name} ({why})" for name, why in quiesce.not_restored(self.backend, self._held(ctx)).items()]
 
     def apply(self, ctx: StepContext) -> None:
         try:
@@ -130,8 +163,16 @@ class SchedulerJobsStep(Step):
             ctx.save_notes(self, {k: v for k, v in notes.items() if k != "drain_started_at"})
 
     def revert(self, ctx: StepContext) -> None:
-        if quiesce.restore_from_notes(self.name, self.backend, ctx.notes(self), verb="enabling", heartbeat=ctx.heartbeat):
-            ctx.save_notes(self, None)
+        notes: dict[str, Any] = ctx.notes(self)
+        if quiesce.restore_from_notes(self.name, self.backend, notes, verb="enabling", heartbeat=ctx.heartbeat):
+            snapshot = quiesce.snapshot_from_notes(notes) or []
+            ctx.save_notes(self, quiesce.after_window_notes(snapshot, self.clock()) if self.hold_after_window > 0 else None)
+            return
+        try:
+            held = self._held(ctx)
+        except BackendError as exc:
+            raise StepError(self.name, exc.detail) from None
+        quiesce.restore_from_notes(self.name, self.backend, {"snapshot": held}, verb="enabling", heartbeat=ctx.heartbeat)
 
 
 def _describe_runs(running: dict[str, list[str]]) -> str:

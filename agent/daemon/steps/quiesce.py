@@ -113,6 +113,33 @@ def not_restored(backend: ServiceBackend, snapshot: Sequence[ServiceRecord]) -> 
     return missing
 
 
+def describe_up(backend: ServiceBackend, names: Sequence[str]) -> list[str]:
+    """What ``still_up`` finds, said the way an operator reads a drift: "billing running", "nightly.timer running, enabled"."""
+    found = []
+    for name in names:
+        state = backend.run_state(name)
+        up = [] if state is RunState.STOPPED else [state.value]
+        if backend.tracks_enablement(name) and backend.is_enabled(name):
+            up.append("enabled")
+        if up:
+            found.append(f"{name} {', '.join(up)}")
+    return found
+
+
+def held_after_window(notes: dict[str, Any], now: float, hold: float) -> list[ServiceRecord]:
+    """What ran before the last window, while the window's aftermath lasts (``hold`` seconds after the restore)."""
+    raw = notes.get("ran_before")
+    restored_at = notes.get("restored_at")
+    if raw is None or restored_at is None or now - float(restored_at) >= hold:
+        return []
+    return snapshot_from_notes({"snapshot": raw}) or []
+
+
+def after_window_notes(snapshot: Sequence[ServiceRecord], now: float) -> dict[str, Any]:
+    """The notes a step keeps once its window's snapshot is restored: what ran before, and since when it is back."""
+    return {"ran_before": [dict(r) for r in snapshot if r["active"] or r["enabled"]], "restored_at": now}
+
+
 def restore_from_notes(step_name: str, backend: ServiceBackend, notes: dict[str, Any], verb: str,
                        heartbeat: Callable[[], None] = lambda: None) -> bool:
     """Bring back what the snapshot in ``notes`` says ran (or was enabled) before the window.

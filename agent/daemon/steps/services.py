@@ -5,9 +5,20 @@ the step's notes in the state file — once per window — and then stops and
 disables them. Leaving starts exactly the snapshot's running services again,
 so a service that was stopped before the window stays stopped, also across
 agent restarts. The snapshot is cleared only once the restore fully holds.
+
+Drift: while the box is in maintenance, nothing of the configured services
+may run (a program started by hand, or by a configuration-management run that
+"ensures" services, is drift). After the window, the step remembers what ran
+before it (not the snapshot: that is consumed) for ``hold_after_window``
+seconds: what stops in that time is drift too. Later, stopping a service is
+an operator's business, not the agent's.
 """
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Literal
 
 from agent.config.roles import WorkerSection
 from agent.config.schema import AgentConfig
@@ -23,14 +34,23 @@ class WorkerServicesStep(Step):
 
     role = Role.WORKER
 
-    def __init__(self, backend: ServiceBackend, services: list[str], name: str = "worker-services"):
+    repairs_drift = True
+    local_check = True
+
+    def __init__(self, backend: ServiceBackend, services: list[str], name: str = "worker-services",
+                 on_drift: Literal["repair", "report"] = "repair", hold_after_window: float = 0.0,
+                 clock: Callable[[], float] = time.time):
         self.backend = backend
         self.services = list(services)
         self.name = name
+        self.on_drift = on_drift
+        self.hold_after_window = hold_after_window
+        # Wall clock on purpose: the restore time is persisted and must mean the same after a restart.
+        self.clock = clock
 
     @classmethod
     def from_config(cls, section: WorkerSection) -> WorkerServicesStep:
-        return cls(build_backend(section), section.services)
+        return cls(build_backend(section), section.services, on_drift=section.drift, hold_after_window=section.hold_after_window_seconds)
 
     def check(self, ctx: StepContext, target: Mode) -> bool:
         try:
@@ -39,9 +59,29 @@ class WorkerServicesStep(Step):
             # Back to normal only once the window's snapshot is consumed: a
             # snapshot left by a window that never completed must not be
             # reused by the next one (revert restores what is missing, then clears it).
-            return quiesce.snapshot_from_notes(ctx.notes(self)) is None
+            return quiesce.snapshot_from_notes(ctx.notes(self)) is None and not self._missing_after_window(ctx)
         except BackendError as exc:
             raise StepError(self.name, exc.detail) from None
+
+    def drift(self, ctx: StepContext, target: Mode, quick: bool = False) -> list[str]:
+        try:
+            if target is Mode.MAINTENANCE:
+                return quiesce.describe_up(self.backend, self.backend.expand(self.services))
+            if quiesce.snapshot_from_notes(ctx.notes(self)) is not None:
+                return ["what ran before the window is not restored yet"]
+            return [f"{missing}, ran before the window" for missing in self._missing_after_window(ctx)]
+        except BackendError as exc:
+            raise StepError(self.name, exc.detail) from None
+
+    def _held(self, ctx: StepContext) -> list[quiesce.ServiceRecord]:
+        held = quiesce.held_after_window(ctx.notes(self), self.clock(), self.hold_after_window)
+        if not held:
+            return []
+        configured = set(self.backend.expand(self.services))  # a service dropped from the config is not held
+        return [r for r in held if r["name"] in configured]
+
+    def _missing_after_window(self, ctx: StepContext) -> list[str]:
+        return [f"{name} ({why})" for name, why in quiesce.not_restored(self.backend, self._held(ctx)).items()]
 
     def apply(self, ctx: StepContext) -> None:
         try:
@@ -67,8 +107,16 @@ class WorkerServicesStep(Step):
         return snapshot
 
     def revert(self, ctx: StepContext) -> None:
-        if quiesce.restore_from_notes(self.name, self.backend, ctx.notes(self), verb="starting", heartbeat=ctx.heartbeat):
-            ctx.save_notes(self, None)
+        notes = ctx.notes(self)
+        if quiesce.restore_from_notes(self.name, self.backend, notes, verb="starting", heartbeat=ctx.heartbeat):
+            snapshot = quiesce.snapshot_from_notes(notes) or []
+            ctx.save_notes(self, quiesce.after_window_notes(snapshot, self.clock()) if self.hold_after_window > 0 else None)
+            return
+        try:
+            held = self._held(ctx)
+        except BackendError as exc:
+            raise StepError(self.name, exc.detail) from None
+        quiesce.restore_from_notes(self.name, self.backend, {"snapshot": held}, verb="starting", heartbeat=ctx.heartbeat)
 
 
 def build_worker_steps(config: AgentConfig) -> list[Step]:
