@@ -172,6 +172,11 @@ class ConsulGateway:
 
         return self._call("session renew", renew, rule='session_prefix "" { policy = "write" }')
 
+    def session_info(self, session_id: str) -> dict | None:
+        """The session's record (``Name``, ``Node``, ``Checks``...), or None when it no longer exists."""
+        _, info = self._call("session info", lambda: self._client.session.info(session_id), rule='session_prefix "" { policy = "read" }')
+        return info
+
     def destroy_session(self, session_id: str) -> None:
         self._call("session destroy", lambda: self._client.session.destroy(session_id), rule='session_prefix "" { policy = "write" }')
 

@@ -6,6 +6,7 @@ benchmark), each with its own registry, state file and threads.
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any
 
@@ -73,6 +74,8 @@ class Agent:
             tags=[f"env:{config.agent.environment}", *(f"role:{r}" for r in roles)],
             meta={"box": self.node, "env": config.agent.environment, "version": __version__},
             memory=self.memory, ttl=config.consul.session_ttl_seconds, log=self.log,
+            identity=f"{socket.gethostname()}:{self.memory.path.resolve()}",
+            on_conflict=lambda message: self.metrics.status_conflict.set(1 if message else 0),
         )
         resync = config.agent.resync_seconds
         if self.notifier.watchdog_interval:
@@ -128,6 +131,9 @@ class Agent:
         for name, alive in (("intent watcher", self.watcher.alive), ("status reporter", self.reporter.alive)):
             if not alive():
                 return False, f"{name} thread is not running"
+        if self.reporter.conflict:
+            # Still healthy (the loop runs), but say why the status key is not ours.
+            return True, f"ok state={self.reconciler.state.value}; status key conflict: {self.reporter.conflict}"
         return True, f"ok state={self.reconciler.state.value}"
 
     def start(self) -> Agent:

@@ -36,6 +36,9 @@ class AgentMetrics:
         self.seconds_to_end = Gauge("maintenance_window_seconds_until_end", "Seconds until the announced end (negative after it)", registry=r)
         self.window_start = Gauge("maintenance_window_start_timestamp_seconds",
                                   "Scheduled start (UNIX time) of the accepted maintenance intent; 0 when none", registry=r)
+        self.status_conflict = Gauge("maintenance_status_key_conflict",
+                                     "1 while this box's status key is held by another agent (the same node name configured twice)",
+                                     registry=r)
         self.info = Info("maintenance_agent", "Agent build and identity", registry=r)
         self.state.state(State.ACTIVE.value)
         self.desired.state(Mode.ACTIVE.value)

@@ -7,6 +7,14 @@ TTL check and (re)writes the latest status whenever it changed or was lost:
 after a Consul outage or a local Consul agent restart (sessions die with a
 cleanly stopped agent) both come back within one renew interval.
 
+The key belongs to one agent. Before ending a session that holds it, the
+reporter checks the session is its own earlier incarnation (same session name:
+node key, host and state directory); a live session of another agent (two
+boxes configured with the same node name) is never destroyed: the reporter
+raises ``StatusKeyConflict`` instead, which is logged once, shown in the
+metrics and ``/healthz``, and retried every interval until the other agent is
+gone.
+
 The reconciler only hands it the newest ``Status``; writing never blocks a
 decision.
 """
@@ -15,6 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from agent.clients.consul import ConsulGateway
@@ -22,6 +31,10 @@ from agent.core.backoff import Backoff, TokenBucket
 from agent.core.errors import MaintenanceAgentError
 from agent.core.model import Status
 from agent.daemon.statefile import StateFile
+
+
+class StatusKeyConflict(MaintenanceAgentError):
+    """The status key is held by a live session of another agent (the same node name configured twice)."""
 
 
 class StatusReporter:
@@ -35,6 +48,8 @@ class StatusReporter:
         memory: StateFile,
         ttl: int = 15,
         log: Any = None,
+        identity: str = "",
+        on_conflict: Callable[[str | None], None] | None = None,
     ):
         self.gateway = gateway
         self.key = key
@@ -44,6 +59,11 @@ class StatusReporter:
         self.memory = memory
         self.ttl = ttl
         self.log = log
+        # Names this agent's sessions: a session of that name holding the key is
+        # an earlier incarnation of this agent, any other is another agent's.
+        self.session_name = f"maintenance-agent {key} {identity}".strip()
+        self.on_conflict = on_conflict or (lambda message: None)
+        self.conflict: str | None = None
         self._lock = threading.Lock()
         self._latest: Status | None = None
         self._written: str | None = None
@@ -121,6 +141,10 @@ class StatusReporter:
                     self.log.info("status report recovered", key=self.key)
                 failing = False
                 wait = self.interval
+                self._set_conflict(None)
+            except StatusKeyConflict as exc:
+                self._set_conflict(str(exc))
+                wait = self.interval  # the other agent may stop; look again, calmly
             except MaintenanceAgentError as exc:
                 if not failing and self.log:  # once per outage, not once per retry
                     self.log.warning("status report failing; retrying with backoff", key=self.key, error=str(exc))
@@ -135,6 +159,16 @@ class StatusReporter:
                 wait = self._backoff.next()
             self._wake.wait(wait)
             self._wake.clear()
+
+    def _set_conflict(self, message: str | None) -> None:
+        if message == self.conflict:
+            return
+        if self.log and message:
+            self.log.error("status key held by another agent; not taking it over", key=self.key, conflict=message)
+        elif self.log and self.conflict:
+            self.log.info("status key conflict resolved; writing the status", key=self.key)
+        self.conflict = message
+        self.on_conflict(message)
 
     def _budget_for_next_write(self) -> TokenBucket | None:
         """The budget the pending write draws on; None when there is nothing new to write."""
@@ -173,6 +207,9 @@ class StatusReporter:
         if self._session and self.gateway.renew_session(self._session):
             return self._session
         if self._session:
+            if self.log:
+                self.log.warning("session lost (expired, or the local Consul agent restarted); creating a new one",
+                                 key=self.key, session=self._session)
             self._registered = False  # the local agent may have restarted: re-register too
             self.gateway.register_agent_service(self.service_id, self.tags, self.meta, check_ttl=self.ttl * 2)
             self._registered = True
@@ -184,17 +221,29 @@ class StatusReporter:
                 self.gateway.destroy_session(previous)
             except MaintenanceAgentError:
                 pass
-        self._session = self.gateway.create_session(f"maintenance-agent {self.key}", ttl=self.ttl)
+        self._session = self.gateway.create_session(self.session_name, ttl=self.ttl)
         self.memory.put("session", self._session)
         self._written = None
         self._written_gate_fields = None
         return self._session
 
     def _take_over_key(self, session: str) -> None:
-        """The key is held by a session that is not ours now: only this box writes it, so end that one."""
+        """The key is held by another session: end it if it is this agent's earlier incarnation, else refuse.
+
+        Raises ``StatusKeyConflict`` when a live session of another agent holds it.
+        """
         read = self.gateway.get_key(self.key)
-        if read.session and read.session != session:
-            self.gateway.destroy_session(read.session)
+        if not read.session or read.session == session:
+            return
+        holder = self.gateway.session_info(read.session)
+        if holder is None:
+            return  # ended meanwhile: the next acquire may succeed
+        if holder.get("Name") == self.session_name:
+            self.gateway.destroy_session(read.session)  # our killed predecessor, whose state file lost its id
+            return
+        raise StatusKeyConflict(
+            f"{self.key} is held by session {read.session} ({holder.get('Name')!r}, Consul node {holder.get('Node')}) of another "
+            "agent: two agents configured with the same node name? Fix one's [agent] node; this agent will not take the key over")
 
 
 def _gate_fields(status: Status) -> tuple:
