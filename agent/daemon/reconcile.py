@@ -325,7 +325,7 @@ class Reconciler:
             self.log.warning("gate passes without released boxes", role=role.value, released=list(verdict.released))
         if not verdict.open:
             blocked = verdict.describe(role)
-            self.peers.watch(needed)  # every box the gate reads: re-evaluating it then costs Consul nothing
+            self.peers.watch(verdict.waiting_boxes)  # wake when one it waits for changes; re-evaluating then costs Consul nothing
             self.metrics.gate_blocked.set(1)
             if blocked != self.blocked_on:
                 self.blocked_on = blocked

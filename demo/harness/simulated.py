@@ -1,0 +1,79 @@
+"""SimulatedFleet: boxes that exist in Consul as real agents make them exist, without an agent process.
+
+Each simulated box is registered in Consul's catalog (its own node, the
+``maintenance-agent`` service with ``env:`` and ``role:`` tags, ``Meta.box``
+and a passing service check), and its status key is written in the shape a
+real agent writes (``agent.core.model.Status``). Gates of real agents cannot
+tell them from real boxes; the fleet benchmark and the fleet-size tests run a
+few real agents among hundreds of these.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+import requests
+
+from agent.clients.consul import AGENT_SERVICE
+from agent.core.model import Status
+
+
+class SimulatedFleet:
+    def __init__(self, consul_address: str, environment: str, boxes: list[tuple[str, tuple[str, ...]]], prefix: str = "maintenance",
+                 writers: int = 8):
+        self.address = consul_address.rstrip("/")
+        self.environment = environment
+        self.boxes = dict(boxes)
+        self.prefix = f"{prefix}/{environment}"
+        self.writers = writers
+        self._http = requests.Session()
+        self._http.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=writers))
+        self.writes = 0
+
+    def service_id(self, box: str) -> str:
+        return f"{AGENT_SERVICE}:{self.environment}:{box}"
+
+    def register(self) -> None:
+        """Every box in the catalog, alive (a passing check), as its agent would register it."""
+        self._each(self._register, list(self.boxes))
+
+    def deregister(self) -> None:
+        self._each(lambda box: self._http.put(f"{self.address}/v1/catalog/deregister", timeout=10,
+                                               data=json.dumps({"Node": f"sim-{box}"})).raise_for_status(), list(self.boxes))
+
+    def set_alive(self, box: str, alive: bool) -> None:
+        self._register(box, "passing" if alive else "critical")
+
+    def report(self, boxes: list[str], state: str, intent_index: int, progress: str | None = None) -> None:
+        """Write these boxes' status keys (all their roles at ``progress``, default ``state``), in parallel."""
+        self._each(lambda box: self._write(box, state, intent_index, progress or state), boxes)
+
+    def status(self, box: str, state: str, intent_index: int, progress: str) -> Status:
+        roles = self.boxes[box]
+        return Status(node=box, roles=roles, state=state, intent_index=intent_index, since=datetime.now(UTC).isoformat(),
+                      version="simulated", progress={r: progress for r in roles})
+
+    def _write(self, box: str, state: str, intent_index: int, progress: str) -> None:
+        body = self.status(box, state, intent_index, progress).to_json()
+        self._http.put(f"{self.address}/v1/kv/{self.prefix}/status/{box}", data=body, timeout=10).raise_for_status()
+        self.writes += 1
+
+    def _register(self, box: str, check_status: str = "passing") -> None:
+        sid = self.service_id(box)
+        body = {
+            "Node": f"sim-{box}", "Address": "127.0.0.1",
+            "Service": {"ID": sid, "Service": AGENT_SERVICE, "Tags": [f"env:{self.environment}", *(f"role:{r}" for r in self.boxes[box])],
+                        "Meta": {"box": box, "env": self.environment, "version": "simulated"}},
+            "Check": {"CheckID": f"{sid}:alive", "Name": "maintenance-agent alive", "Status": check_status, "ServiceID": sid},
+        }
+        self._http.put(f"{self.address}/v1/catalog/register", data=json.dumps(body), timeout=10).raise_for_status()
+
+    def _each(self, fn, boxes: list[str]) -> None:  # noqa: ANN001 - a small fan-out helper
+        with ThreadPoolExecutor(self.writers) as pool:
+            for _ in pool.map(fn, boxes):
+                pass
+
+    def close(self) -> None:
+        self._http.close()
