@@ -49,6 +49,23 @@ def blocking_read_timeout(wait: float, request_timeout: float) -> float:
     return wait + max(wait / 15.0, 1.0) + request_timeout
 
 
+def ttl_check(check_id: str, ttl: int) -> dict[str, Any]:
+    """A check the agent passes itself (``pass_agent_check``); critical when it stops."""
+    # No DeregisterCriticalServiceAfter (here and below): a dead agent must keep
+    # blocking the gates visibly until an operator releases or deregisters its box.
+    return {"CheckID": check_id, "Name": "maintenance-agent alive", "TTL": f"{ttl}s", "Status": "passing"}
+
+
+def http_check(check_id: str, url: str, interval: float) -> dict[str, Any]:
+    """A check the local Consul agent runs against the agent's ``/healthz``: nothing to send to keep it passing.
+
+    It starts passing, so a session can be bound to it at once (and re-registering
+    it never flips it to critical in between).
+    """
+    return {"CheckID": check_id, "Name": "maintenance-agent alive", "HTTP": url, "Method": "GET",
+            "Interval": f"{interval:g}s", "Timeout": f"{max(1.0, interval / 2):g}s", "Status": "passing"}
+
+
 class ConsulGateway:
     def __init__(
         self,
@@ -154,11 +171,11 @@ class ConsulGateway:
 
     # -- sessions -------------------------------------------------------------
 
-    def create_session(self, name: str, ttl: int, node: str | None = None) -> str:
-        """A session whose keys are deleted when it dies (TTL or agent gone)."""
+    def create_session(self, name: str, ttl: int | None, node: str | None = None, checks: list[str] | None = None) -> str:
+        """A session whose keys are deleted when it dies: its TTL runs out, or one of ``checks`` goes critical."""
         return self._call(
             "session create",
-            lambda: self._client.session.create(name=name, node=node, behavior="delete", ttl=ttl, lock_delay=0, checks=[]),
+            lambda: self._client.session.create(name=name, node=node, behavior="delete", ttl=ttl, lock_delay=0, checks=checks or []),
             rule='session_prefix "" { policy = "write" }',
         )
 
@@ -186,17 +203,15 @@ class ConsulGateway:
         info = self._call("agent self", self._client.agent.self, rule='agent_prefix "" { policy = "read" }')
         return info["Config"]["NodeName"]
 
-    def register_agent_service(self, service_id: str, tags: list[str], meta: dict[str, str], check_ttl: int) -> None:
+    def register_agent_service(self, service_id: str, tags: list[str], meta: dict[str, str], check: dict[str, Any]) -> None:
+        """Register this box's service on the local agent with one check (``ttl_check`` or ``http_check``)."""
         rule = f'service "{AGENT_SERVICE}" {{ policy = "write" }}'
-        # No DeregisterCriticalServiceAfter: a dead agent must keep blocking the
-        # gates visibly until an operator releases or deregisters its box.
-        check = {"CheckID": f"{service_id}:ttl", "Name": "maintenance-agent alive", "TTL": f"{check_ttl}s", "Status": "passing"}
         body = {"ID": service_id, "Name": AGENT_SERVICE, "Tags": tags, "Meta": meta, "Check": check}
         self._call("service register", lambda: self._client.http.put(consul.callback.CB.boolean(), "/v1/agent/service/register",
                                                                     data=json.dumps(body), headers=self._client.prepare_headers()), rule=rule)
 
-    def pass_agent_check(self, service_id: str, note: str = "") -> None:
-        self._call("check update", lambda: self._client.agent.check.ttl_pass(f"{service_id}:ttl", notes=note),
+    def pass_agent_check(self, check_id: str, note: str = "") -> None:
+        self._call("check update", lambda: self._client.agent.check.ttl_pass(check_id, notes=note),
                    rule=f'service "{AGENT_SERVICE}" {{ policy = "write" }}')
 
     def set_node_maintenance(self, enable: bool, reason: str) -> None:

@@ -68,6 +68,8 @@ class Agent:
         roles = [r.value for r in config.agent.roles]
         self.metrics.info.info({"version": __version__, "node": self.node, "roles": ",".join(roles), "environment": config.agent.environment})
 
+        # Bound now (port 0 picks one), so the local Consul agent's check can be pointed at /healthz.
+        self.metrics_server = MetricsServer(self.metrics, config.metrics.listen, self.healthy) if serve_metrics else None
         self.reporter = StatusReporter(
             self.gateway, self.status_key,
             service_id=f"maintenance-agent:{config.agent.environment}:{self.node}",
@@ -76,6 +78,8 @@ class Agent:
             memory=self.memory, ttl=config.consul.session_ttl_seconds, log=self.log,
             identity=f"{socket.gethostname()}:{self.memory.path.resolve()}",
             on_conflict=lambda message: self.metrics.status_conflict.set(1 if message else 0),
+            health_url=self.metrics_server.health_url if self.metrics_server else None,
+            wait=config.consul.wait_seconds,
         )
         resync = config.agent.resync_seconds
         if self.notifier.watchdog_interval:
@@ -106,7 +110,6 @@ class Agent:
         self.watcher = KeyWatcher(self.gateway, self.desired_key, self.reconciler.on_watch_event,
                                   wait=config.consul.wait_seconds, consistent=True, name=f"watch:{self.node}",
                                   bucket=TokenBucket(capacity=10, rate=1.0))
-        self.metrics_server = MetricsServer(self.metrics, config.metrics.listen, self.healthy) if serve_metrics else None
         self.silence = self._silence_lease(config, prefix)
 
     def _silence_lease(self, config: AgentConfig, prefix: str) -> SilenceLease | None:

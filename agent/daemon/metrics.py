@@ -95,6 +95,13 @@ class MetricsServer:
     def port(self) -> int:
         return self._server.server_address[1]
 
+    @property
+    def health_url(self) -> str:
+        """``/healthz`` as the box's own Consul agent reaches it (a wildcard listen address is reached on loopback)."""
+        host = self._server.server_address[0]
+        host = "127.0.0.1" if host in ("", "0.0.0.0") else ("::1" if host == "::" else host)  # noqa: S104 - recognising, not binding
+        return f"http://{'[' + host + ']' if ':' in host else host}:{self.port}/healthz"
+
     def start(self) -> None:
         self._thread.start()
 

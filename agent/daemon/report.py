@@ -1,11 +1,12 @@
-"""StatusReporter: keeps this box's status key, session and service registration alive.
+"""StatusReporter: writes this box's status key under this agent's session, and keeps it there.
 
-The status key ``<prefix>/<env>/status/<node>`` is written under a Consul
-session with behaviour ``delete``, so it disappears when the agent dies (the
-session's TTL runs out). One thread renews the session, passes the service's
-TTL check and (re)writes the latest status whenever it changed or was lost:
-after a Consul outage or a local Consul agent restart (sessions die with a
-cleanly stopped agent) both come back within one renew interval.
+The status key ``<prefix>/<env>/status/<node>`` is written with ``acquire``
+under a Consul session with behaviour ``delete`` (``SessionKeeper``), so it
+disappears when the agent dies. One thread (re)writes the latest status
+whenever it changed or was lost. With a check-bound session the reporter
+sends nothing while idle: one blocking query on its own status key tells it
+when the key vanished (session invalidated, local Consul agent restarted) or
+was changed by someone else, and it recreates and rewrites within moments.
 
 The key belongs to one agent. Before ending a session that holds it, the
 reporter checks the session is its own earlier incarnation (same session name:
@@ -22,7 +23,6 @@ decision.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +30,9 @@ from agent.clients.consul import ConsulGateway
 from agent.core.backoff import Backoff, TokenBucket
 from agent.core.errors import MaintenanceAgentError
 from agent.core.model import Status
+from agent.daemon.session import SessionKeeper
 from agent.daemon.statefile import StateFile
+from agent.daemon.watcher import KeyChanged, KeyWatcher, WatchEvent
 
 
 class StatusKeyConflict(MaintenanceAgentError):
@@ -50,25 +52,25 @@ class StatusReporter:
         log: Any = None,
         identity: str = "",
         on_conflict: Callable[[str | None], None] | None = None,
+        health_url: str | None = None,
+        wait: float = 60.0,
     ):
         self.gateway = gateway
         self.key = key
-        self.service_id = service_id
-        self.tags = tags
-        self.meta = meta
-        self.memory = memory
         self.ttl = ttl
         self.log = log
         # Names this agent's sessions: a session of that name holding the key is
         # an earlier incarnation of this agent, any other is another agent's.
         self.session_name = f"maintenance-agent {key} {identity}".strip()
+        self.keeper = SessionKeeper(gateway, service_id, tags, meta, memory, self.session_name, ttl=ttl, health_url=health_url, log=log)
+        # With a check-bound session nothing renews it: watch the key itself to learn it is gone.
+        self._own_key = (KeyWatcher(gateway, key, self._on_own_key, wait=wait, name=f"report-watch:{key}",
+                                    bucket=TokenBucket(capacity=5, rate=0.2)) if health_url else None)
         self.on_conflict = on_conflict or (lambda message: None)
         self.conflict: str | None = None
         self._lock = threading.Lock()
         self._latest: Status | None = None
         self._written: str | None = None
-        self._session: str | None = None
-        self._registered = False
         self._wake = threading.Event()
         self._stop = threading.Event()
         # first_spread: reconnect after an outage with jitter, not in fleet lockstep.
@@ -83,14 +85,19 @@ class StatusReporter:
         self._bucket = TokenBucket(capacity=20, rate=2.0)
         self._chatter_bucket = TokenBucket(capacity=5, rate=0.5)
         self._written_gate_fields: tuple | None = None
-        self._renewed_at = 0.0
 
     @property
     def interval(self) -> float:
-        return max(1.0, self.ttl / 3)
+        return self.keeper.interval
+
+    @property
+    def session(self) -> str | None:
+        return self.keeper.session
 
     def start(self) -> None:
         self._thread.start()
+        if self._own_key:
+            self._own_key.start()
 
     def alive(self) -> bool:
         return self._thread.is_alive()
@@ -112,16 +119,28 @@ class StatusReporter:
         return False
 
     def stop(self, release: bool = True) -> None:
-        """Stop renewing; with ``release`` destroy the session (deleting the status key)."""
+        """Stop writing; with ``release`` end the session (deleting the status key)."""
         self._stop.set()
         self._wake.set()
+        if self._own_key:
+            self._own_key.stop()
         self._thread.join(timeout=10)
-        if release and self._session:
-            try:
-                self.gateway.destroy_session(self._session)
-                self.memory.delete("session")
-            except MaintenanceAgentError:
-                pass  # the TTL will clean it up
+        if release:
+            self.keeper.release()
+
+    def _on_own_key(self, event: WatchEvent) -> None:
+        """Our status key as Consul has it: gone or not as written means the session died or someone wrote it."""
+        if not isinstance(event, KeyChanged):
+            return
+        read = event.read
+        with self._lock:
+            ours = read.exists and read.session == self.keeper.session and (read.value or b"").decode(errors="replace") == self._written
+            if not ours and self._written is not None:
+                self._written = None
+                self._written_gate_fields = None
+                self.keeper.suspect()
+        if not ours:
+            self._wake.set()
 
     def _run(self) -> None:
         failing = False
@@ -140,7 +159,7 @@ class StatusReporter:
                 if failing and self.log:
                     self.log.info("status report recovered", key=self.key)
                 failing = False
-                wait = self.interval
+                wait = self.keeper.due_in()  # None: nothing to do until a new status or our key changes
                 self._set_conflict(None)
             except StatusKeyConflict as exc:
                 self._set_conflict(str(exc))
@@ -149,13 +168,13 @@ class StatusReporter:
                 if not failing and self.log:  # once per outage, not once per retry
                     self.log.warning("status report failing; retrying with backoff", key=self.key, error=str(exc))
                 failing = True
-                self._renewed_at = 0.0  # renew (or recreate) the session on the next try
+                self.keeper.failed()  # renew, verify or recreate the session on the next try
                 wait = self._backoff.next()
             except Exception as exc:  # noqa: BLE001 - e.g. the state file's disk full: keep reporting
                 if self.log:
                     self.log.exception("status report failed unexpectedly; retrying with backoff", key=self.key, error=str(exc))
                 failing = True
-                self._renewed_at = 0.0
+                self.keeper.failed()
                 wait = self._backoff.next()
             self._wake.wait(wait)
             self._wake.clear()
@@ -179,15 +198,7 @@ class StatusReporter:
         return self._bucket if _gate_fields(latest) != self._written_gate_fields else self._chatter_bucket
 
     def _tick(self) -> None:
-        if not self._registered:
-            self.gateway.register_agent_service(self.service_id, self.tags, self.meta, check_ttl=self.ttl * 2)
-            self._registered = True
-        if self._session is None or time.monotonic() - self._renewed_at >= self.interval * 0.9:  # once per interval
-            session = self._ensure_session()
-            self.gateway.pass_agent_check(self.service_id)
-            self._renewed_at = time.monotonic()
-        else:
-            session = self._session
+        session = self.keeper.ensure()
         with self._lock:
             latest = self._latest
         if latest is None:
@@ -199,33 +210,10 @@ class StatusReporter:
             self._take_over_key(session)
             if not self.gateway.put_key(self.key, body, acquire=session):
                 raise MaintenanceAgentError(f"cannot acquire {self.key} with session {session}: held by another session")
-        self._written = body
-        self._written_gate_fields = _gate_fields(latest)
+        with self._lock:
+            self._written = body
+            self._written_gate_fields = _gate_fields(latest)
         self.writes += 1
-
-    def _ensure_session(self) -> str:
-        if self._session and self.gateway.renew_session(self._session):
-            return self._session
-        if self._session:
-            if self.log:
-                self.log.warning("session lost (expired, or the local Consul agent restarted); creating a new one",
-                                 key=self.key, session=self._session)
-            self._registered = False  # the local agent may have restarted: re-register too
-            self.gateway.register_agent_service(self.service_id, self.tags, self.meta, check_ttl=self.ttl * 2)
-            self._registered = True
-        previous = self.memory.get("session")
-        if previous and previous != self._session:
-            # Our previous incarnation's session (agent killed): its key would
-            # block our acquire until the TTL ran out, so end it now.
-            try:
-                self.gateway.destroy_session(previous)
-            except MaintenanceAgentError:
-                pass
-        self._session = self.gateway.create_session(self.session_name, ttl=self.ttl)
-        self.memory.put("session", self._session)
-        self._written = None
-        self._written_gate_fields = None
-        return self._session
 
     def _take_over_key(self, session: str) -> None:
         """The key is held by another session: end it if it is this agent's earlier incarnation, else refuse.
