@@ -334,6 +334,7 @@ class Reconciler:
             return self.resync
         self.metrics.gate_blocked.set(0)
         if self.blocked_on:
+            self.log.info("gate open", role=role.value, intent_index=intent.index)  # when the fleet let this role act
             self.blocked_on = None
             self._publish()
         return None

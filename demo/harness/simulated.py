@@ -10,7 +10,9 @@ few real agents among hundreds of these.
 
 from __future__ import annotations
 
+import base64
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -77,3 +79,67 @@ class SimulatedFleet:
 
     def close(self) -> None:
         self._http.close()
+
+
+class FleetDriver:
+    """Moves the simulated boxes through one transition as their agents would, gate by gate, and records when.
+
+    On the flip every simulated box reports ``entering``/``exiting``; then, for
+    each role in the direction's order, once every box (real or simulated) of
+    the earlier roles reports that role settled for the intent, the simulated
+    boxes of the role take ``step_seconds`` and report it settled. It reads
+    the status prefix with one blocking query (the driver is not measured).
+    """
+
+    def __init__(self, fleet: SimulatedFleet, members: dict[str, tuple[str, ...]], order: list[str], step_seconds: float):
+        self.fleet = fleet
+        self.members = members  # every box of the environment, real and simulated
+        self.order = order
+        self.step_seconds = step_seconds
+        self.settled_at: dict[str, dict[str, float]] = {}  # role -> box -> when a simulated box reported it settled
+        self._index = 0
+
+    def run(self, intent_index: int, mode: str, timeout: float = 300.0) -> float:
+        """Drive one transition; return the time (epoch seconds) every box reported the target state."""
+        settled, moving = ("maintenance", "entering") if mode == "maintenance" else ("active", "exiting")
+        sequence = self.order if mode == "maintenance" else list(reversed(self.order))
+        simulated = list(self.fleet.boxes)
+        self.fleet.report(simulated, moving, intent_index)
+        deadline = time.monotonic() + timeout
+        for position, role in enumerate(sequence):
+            earlier = sequence[:position]
+            self._wait(lambda statuses, earlier=earlier: all(
+                _settled(statuses.get(box), r, intent_index, settled)
+                for box, roles in self.members.items() for r in roles if r in earlier), deadline)
+            mine = [b for b in simulated if role in self.fleet.boxes[b]]
+            if not mine:
+                continue
+            time.sleep(self.step_seconds)
+            self.fleet.report(mine, settled, intent_index)
+            now = time.time()
+            self.settled_at.setdefault(role, {}).update({b: now for b in mine})
+        self._wait(lambda statuses: all((s := statuses.get(b)) is not None and s.get("state") == settled and s.get("intent_index") == intent_index
+                                        for b in self.members), deadline)
+        return time.time()
+
+    def _wait(self, done, deadline: float) -> None:  # noqa: ANN001 - a predicate on {box: status dict}
+        prefix = f"{self.fleet.address}/v1/kv/{self.fleet.prefix}/status/"
+        index = 0
+        while time.monotonic() < deadline:
+            query = f"?recurse=1&index={index}&wait=10s" if index else "?recurse=1"
+            answer = self.fleet._http.get(prefix + query, timeout=20)  # noqa: SLF001 - the fleet's own session
+            index = max(int(answer.headers.get("X-Consul-Index", 1)), 1)
+            items = answer.json() if answer.status_code == 200 else []
+            statuses = {}
+            for item in items:
+                try:
+                    statuses[item["Key"].rsplit("/", 1)[1]] = json.loads(base64.b64decode(item["Value"] or b""))
+                except ValueError:
+                    continue
+            if done(statuses):
+                return
+        raise TimeoutError("the fleet did not get there in time")
+
+
+def _settled(status: dict | None, role: str, intent_index: int, settled: str) -> bool:
+    return status is not None and status.get("intent_index") == intent_index and status.get("progress", {}).get(role, status.get("state")) == settled

@@ -1,0 +1,77 @@
+"""GateFollower against an in-memory store with real blocking reads: few rounds, no lost wake-up, quick hand-over."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+from agent.daemon.gate_follower import GateFollower
+
+
+class BlockingStore:
+    """Box -> (value, modify index); ``read_one`` blocks like a Consul blocking query on one key."""
+
+    def __init__(self, boxes: list[str]):
+        self.index = 1
+        self.values = {b: ("entering", 1) for b in boxes}
+        self.cond = threading.Condition()
+        self.reads = 0  # boxes read by read_boxes
+        self.blocking = 0
+
+    def set(self, box: str, value: str) -> None:
+        with self.cond:
+            self.index += 1
+            self.values[box] = (value, self.index)
+            self.cond.notify_all()
+
+    def read_boxes(self, boxes: list[str]) -> dict:
+        with self.cond:
+            self.reads += len(boxes)
+            return {b: self.values[b] for b in boxes}
+
+    def read_one(self, box: str, index: int, wait: float) -> tuple:
+        with self.cond:
+            self.blocking += 1
+            self.cond.wait_for(lambda: self.values[box][1] > index, timeout=wait)
+            return self.values[box]
+
+
+def test_a_gate_on_300_boxes_is_woken_when_the_last_settles_after_few_rounds() -> None:
+    boxes = [f"w{i}" for i in range(300)]
+    store = BlockingStore(boxes)
+    woken = threading.Event()
+    follower = GateFollower(store.read_boxes, store.read_one, woken.set, wait=5.0)
+    pending = list(boxes)
+    follower.remember(store.read_boxes(pending))
+    follower.follow(pending)
+    order = list(boxes)
+    random.Random(7).shuffle(order)
+    try:
+        for n, box in enumerate(order):
+            store.set(box, "maintenance")
+            if woken.wait(0.002 if n < len(order) - 1 else 2.0):  # the decision thread looks again
+                woken.clear()
+                known = follower.known(pending)
+                pending = [b for b in pending if known.get(b) != "maintenance"]
+                follower.follow(pending)
+        assert pending == [], f"{len(pending)} boxes still seen waiting"
+        assert follower.rounds <= 40, follower.rounds  # about log(300), not 300
+    finally:
+        follower.stop()
+
+
+def test_when_the_followed_box_is_no_longer_waited_for_another_is_followed_at_once() -> None:
+    store = BlockingStore(["a", "b"])
+    woken = threading.Event()
+    follower = GateFollower(store.read_boxes, store.read_one, woken.set, wait=30.0)
+    try:
+        follower.follow(["a"])
+        time.sleep(0.2)  # blocked on a, which will not change (a dead box, say)
+        follower.follow(["b"])  # a was released: the gate now waits for b only
+        time.sleep(0.2)
+        store.set("b", "maintenance")
+        assert woken.wait(1.0), "a change of b was not seen while a's query was still in flight"
+    finally:
+        follower.stop()
+        store.set("a", "gone")  # let the old query return
