@@ -124,7 +124,7 @@ class RealBoxes:
         elif role == "edge":
             hap = HAProxyUnderTest(self.work / f"haproxy-{box}", backend_port=self.backend.port).start()
             self.haproxies.append(hap)
-            doc["edge"] = {k: v for k, v in edge_section(hap).model_dump(mode="json").items() if v is not None}
+            doc["edge"] = _without_none(edge_section(hap).model_dump(mode="json"))
         return doc
 
     def stop(self) -> None:
@@ -153,6 +153,14 @@ class RealBoxes:
                 if at >= since:
                     out.append({**event, "at": at, "box": box})
         return out
+
+
+def _without_none(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
 
 
 class Sampler:
@@ -250,7 +258,7 @@ def run_size(n: int, args: argparse.Namespace, work: Path) -> None:
         time.sleep(5)
         idle0 = real.requests_made()
         time.sleep(args.idle)
-        idle = [(v - idle0[b]) * 60 / args.idle for b, v in real.requests_made().items()]
+        idle = {b: (v - idle0[b]) * 60 / args.idle for b, v in real.requests_made().items()}
         logs = [a.log() for a in real.agents.values()] + [consul.process.output()]
         refusals = sum(len(re.findall(r"\b429\b|too many (concurrent|open) connections", text, re.I)) for text in logs)
         print(f"\n== N={n} ({', '.join(f'{c} {r}' for r, c in counts.items())}); {len(real_names)} real agents, step {args.step}s")
@@ -264,7 +272,11 @@ def run_size(n: int, args: argparse.Namespace, work: Path) -> None:
         transition_requests = [a + b for a, b in zip(enter["requests"], leave["requests"], strict=True)]
         print(f"per real agent (max): connections to Consul {max(m[0] for m in maxima)}, threads {max(m[1] for m in maxima)},"
               f" RSS {max(m[2] for m in maxima) / 2**20:.0f} MB; Consul requests in both transitions median {statistics.median(transition_requests):.0f}"
-              f" max {max(transition_requests):.0f}; per idle minute median {statistics.median(idle):.1f} max {max(idle):.1f}")
+              f" max {max(transition_requests):.0f}")
+        for role in ORDER:
+            mine = [v for b, v in idle.items() if real.boxes[b] == role]
+            if mine:
+                print(f"  {role}: Consul requests per idle minute median {statistics.median(mine):.1f} max {max(mine):.1f} (n={len(mine)})")
         print(f"Consul agent during the window (enter + leave): CPU {cpu1 - cpu0:.2f} s, bytes written {(bytes1 - bytes0) / 2**20:.1f} MB;"
               f" refusals (429 / too many connections) in any log: {refusals}")
     finally:

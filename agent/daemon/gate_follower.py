@@ -8,7 +8,9 @@ on its status key until it changes, re-read the other boxes of the round
 and wake the decision thread, which looks again and calls ``follow`` with
 what it still waits for. With a random pick a gate costs O(log N) re-reads,
 one connection and one thread, whatever N is; and when the last box settles
-the follower is already watching it.
+the follower is already watching it. It blocks from the index at which the
+decision thread read each box (``remember``), so a change that lands between
+that read and the query returns at once instead of being missed.
 
 When the box followed leaves the set (a release, a new intent) while its
 query is in flight, a fresh query starts at once on a fresh thread; the old
@@ -118,8 +120,10 @@ class GateFollower:
                 with self._lock:
                     before = self._known.get(box)
                 if before is None:
-                    before = self.read_boxes([box])[box]
-                    self.remember({box: before})
+                    # Not what the decision saw (forgotten meanwhile): read it, and let the decision look again.
+                    self.remember(self.read_boxes([box]))
+                    self._round_over(generation, box)
+                    continue
                 status, index = self.read_one(box, max(before[1], 1), self.wait)
             except Exception:  # noqa: BLE001 - typed errors expected; nothing may end this watch
                 with self._lock:

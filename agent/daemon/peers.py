@@ -91,8 +91,9 @@ class PeerView:
         missing = [b for b in boxes if b not in out]
         if missing:
             read = self._read_boxes(missing)
-            if gating:
-                self.follower.remember(read)
+            # Always remembered with the index it was read at: a gate that then
+            # waits blocks from exactly what it decided on, so no change is missed.
+            self.follower.remember(read)
             out.update({box: status for box, (status, _) in read.items()})
         return {b: out[b] for b in boxes}
 

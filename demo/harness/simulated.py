@@ -33,6 +33,7 @@ class SimulatedFleet:
         self._http = requests.Session()
         self._http.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=writers))
         self.writes = 0
+        self.written_at: dict[str, float] = {}  # box -> when its last status write was acknowledged (epoch seconds)
 
     def service_id(self, box: str) -> str:
         return f"{AGENT_SERVICE}:{self.environment}:{box}"
@@ -60,6 +61,7 @@ class SimulatedFleet:
     def _write(self, box: str, state: str, intent_index: int, progress: str) -> None:
         body = self.status(box, state, intent_index, progress).to_json()
         self._http.put(f"{self.address}/v1/kv/{self.prefix}/status/{box}", data=body, timeout=10).raise_for_status()
+        self.written_at[box] = time.time()
         self.writes += 1
 
     def _register(self, box: str, check_status: str = "passing") -> None:
@@ -116,8 +118,7 @@ class FleetDriver:
                 continue
             time.sleep(self.step_seconds)
             self.fleet.report(mine, settled, intent_index)
-            now = time.time()
-            self.settled_at.setdefault(role, {}).update({b: now for b in mine})
+            self.settled_at.setdefault(role, {}).update({b: self.fleet.written_at[b] for b in mine})
         self._wait(lambda statuses: all((s := statuses.get(b)) is not None and s.get("state") == settled and s.get("intent_index") == intent_index
                                         for b in self.members), deadline)
         return time.time()

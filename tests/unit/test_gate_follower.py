@@ -75,3 +75,17 @@ def test_when_the_followed_box_is_no_longer_waited_for_another_is_followed_at_on
     finally:
         follower.stop()
         store.set("a", "gone")  # let the old query return
+
+
+def test_a_change_between_the_decisions_read_and_the_query_is_not_missed() -> None:
+    store = BlockingStore(["a"])
+    woken = threading.Event()
+    follower = GateFollower(store.read_boxes, store.read_one, woken.set, wait=30.0)
+    try:
+        follower.remember(store.read_boxes(["a"]))  # the decision saw a entering ...
+        store.set("a", "maintenance")  # ... a settles before the gate starts following it
+        follower.follow(["a"])
+        assert woken.wait(1.0), "the follower blocked on a's new value and would wait for a change that never comes"
+        assert follower.known(["a"]) == {"a": "maintenance"}
+    finally:
+        follower.stop()
