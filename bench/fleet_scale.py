@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import socket
 import statistics
 import tempfile
 import threading
@@ -41,7 +42,6 @@ import requests
 from demo.harness.agents import AgentProcess, agent_doc, wait_for_status
 from demo.harness.consul import ConsulAgentProcess
 from demo.harness.haproxy import HAProxyUnderTest, LoopbackBackend, edge_section
-from demo.harness.processes import free_port
 from demo.harness.procstats import connections_to, cpu_seconds, rss_bytes, threads
 from demo.harness.simulated import FleetDriver, SimulatedFleet
 
@@ -60,6 +60,19 @@ def pick_real(names: dict[str, list[str]], real: int) -> list[str]:
     left = max(0, real - len(chosen))
     webs = min(len(names["web"]), max(1, left // 5))
     return chosen + names["web"][:webs] + names["worker"][:left - webs]
+
+
+def metrics_port(offset: int) -> int:
+    """A port below the ephemeral range for an agent's metrics: ports picked by ``free_port`` (Consul's, HAProxy's,
+    other tests') come from the ephemeral range and cannot take it between our pick and the agent's bind."""
+    port = 21000 + offset
+    while True:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                port += 1000
 
 
 def raw_fanout_seconds(consul: ConsulAgentProcess, watchers: int) -> float:
@@ -108,7 +121,7 @@ class RealBoxes:
         return self
 
     def _doc(self, box: str, role: str) -> dict:
-        port = self.ports[box] = free_port()
+        port = self.ports[box] = metrics_port(len(self.ports))
         doc = agent_doc(self.consul.address, ENV, box, [role], self.work / "state" / box)
         doc["metrics"]["listen"] = f"127.0.0.1:{port}"
         doc["consul"].update({"wait_seconds": 60, "session_ttl_seconds": 15})
