@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from demo.harness.consul import ConsulAgentProcess
 
 _envs = itertools.count(1)
+
+# Property tests: a quick loop while coding, many more examples in scripts/test (HYPOTHESIS_PROFILE=thorough).
+settings.register_profile("quick", max_examples=50, deadline=None)
+settings.register_profile("thorough", max_examples=1000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
 
 
 @pytest.fixture(scope="session")

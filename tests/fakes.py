@@ -1,20 +1,27 @@
-"""Fakes for unit tests: a fleet, steps that record what they did, a collecting publisher.
+"""Every fake of the unit tests, in one place: Consul's keys, a fleet, steps, a service manager.
 
 The real edges (Consul, HAProxy, supervisord) are tested against the real
-services in tests/integration; these fakes only let the pure core be tested
-fast and table-driven.
+services in tests/integration; these fakes only let the logic be tested fast
+and table-driven. Each one satisfies the protocol the code asks for
+(``ConsulKV``, ``Peers``, ``Step``, ``ServiceBackend``) and says so by
+subclassing it, so ``mypy --strict tests/fakes.py`` (run by scripts/test)
+fails when a fake drifts from what the code asks for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import structlog
 
-from agent.clients.consul import KeyRead
+from agent.clients.consul import ConsulKV, KeyRead
 from agent.core.errors import StepError, StepPending
 from agent.core.model import Member, Mode, Role, Status
+from agent.core.settings import BackoffPolicy
+from agent.daemon.backends.base import BackendError, ServiceBackend
+from agent.daemon.gatekeeper import Peers
 from agent.daemon.metrics import AgentMetrics
 from agent.daemon.reconcile import Reconciler
 from agent.daemon.statefile import StateFile
@@ -22,8 +29,109 @@ from agent.daemon.steps.base import Step, StepContext
 from agent.daemon.watcher import KeyChanged
 
 
+class FakeGateway(ConsulKV):
+    """An in-memory stand-in for ``ConsulGateway``'s KV and membership calls, with Consul's CAS rules."""
+
+    def __init__(self, address: str = "http://fake:8500", token: str | None = None, members: Sequence[Member] = ()):
+        self.address = address
+        self.token = token
+        self.kv: dict[str, tuple[bytes, int]] = {}
+        self.index = 10
+        self._members = list(members)
+
+    def get_key(self, key: str, index: int = 0, wait: float | None = None, consistent: bool = False) -> KeyRead:
+        if key not in self.kv:
+            return KeyRead(index=self.index, value=None)
+        value, modify = self.kv[key]
+        return KeyRead(index=self.index, value=value, modify_index=modify)
+
+    def read_prefix(self, prefix: str, index: int = 0, wait: float | None = None) -> tuple[int, dict[str, KeyRead]]:
+        return self.index, {k: KeyRead(self.index, v, m) for k, (v, m) in self.kv.items() if k.startswith(prefix)}
+
+    def put_key(self, key: str, value: bytes | str, cas: int | None = None, acquire: str | None = None) -> bool:
+        current = self.kv.get(key)
+        if cas is not None and (current[1] if current else 0) != cas:
+            return False
+        self.index += 1
+        self.kv[key] = (value.encode() if isinstance(value, str) else value, self.index)
+        return True
+
+    def list_prefix(self, prefix: str) -> dict[str, KeyRead]:
+        return self.read_prefix(prefix)[1]
+
+    def delete_key(self, key: str, cas: int | None = None) -> bool:
+        current = self.kv.get(key)
+        if cas is not None and (current[1] if current else 0) != cas:
+            return False
+        self.index += 1
+        self.kv.pop(key, None)
+        return True
+
+    def members(self, environment: str, index: int = 0, wait: float | None = None) -> tuple[int, list[Member]]:
+        return self.index, list(self._members)
+
+
 @dataclass
-class FakePeers:
+class FakeService:
+    active: bool = True
+    enabled: bool = True
+    running_job: bool = False
+
+
+@dataclass
+class FakeBackend(ServiceBackend):
+    services: dict[str, FakeService]
+    fail_stop: set[str] = field(default_factory=set)
+    calls: list[str] = field(default_factory=list)
+    kind: str = "fake"
+
+    def _get(self, name: str) -> FakeService:
+        if name not in self.services:
+            raise BackendError(f"no such service {name}")
+        return self.services[name]
+
+    def expand(self, names: Sequence[str]) -> list[str]:
+        for name in names:
+            self._get(name)
+        return list(names)
+
+    def is_active(self, name: str) -> bool:
+        return self._get(name).active
+
+    def stop(self, name: str) -> None:
+        self.calls.append(f"stop {name}")
+        if name in self.fail_stop:
+            raise BackendError(f"stop {name}: refused")
+        self._get(name).active = False
+
+    def start(self, name: str) -> None:
+        self.calls.append(f"start {name}")
+        self._get(name).active = True
+
+    def tracks_enablement(self, name: str) -> bool:
+        return True
+
+    def is_enabled(self, name: str) -> bool:
+        return self._get(name).enabled
+
+    def disable(self, name: str) -> None:
+        self.calls.append(f"disable {name}")
+        self._get(name).enabled = False
+
+    def enable(self, name: str) -> None:
+        self.calls.append(f"enable {name}")
+        self._get(name).enabled = True
+
+    def running_jobs(self, name: str) -> list[str]:
+        return [f"{name}-run"] if self._get(name).running_job else []
+
+    def stop_running_job(self, name: str) -> None:
+        self.calls.append(f"stop-run {name}")
+        self._get(name).running_job = False
+
+
+@dataclass
+class FakePeers(Peers):
     members_list: list[Member] = field(default_factory=list)
     statuses: dict[str, Status | None] = field(default_factory=dict)
     watched: list[tuple[str, ...]] = field(default_factory=list)
@@ -80,8 +188,8 @@ def read(value: bytes | None, modify_index: int) -> KeyChanged:
     return KeyChanged("maintenance/t/desired", KeyRead(index=modify_index, value=value, modify_index=modify_index if value is not None else 0))
 
 
-def make_reconciler(tmp_path, roles: Sequence[Role], steps: dict[Role, list[Step]], peers: FakePeers | None = None,
-                    node: str = "box-1") -> tuple[Reconciler, list[Status]]:
+def make_reconciler(tmp_path: Path, roles: Sequence[Role], steps: dict[Role, list[Step]], peers: FakePeers | None = None,
+                    node: str = "box-1", on_tick: Callable[[], None] | None = None) -> tuple[Reconciler, list[Status]]:
     published: list[Status] = []
     peers = peers or FakePeers()
     if not any(m.box == node for m in peers.members_list):
@@ -90,7 +198,7 @@ def make_reconciler(tmp_path, roles: Sequence[Role], steps: dict[Role, list[Step
         node=node, roles=roles, order=list(Role), steps=steps,
         memory=StateFile(tmp_path / "state.json"), peers=peers,
         publish=published.append, metrics=AgentMetrics(), log=structlog.get_logger(),
-        retry_max=0.05, resync=0.05,
+        retry=BackoffPolicy(base=1.0, cap=0.05), resync=0.05, on_tick=on_tick,
     )
     return reconciler, published
 

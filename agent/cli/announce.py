@@ -81,7 +81,7 @@ def send_and_report(settings: Settings, section: NoticesSection, notice: Notice)
         results = [f.result() for f in futures]
     finally:
         dispatcher.stop()
-    out = []
+    out: list[dict[str, str | int | None]] = []
     for name, result in zip(wanted, results, strict=True):
         if result is None:
             existing = settings.gateway().get_key(dispatcher.key(f"{notice.intent_index}-{notice.event}", name))

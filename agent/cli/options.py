@@ -19,21 +19,21 @@ from typing import Any, NoReturn
 import click
 from rich.console import Console
 
-from agent.clients.consul import ConsulGateway
+from agent.clients.consul import ConsulGateway, ConsulKV
 from agent.core.errors import ConsulPermissionDenied, MaintenanceAgentError
 from agent.core.planning import PlanningError, parse_duration
 from agent.ops.fleet import FleetReader
 from agent.ops.history import HistoryStore
 
 EXIT_OK, EXIT_NOT_YET, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
-GatewayFactory = Callable[[str, "str | None"], ConsulGateway]
+GatewayFactory = Callable[[str, "str | None"], ConsulKV]
 
 
 class OperatorError(MaintenanceAgentError):
     """A request maintctl refuses on purpose (a window in progress, an unknown node, ...)."""
 
 
-class Duration(click.ParamType):
+class Duration(click.ParamType[timedelta]):
     name = "duration"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> timedelta:
@@ -61,10 +61,10 @@ class Settings:
     make_gateway: GatewayFactory
 
     @functools.cached_property
-    def _gateway(self) -> ConsulGateway:
+    def _gateway(self) -> ConsulKV:
         return self.make_gateway(self.address, self.token)
 
-    def gateway(self) -> ConsulGateway:
+    def gateway(self) -> ConsulKV:
         return self._gateway
 
     def env(self) -> str:

@@ -1,10 +1,82 @@
-"""Consul's blocking-query rules, shared by every watch (the daemon's and ``maintctl``'s)."""
+"""Consul's blocking-query rules, in the one loop every watch uses (the daemon's and ``maintctl``'s).
+
+The rules, from Consul's documentation on blocking queries:
+
+- a query at index 0 returns at once (never block on 0); later queries pass
+  the index of the previous answer and a bounded ``wait``;
+- the index only moves forward: when it goes backwards (a snapshot restore,
+  a new leader's state) start over from 0;
+- a return is not a change: the caller compares what it got with what it saw;
+- queries are rate-limited (a key that changes all the time must not turn a
+  watch into a polling loop), and a failed one is retried after a jittered,
+  capped backoff, from index 0 (after an outage, read afresh).
+"""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TypeVar
+
+from agent.core.backoff import Backoff, TokenBucket
+from agent.core.errors import MaintenanceAgentError
+
+T = TypeVar("T")
 
 def next_index(previous: int, returned: int) -> int:
     """The index for the next blocking query (Consul's documented rules)."""
     if returned < previous:
         return 0  # went backwards (e.g. a snapshot restore): start over
     return max(returned, 1)  # never block on 0
+
+
+@dataclass(frozen=True)
+class QueryFailed:
+    """A blocking query failed; the loop retries it after a backoff, from index 0."""
+
+    error: MaintenanceAgentError
+
+
+def blocking_answers(
+    query: Callable[[int, float | None], tuple[int, T]],
+    wait: float,
+    stop: threading.Event | None = None,
+    reads: TokenBucket | None = None,
+    backoff: Backoff | None = None,
+    deadline: float | None = None,
+    what: str = "a blocking query",
+) -> Iterator[T | QueryFailed]:
+    """Every answer of ``query`` followed by the rules above, until ``stop`` is set or ``deadline`` passes.
+
+    ``reads`` is the budget each query takes from; with a ``backoff`` a failed
+    query yields ``QueryFailed`` and is retried (a watch that must outlive
+    Consul), without one the error is raised (a command that reports it).
+    The first answer comes even when ``deadline`` has already passed.
+    """
+    stop = stop or threading.Event()
+    index = 0
+    answered = False
+    while not stop.is_set():
+        if deadline is not None and answered and time.monotonic() >= deadline:
+            return
+        pause = reads.delay() if reads is not None else 0.0
+        if pause and stop.wait(pause):
+            return
+        bounded = wait if deadline is None else max(1.0, min(wait, deadline - time.monotonic()))
+        try:
+            returned, answer = query(index, bounded if index > 0 else None)
+        except Exception as exc:  # noqa: BLE001 - typed errors expected; with a backoff nothing may end the watch
+            if backoff is None:
+                raise
+            failure = exc if isinstance(exc, MaintenanceAgentError) else MaintenanceAgentError(f"unexpected {type(exc).__name__} reading {what}: {exc}")
+            index = 0  # after an outage, read afresh
+            yield QueryFailed(failure)
+            stop.wait(backoff.next())
+            continue
+        if backoff is not None:
+            backoff.reset()
+        index = next_index(index, returned)
+        answered = True
+        yield answer

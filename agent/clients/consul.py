@@ -5,9 +5,11 @@ It wraps py-consul, puts a timeout on every call (a blocking query gets
 the connection and never answers cannot hang a thread), decides the token
 explicitly (py-consul would let ``CONSUL_HTTP_TOKEN`` override the one given in
 code), and turns every failure into a typed error: ``ConsulUnavailable`` for
-anything worth retrying (connection refused, timeouts, 429, 5xx, no leader),
-``ConsulPermissionDenied`` for 403, ``PermanentError`` for the rest.
-Tests replace it with ``tests.fakes.FakeConsul`` for unit tests.
+anything worth retrying (connection refused, timeouts, 429, 5xx, no leader:
+told by the HTTP status code, never by the error text), ``ConsulPermissionDenied``
+for 403, ``PermanentError`` for the other 4xx.
+Whoever needs only keys and the membership asks for the ``ConsulKV`` protocol,
+which the unit tests' in-memory fake also satisfies.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import consul
+import consul.exceptions as consul_errors
 import requests
 
 from agent.core.errors import ConsulPermissionDenied, ConsulUnavailable, PermanentError
@@ -42,6 +45,47 @@ class KeyRead:
     @property
     def exists(self) -> bool:
         return self.value is not None
+
+
+class ConsulKV(Protocol):
+    """What the operator's side and the partners need of Consul: keys, check-and-set, the membership.
+
+    ``ConsulGateway`` is the real one; the unit tests' in-memory fake
+    (``tests.fakes.FakeGateway``) keeps Consul's check-and-set rules.
+    """
+
+    address: str
+
+    def get_key(self, key: str, index: int = 0, wait: float | None = None, consistent: bool = False) -> KeyRead: ...
+    def read_prefix(self, prefix: str, index: int = 0, wait: float | None = None) -> tuple[int, dict[str, KeyRead]]: ...
+    def list_prefix(self, prefix: str) -> dict[str, KeyRead]: ...
+    def put_key(self, key: str, value: bytes | str, cas: int | None = None, acquire: str | None = None) -> bool: ...
+    def delete_key(self, key: str, cas: int | None = None) -> bool: ...
+    def members(self, environment: str, index: int = 0, wait: float | None = None) -> tuple[int, list[Member]]: ...
+
+
+class RetryableStatus(Exception):
+    """Consul answered 429 or 5xx (no leader, an RPC error, overloaded): worth a retry."""
+
+    def __init__(self, code: int, body: str):
+        super().__init__(f"HTTP {code}")
+        self.code = code
+        self.body = body
+
+
+def _refuse_retryable_status(response: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap py-consul's response hook so a 429 or 5xx is told by its status code, not by its text.
+
+    py-consul turns a 5xx into a bare ``ConsulException`` and a 429 into a
+    ``ClientError`` with the code only in the message; this raises before its
+    callbacks run, with the code as a number.
+    """
+    def checked(answer: requests.Response, *args: Any, **kwargs: Any) -> Any:
+        if answer.status_code == 429 or answer.status_code >= 500:
+            raise RetryableStatus(answer.status_code, answer.text)
+        return response(answer, *args, **kwargs)
+
+    return checked
 
 
 def blocking_read_timeout(wait: float, request_timeout: float) -> float:
@@ -90,6 +134,7 @@ class ConsulGateway:
         # Decide the token here, not through the environment behind our back.
         self._client.token = token
         self._client.http.timeout = self._timeout_for
+        self._client.http.response = _refuse_retryable_status(self._client.http.response)
         self.requests = 0  # requests sent, for the metrics and the idle benchmark
 
     # -- plumbing ---------------------------------------------------------
@@ -112,14 +157,17 @@ class ConsulGateway:
             # worth a retry, and must not kill the thread that asked.
             raise ConsulUnavailable(f"Consul at {self.address} gave a broken answer to {what}: {type(exc).__name__}: {str(exc)[:200]}",
                                     delay=1.0) from None
+        except RetryableStatus as exc:
+            raise ConsulUnavailable(f"Consul at {self.address} failed {what}: HTTP {exc.code} {exc.body.strip()[:200]}", delay=1.0) from None
         except consul.ACLPermissionDenied as exc:
             raise ConsulPermissionDenied(f"Consul refused {what} (403 {str(exc).strip()[:200]})", rule=rule) from None
+        except (consul_errors.BadRequest, consul_errors.ACLDisabled, consul_errors.NotFound, consul_errors.ClientError) as exc:
+            # any other 4xx (400, 401, 404 where it is not an answer, 405...): asking again will not help
+            raise PermanentError(f"Consul at {self.address} refused {what}: {str(exc).strip()[:200]}") from None
         except consul.ConsulException as exc:
-            text = str(exc).strip()
-            code = text[:3]
-            if code in ("429", "500", "502", "503", "504") or "No cluster leader" in text or "rpc error" in text:
-                raise ConsulUnavailable(f"Consul at {self.address} failed {what}: {text[:200]}", delay=1.0) from None
-            raise PermanentError(f"Consul at {self.address} refused {what}: {text[:200]}") from None
+            # What py-consul raises itself once 429 and 5xx are taken out: an
+            # answer it could not decode (no JSON, no index header), a retry.
+            raise ConsulUnavailable(f"Consul at {self.address} gave a broken answer to {what}: {str(exc).strip()[:200]}", delay=1.0) from None
 
     # -- KV -----------------------------------------------------------------
 
@@ -173,11 +221,11 @@ class ConsulGateway:
 
     def create_session(self, name: str, ttl: int | None, node: str | None = None, checks: list[str] | None = None) -> str:
         """A session whose keys are deleted when it dies: its TTL runs out, or one of ``checks`` goes critical."""
-        return self._call(
+        return str(self._call(
             "session create",
             lambda: self._client.session.create(name=name, node=node, behavior="delete", ttl=ttl, lock_delay=0, checks=checks or []),
             rule='session_prefix "" { policy = "write" }',
-        )
+        ))
 
     def renew_session(self, session_id: str) -> bool:
         """True if renewed, False if the session no longer exists."""
@@ -189,10 +237,10 @@ class ConsulGateway:
 
         return self._call("session renew", renew, rule='session_prefix "" { policy = "write" }')
 
-    def session_info(self, session_id: str) -> dict | None:
+    def session_info(self, session_id: str) -> dict[str, Any] | None:
         """The session's record (``Name``, ``Node``, ``Checks``...), or None when it no longer exists."""
         _, info = self._call("session info", lambda: self._client.session.info(session_id), rule='session_prefix "" { policy = "read" }')
-        return info
+        return dict(info) if info else None
 
     def destroy_session(self, session_id: str) -> None:
         self._call("session destroy", lambda: self._client.session.destroy(session_id), rule='session_prefix "" { policy = "write" }')
@@ -201,7 +249,7 @@ class ConsulGateway:
 
     def agent_node_name(self) -> str:
         info = self._call("agent self", self._client.agent.self, rule='agent_prefix "" { policy = "read" }')
-        return info["Config"]["NodeName"]
+        return str(info["Config"]["NodeName"])
 
     def register_agent_service(self, service_id: str, tags: list[str], meta: dict[str, str], check: dict[str, Any]) -> None:
         """Register this box's service on the local agent with one check (``ttl_check`` or ``http_check``)."""

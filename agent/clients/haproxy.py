@@ -168,11 +168,15 @@ def render_map_file(entries: Mapping[str, str], header: str = "") -> bytes:
 
 
 def read_map_file(path: Path) -> dict[str, str] | None:
-    """The entries of the map file, or None when it does not exist (comments and blanks skipped)."""
+    """The entries of the map file, or None when it does not exist."""
     try:
-        text = path.read_text()
+        return parse_map_file(path.read_text())
     except FileNotFoundError:
         return None
+
+
+def parse_map_file(text: str) -> dict[str, str]:
+    """The entries of a map file's text (comments and blanks skipped)."""
     entries: dict[str, str] = {}
     for line in text.splitlines():
         line = line.strip()

@@ -14,7 +14,7 @@ from pydantic import (
 from agent.config.fields import FrozenModel, HttpUrlText
 
 NoticeEvent = Literal["announce", "on", "off", "start", "end"]
-ALL_NOTICE_EVENTS: tuple[str, ...] = ("announce", "on", "off", "start", "end")
+ALL_NOTICE_EVENTS: tuple[NoticeEvent, ...] = ("announce", "on", "off", "start", "end")
 
 
 class PartnerSection(FrozenModel):

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import socket
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -21,6 +22,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from agent.config.fields import FrozenModel, host_port
 from agent.config.partners import AlertmanagerSection, NoticesSection
@@ -164,7 +166,7 @@ def load(path: str | Path) -> AgentConfig:
     return from_mapping(doc, source=str(path))
 
 
-def from_mapping(doc: dict, source: str = "<config>") -> AgentConfig:
+def from_mapping(doc: Mapping[str, Any], source: str = "<config>") -> AgentConfig:
     try:
         config = AgentConfig.model_validate(doc)
     except ValidationError as exc:
@@ -174,7 +176,7 @@ def from_mapping(doc: dict, source: str = "<config>") -> AgentConfig:
     return config
 
 
-def _describe(err: dict) -> str:
+def _describe(err: ErrorDetails) -> str:
     path = ".".join(str(p) for p in err["loc"]) or "(top level)"
     kind = err["type"]
     if kind == "extra_forbidden":

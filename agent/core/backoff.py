@@ -32,7 +32,8 @@ class Backoff:
         delay = min(self.cap, self.base * (2 ** min(self.failures, 30)))
         spread = self._rng.uniform(0.0, self.first_spread) if self.failures == 0 and self.first_spread > 0 else 0.0
         self.failures += 1
-        return delay * self._rng.uniform(0.5, 1.0) + spread
+        jittered: float = delay * self._rng.uniform(0.5, 1.0) + spread
+        return jittered
 
     def reset(self) -> None:
         self.failures = 0

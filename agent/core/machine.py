@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from transitions import Machine, MachineError
+from transitions import EventData, Machine, MachineError
 
 from agent.core.model import Mode, State
 
 __all__ = ["BoxMachine", "MachineError", "trigger_towards"]
 
-TRANSITIONS = [
+TRANSITIONS: list[dict[str, str | list[str]]] = [
     {"trigger": "enter", "source": [State.ACTIVE.value, State.EXITING.value], "dest": State.ENTERING.value},
     {"trigger": "entered", "source": State.ENTERING.value, "dest": State.MAINTENANCE.value},
     {"trigger": "exit", "source": [State.MAINTENANCE.value, State.ENTERING.value], "dest": State.EXITING.value},
@@ -54,8 +54,8 @@ class BoxMachine:
     def fire(self, trigger: str) -> None:
         getattr(self, trigger)()
 
-    def _after_change(self, event) -> None:  # noqa: ANN001 - transitions' EventData
-        if self._on_change is not None:
+    def _after_change(self, event: EventData) -> None:
+        if self._on_change is not None and event.transition is not None:
             self._on_change(State(event.transition.source), State(event.transition.dest))
 
 

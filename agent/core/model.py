@@ -90,13 +90,17 @@ class Member:
 
 @dataclass(frozen=True)
 class Status:
-    """What a box reports under ``status/<node>``; written by that box only."""
+    """What a box reports under ``status/<node>``; written by that box only.
+
+    On the wire ``state`` is its value and ``since`` an ISO 8601 timestamp.
+    """
 
     node: str
     roles: tuple[str, ...]
-    state: str
+    state: State
     intent_index: int
-    since: str
+    #: When the box entered ``state`` (its own clock).
+    since: datetime
     error: str | None = None
     blocked_on: str | None = None
     version: str = ""
@@ -108,6 +112,8 @@ class Status:
     def to_json(self) -> str:
         doc = asdict(self)
         doc["roles"] = list(self.roles)
+        doc["state"] = self.state.value
+        doc["since"] = self.since.isoformat()
         return json.dumps(doc, sort_keys=True)
 
     @classmethod
@@ -119,4 +125,9 @@ class Status:
         known = {f for f in cls.__dataclass_fields__}
         doc = {k: v for k, v in doc.items() if k in known}
         doc["roles"] = tuple(doc.get("roles", ()))
+        doc["state"] = State(doc.get("state"))
+        since = doc.get("since")
+        if not isinstance(since, str):
+            raise ValueError("a status carries the time it entered its state as an ISO 8601 string")
+        doc["since"] = datetime.fromisoformat(since)
         return cls(**doc)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import time
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -16,8 +17,8 @@ from agent import __version__
 from agent.clients.alertmanager import AlertmanagerClient
 from agent.clients.consul import ConsulGateway
 from agent.config.schema import AgentConfig
-from agent.core.backoff import TokenBucket
 from agent.core.model import Role
+from agent.core.settings import DEFAULTS, Settings
 from agent.daemon.metrics import AgentMetrics, MetricsServer
 from agent.daemon.peers import PeerView
 from agent.daemon.reconcile import Reconciler
@@ -44,6 +45,11 @@ def gateway_for(config: AgentConfig) -> ConsulGateway:
     )
 
 
+def settings_for(config: AgentConfig) -> Settings:
+    """The retry and rate settings: the defaults, with what the config file sets (the cap of step retries)."""
+    return replace(DEFAULTS, step_retry=replace(DEFAULTS.step_retry, cap=config.agent.retry_max_seconds))
+
+
 class Agent:
     def __init__(
         self,
@@ -53,8 +59,10 @@ class Agent:
         log: Any = None,
         notifier: SystemdNotifier | None = None,
         serve_metrics: bool = True,
+        settings: Settings | None = None,
     ):
         self.config = config
+        self.settings = settings or settings_for(config)
         self.node = config.agent.node
         self.gateway = gateway or gateway_for(config)
         self.log = (log or structlog.get_logger()).bind(node=self.node, env=config.agent.environment)
@@ -75,7 +83,7 @@ class Agent:
             service_id=f"maintenance-agent:{config.agent.environment}:{self.node}",
             tags=[f"env:{config.agent.environment}", *(f"role:{r}" for r in roles)],
             meta={"box": self.node, "env": config.agent.environment, "version": __version__},
-            memory=self.memory, ttl=config.consul.session_ttl_seconds, log=self.log,
+            memory=self.memory, ttl=config.consul.session_ttl_seconds, log=self.log, settings=self.settings,
             identity=f"{socket.gethostname()}:{self.memory.path.resolve()}",
             on_conflict=lambda message: self.metrics.status_conflict.set(1 if message else 0),
             health_url=self.metrics_server.health_url if self.metrics_server else None,
@@ -88,7 +96,8 @@ class Agent:
         # Edge boxes see the actual start and end first: they tell partners (claimed once per partner in Consul).
         self.notices = (NoticeDispatcher(self.gateway, prefix, config.agent.environment, self.node, config.notices, self.log)
                         if Role.EDGE in config.agent.roles and config.notices.partners else None)
-        self.peers = PeerView(self.gateway, config.agent.environment, f"{prefix}/status", wake=self._wake, wait=config.consul.wait_seconds)
+        self.peers = PeerView(self.gateway, config.agent.environment, f"{prefix}/status", wake=self._wake, wait=config.consul.wait_seconds,
+                              settings=self.settings)
         self.reconciler = Reconciler(
             node=self.node,
             roles=config.agent.roles,
@@ -99,17 +108,15 @@ class Agent:
             publish=self.reporter.publish,
             metrics=self.metrics,
             log=self.log,
-            retry_max=config.agent.retry_max_seconds,
+            retry=self.settings.step_retry,
             resync=resync,
             on_tick=self.notifier.watchdog,
             on_intent=self.windows.arm,
             on_transition=self.notices.on_transition if self.notices else None,
         )
-        # The intent: a burst of 10 re-reads, then 1 a second while it churns
-        # (only the newest value matters).
         self.watcher = KeyWatcher(self.gateway, self.desired_key, self.reconciler.on_watch_event,
                                   wait=config.consul.wait_seconds, consistent=True, name=f"watch:{self.node}",
-                                  bucket=TokenBucket(capacity=10, rate=1.0))
+                                  reconnect=self.settings.consul_reconnect, reads=self.settings.intent_reads)
         self.silence = self._silence_lease(config, prefix)
 
     def _silence_lease(self, config: AgentConfig, prefix: str) -> SilenceLease | None:

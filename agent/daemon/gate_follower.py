@@ -26,8 +26,8 @@ import threading
 from collections.abc import Callable
 
 from agent.clients.blocking import next_index
-from agent.core.backoff import Backoff, TokenBucket
 from agent.core.model import Status
+from agent.core.settings import DEFAULTS, BackoffPolicy, BucketPolicy
 
 MAX_THREADS = 2
 Seen = tuple[Status | None, int]  # a box's status and the index to block on it with
@@ -36,7 +36,8 @@ ReadOne = Callable[[str, int, float], Seen]  # box, index, wait -> what a blocki
 
 
 class GateFollower:
-    def __init__(self, read_boxes: ReadBoxes, read_one: ReadOne, on_change: Callable[[], None], wait: float = 15.0):
+    def __init__(self, read_boxes: ReadBoxes, read_one: ReadOne, on_change: Callable[[], None], wait: float = 15.0,
+                 reconnect: BackoffPolicy = DEFAULTS.consul_reconnect, reads: BucketPolicy = DEFAULTS.gate_follow_reads):
         self.read_boxes = read_boxes
         self.read_one = read_one
         self.on_change = on_change
@@ -50,8 +51,8 @@ class GateFollower:
         self._current = False  # a thread of the current generation is alive
         self._orphaned = False  # nobody follows the current round: the next old thread to return takes it
         self._stop = threading.Event()
-        self._backoff = Backoff(base=0.5, cap=10.0, first_spread=1.0)
-        self._bucket = TokenBucket(capacity=20, rate=2.0)  # a box whose key churns costs a burst, then 2 reads a second
+        self._backoff = reconnect.start()
+        self._bucket = reads.start()  # a box whose key churns costs a burst, then a bounded rate
         self.rounds = 0  # changes seen (each one re-read of the boxes still waited for)
 
     # -- what was read -------------------------------------------------------------

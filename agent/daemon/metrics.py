@@ -6,14 +6,17 @@ Served with ``/healthz`` by ``MetricsServer`` on ``[metrics] listen``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram, Info, generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
-from agent.core.model import Mode, State
+from agent.core.model import Intent, Mode, State
 
 
 class AgentMetrics:
@@ -44,7 +47,20 @@ class AgentMetrics:
         self.desired.state(Mode.ACTIVE.value)
         self.consul_up.set(0)
 
-    def count_requests_of(self, source: object) -> None:
+    def show_window(self, intent: Intent, state: State, now: datetime) -> bool:
+        """Set the window gauges for ``intent`` at ``now``; True when an overrun has just begun."""
+        if intent.mode is not Mode.MAINTENANCE or intent.ends_at is None:
+            self.seconds_to_end.set(0)
+            self.window_overrun.set(0)
+            return False
+        left = (intent.ends_at - now).total_seconds()
+        self.seconds_to_end.set(left)
+        overrun = max(0.0, -left) if state is not State.ACTIVE else 0.0
+        began = overrun > 0 and self.window_overrun._value.get() == 0  # noqa: SLF001 - once per overrun
+        self.window_overrun.set(overrun)
+        return began
+
+    def count_requests_of(self, source: CountsRequests) -> None:
         """Expose ``source.requests`` (the Consul gateway's request count) as a counter."""
         self.registry.register(_RequestCounter(source))
 
@@ -52,11 +68,17 @@ class AgentMetrics:
         return generate_latest(self.registry)
 
 
-class _RequestCounter:
-    def __init__(self, source: object):
+class CountsRequests(Protocol):
+    """Anything that counts the requests it sent (the Consul gateway)."""
+
+    requests: int
+
+
+class _RequestCounter(Collector):
+    def __init__(self, source: CountsRequests):
         self.source = source
 
-    def collect(self):  # noqa: ANN201 - prometheus-client collector protocol
+    def collect(self) -> Iterator[Metric]:
         yield CounterMetricFamily("maintenance_consul_requests", "Requests this agent sent to Consul", value=self.source.requests)
 
 
@@ -98,7 +120,8 @@ class MetricsServer:
     @property
     def health_url(self) -> str:
         """``/healthz`` as the box's own Consul agent reaches it (a wildcard listen address is reached on loopback)."""
-        host = self._server.server_address[0]
+        bound = self._server.server_address[0]
+        host = bound.decode() if isinstance(bound, (bytes, bytearray)) else str(bound)
         host = "127.0.0.1" if host in ("", "0.0.0.0") else ("::1" if host == "::" else host)  # noqa: S104 - recognising, not binding
         return f"http://{'[' + host + ']' if ':' in host else host}:{self.port}/healthz"
 

@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable
 
 from agent.clients.blocking import next_index
 from agent.clients.consul import ConsulGateway
-from agent.core.backoff import Backoff, TokenBucket
 from agent.core.model import Member, Status
+from agent.core.settings import DEFAULTS, Settings
 from agent.daemon.gate_follower import GateFollower, Seen
 
 
@@ -41,8 +41,9 @@ def parse_status(raw: bytes | None) -> Status | None:
 
 class PeerView:
     def __init__(self, gateway: ConsulGateway, environment: str, status_prefix: str, wake: Callable[[], None], wait: float = 60.0,
-                 prefix_read_above: int = 8):
+                 prefix_read_above: int = 8, settings: Settings = DEFAULTS):
         self.gateway = gateway
+        self.settings = settings
         self.environment = environment
         self.status_prefix = status_prefix.rstrip("/") + "/"
         self.wake = wake
@@ -55,10 +56,9 @@ class PeerView:
         self._members_thread: threading.Thread | None = None
         self._stop = threading.Event()
         # A bounded wait: a query Consul does not cancel (its box no longer followed) ends soon.
-        self.follower = GateFollower(self._read_boxes, self._read_one, self.wake, wait=min(wait, 15.0))
-        # Direct reads: a flapping intent opens and closes gates as fast as it
-        # changes; a burst, then 2 direct reads a second.
-        self.bucket = TokenBucket(capacity=10, rate=2.0)
+        self.follower = GateFollower(self._read_boxes, self._read_one, self.wake, wait=min(wait, 15.0),
+                                     reconnect=settings.consul_reconnect, reads=settings.gate_follow_reads)
+        self.bucket = settings.gate_direct_reads.start()
 
     def read_budget(self) -> float:
         """0 when a gate may read Consul now, else seconds until it may.
@@ -134,8 +134,7 @@ class PeerView:
 
     def _watch_members(self) -> None:
         """The membership, while a gate waits (an idle box costs Consul nothing here)."""
-        index, backoff = 0, Backoff(base=0.5, cap=30.0, first_spread=2.0)  # jittered reconnect
-        bucket = TokenBucket(capacity=10, rate=0.5)  # the membership's index moves with every check update
+        index, backoff, bucket = 0, self.settings.consul_reconnect.start(), self.settings.membership_reads.start()
         while True:
             with self._lock:
                 if self._stop.is_set() or not self._gating:

@@ -27,12 +27,16 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.clients.consul import ConsulGateway
-from agent.core.backoff import Backoff, TokenBucket
+from agent.core.backoff import TokenBucket
 from agent.core.errors import MaintenanceAgentError
 from agent.core.model import Status
+from agent.core.settings import DEFAULTS, Settings
 from agent.daemon.session import SessionKeeper
 from agent.daemon.statefile import StateFile
 from agent.daemon.watcher import KeyChanged, KeyWatcher, WatchEvent
+
+#: What other boxes' gates read of a status: state, intent index, sorted progress.
+GateFields = tuple[str, int, tuple[tuple[str, str], ...]]
 
 
 class StatusKeyConflict(MaintenanceAgentError):
@@ -54,6 +58,7 @@ class StatusReporter:
         on_conflict: Callable[[str | None], None] | None = None,
         health_url: str | None = None,
         wait: float = 60.0,
+        settings: Settings = DEFAULTS,
     ):
         self.gateway = gateway
         self.key = key
@@ -65,7 +70,7 @@ class StatusReporter:
         self.keeper = SessionKeeper(gateway, service_id, tags, meta, memory, self.session_name, ttl=ttl, health_url=health_url, log=log)
         # With a check-bound session nothing renews it: watch the key itself to learn it is gone.
         self._own_key = (KeyWatcher(gateway, key, self._on_own_key, wait=wait, name=f"report-watch:{key}",
-                                    bucket=TokenBucket(capacity=5, rate=0.2)) if health_url else None)
+                                    reconnect=settings.consul_reconnect, reads=settings.own_key_reads) if health_url else None)
         self.on_conflict = on_conflict or (lambda message: None)
         self.conflict: str | None = None
         self._lock = threading.Lock()
@@ -73,18 +78,17 @@ class StatusReporter:
         self._written: str | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
-        # first_spread: reconnect after an outage with jitter, not in fleet lockstep.
-        self._backoff = Backoff(base=0.5, cap=min(10.0, ttl / 3), first_spread=min(2.0, ttl / 5))
+        self._backoff = settings.report_retry.capped(ttl / 3, ttl / 5).start()
         self._thread = threading.Thread(target=self._run, name=f"report:{key}", daemon=True)
         self.writes = 0
-        # Issue 8: a status that changes many times a second (a flapping
-        # intent) is written as a burst, then at most 2 a second (the newest
-        # wins), and the session is renewed once per interval, not per write.
-        # Changes other boxes' gates read (state, intent index, progress) have
-        # their own budget, so a chatty blocked_on text never delays them.
-        self._bucket = TokenBucket(capacity=20, rate=2.0)
-        self._chatter_bucket = TokenBucket(capacity=5, rate=0.5)
-        self._written_gate_fields: tuple | None = None
+        # A status that changes many times a second (a flapping intent) is
+        # written as a burst, then at a bounded rate (the newest wins). Changes
+        # other boxes' gates read (state, intent index, progress) have their
+        # own budget, so a chatty blocked_on text never delays them.
+        self._bucket = settings.status_writes.start()
+        self._chatter_bucket = settings.status_chatter.start()
+        self._written_under: str | None = None  # the session the status was last written under
+        self._written_gate_fields: GateFields | None = None
 
     @property
     def interval(self) -> float:
@@ -204,8 +208,8 @@ class StatusReporter:
         if latest is None:
             return
         body = latest.to_json()
-        if body == self._written:
-            return
+        if body == self._written and session == self._written_under:
+            return  # a new session (the old one lost, and the key with it) means writing again
         if not self.gateway.put_key(self.key, body, acquire=session):
             self._take_over_key(session)
             if not self.gateway.put_key(self.key, body, acquire=session):
@@ -213,6 +217,7 @@ class StatusReporter:
         with self._lock:
             self._written = body
             self._written_gate_fields = _gate_fields(latest)
+            self._written_under = session
         self.writes += 1
 
     def _take_over_key(self, session: str) -> None:
@@ -234,6 +239,6 @@ class StatusReporter:
             "agent: two agents configured with the same node name? Fix one's [agent] node; this agent will not take the key over")
 
 
-def _gate_fields(status: Status) -> tuple:
+def _gate_fields(status: Status) -> GateFields:
     """What other boxes' gates read of a status."""
     return (status.state, status.intent_index, tuple(sorted(status.progress.items())))

@@ -1,10 +1,10 @@
 """KeyWatcher: one long-poll on one Consul key, emitting what it sees. It never acts.
 
-It follows Consul's blocking-query rules: the index only moves forward (reset
-to 0 when it goes backwards), a return is not a change (compare the key's
-ModifyIndex and value), never block on index 0, bounded ``wait``, capped and
-jittered backoff on errors, and a token bucket so a key that changes many
-times a second costs a bounded number of requests.
+It follows Consul's blocking-query rules through ``agent.clients.blocking``
+(index rules, bounded ``wait``, capped and jittered backoff on errors, a
+token bucket so a key that changes many times a second costs a bounded
+number of requests); a return is not a change: it compares the key's
+ModifyIndex and value with what it saw.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agent.clients.blocking import next_index
+from agent.clients.blocking import QueryFailed, blocking_answers
 from agent.clients.consul import ConsulGateway, KeyRead
-from agent.core.backoff import Backoff, TokenBucket
-from agent.core.errors import MaintenanceAgentError
+from agent.core.settings import DEFAULTS, BackoffPolicy, BucketPolicy
 
 
 @dataclass(frozen=True)
@@ -42,8 +41,8 @@ class KeyWatcher:
         on_event: Callable[[WatchEvent], None],
         wait: float = 60.0,
         consistent: bool = False,
-        backoff: Backoff | None = None,
-        bucket: TokenBucket | None = None,
+        reconnect: BackoffPolicy = DEFAULTS.consul_reconnect,
+        reads: BucketPolicy = DEFAULTS.key_reads,
         name: str = "",
     ):
         self.gateway = gateway
@@ -51,10 +50,8 @@ class KeyWatcher:
         self.on_event = on_event
         self.wait = wait
         self.consistent = consistent
-        # first_spread: the first retry after Consul goes away is spread over
-        # 2 s so a fleet's agents do not reconnect in lockstep.
-        self.backoff = backoff or Backoff(base=0.5, cap=30.0, first_spread=2.0)
-        self.bucket = bucket or TokenBucket(capacity=10, rate=2.0)
+        self.backoff = reconnect.start()
+        self.bucket = reads.start()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name or f"watch:{key}", daemon=True)
         self.requests = 0
@@ -77,33 +74,25 @@ class KeyWatcher:
     def stopped(self) -> bool:
         return self._stop.is_set()
 
+    def _read(self, index: int, wait: float | None) -> tuple[int, KeyRead]:
+        self.requests += 1
+        read = self.gateway.get_key(self.key, index=index, wait=wait, consistent=self.consistent)
+        return read.index, read
+
     def _run(self) -> None:
-        index = 0
         last: tuple[int, bytes | None] | None = None
         up: bool | None = None
-        while not self._stop.is_set():
-            pause = self.bucket.delay()
-            if pause and self._stop.wait(pause):
-                return
-            self.requests += 1
-            try:
-                read = self.gateway.get_key(self.key, index=index, wait=self.wait, consistent=self.consistent)
-            except Exception as exc:  # noqa: BLE001 - typed errors expected; anything else must not kill the watch
-                if not isinstance(exc, MaintenanceAgentError):
-                    exc = MaintenanceAgentError(f"unexpected {type(exc).__name__} reading {self.key}: {exc}")
+        for answer in blocking_answers(self._read, self.wait, stop=self._stop, reads=self.bucket, backoff=self.backoff, what=self.key):
+            if isinstance(answer, QueryFailed):
                 if up is not False:
                     up = False
-                    self.on_event(ConsulReachability(False, str(exc)))
-                index = 0  # after an outage, read afresh
-                self._stop.wait(self.backoff.next())
+                    self.on_event(ConsulReachability(False, str(answer.error)))
                 continue
-            self.backoff.reset()
             if up is not True:
                 up = True
                 self.on_event(ConsulReachability(True))
-            index = next_index(index, read.index)
-            seen = (read.modify_index, read.value)
+            seen = (answer.modify_index, answer.value)
             if seen != last:
                 last = seen
                 if not self._stop.is_set():
-                    self.on_event(KeyChanged(self.key, read))
+                    self.on_event(KeyChanged(self.key, answer))

@@ -12,14 +12,13 @@ someone else between our read and our write is reported, never overwritten.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from agent.clients.blocking import next_index
-from agent.clients.consul import ConsulGateway, KeyRead
+from agent.clients.blocking import QueryFailed, blocking_answers
+from agent.clients.consul import ConsulKV, KeyRead
 from agent.core.errors import CasConflict, IntentError, MaintenanceAgentError
 from agent.core.gates import roles_in_direction
 from agent.core.intent import parse_intent
@@ -63,9 +62,9 @@ class BoxView:
         settled = State.settled_for(intent.mode).value
         detail = self.status.error or self.status.intent_error or self.status.blocked_on
         if self.status.intent_index != intent.index:
-            return f"still on intent {self.status.intent_index} ({self.status.state})" + (f": {detail}" if detail else "")
+            return f"still on intent {self.status.intent_index} ({self.status.state.value})" + (f": {detail}" if detail else "")
         if self.status.state != settled:
-            return self.status.state + (f": {detail}" if detail else "")
+            return self.status.state.value + (f": {detail}" if detail else "")
         return None
 
 
@@ -138,13 +137,7 @@ class FleetSnapshot:
         """When the fleet got where it is: the latest ``since`` of the converged boxes (their own clocks)."""
         if not self.converged:
             return None
-        moments = []
-        for b in self.boxes:
-            if b.status is not None and not b.released:
-                try:
-                    moments.append(datetime.fromisoformat(b.status.since))
-                except (TypeError, ValueError):
-                    continue
+        moments = [b.status.since for b in self.boxes if b.status is not None and not b.released]
         return max(moments) if moments else None
 
     def to_dict(self, now: datetime) -> dict[str, Any]:
@@ -172,7 +165,7 @@ class FleetSnapshot:
 class FleetReader:
     """Reads one environment's keys and members through the gateway; knows the key layout."""
 
-    def __init__(self, gateway: ConsulGateway, prefix: str, environment: str, wait: float = 15.0):
+    def __init__(self, gateway: ConsulKV, prefix: str, environment: str, wait: float = 15.0):
         self.gateway = gateway
         self.environment = environment
         self.env_prefix = f"{prefix.strip('/')}/{environment}"
@@ -195,14 +188,14 @@ class FleetReader:
         bounded ``wait`` also re-reads the membership and the desired key, so a
         box that registers without ever reporting still shows up.
         """
-        snapshot = self.read()
-        yield snapshot
-        index = next_index(0, snapshot.index)
-        while deadline is None or time.monotonic() < deadline:
-            wait = self.wait if deadline is None else max(1.0, min(self.wait, deadline - time.monotonic()))
-            snapshot = self.read(status_index=index, wait=wait)
-            index = next_index(index, snapshot.index)
-            yield snapshot
+        for answer in blocking_answers(self._read_at, self.wait, deadline=deadline, what=self.status_prefix):
+            if isinstance(answer, QueryFailed):  # pragma: no cover - without a backoff a failure is raised
+                raise answer.error
+            yield answer
+
+    def _read_at(self, index: int, wait: float | None) -> tuple[int, FleetSnapshot]:
+        snapshot = self.read(status_index=index, wait=wait)
+        return snapshot.index, snapshot
 
     def _snapshot(self, index: int, desired: KeyRead, statuses: dict[str, KeyRead], members: list[Any]) -> FleetSnapshot:
         intent: Intent | None
@@ -241,7 +234,7 @@ class FleetReader:
 class IntentWriter:
     """Writes the ``desired`` key only with check-and-set against the index it was read at."""
 
-    def __init__(self, gateway: ConsulGateway, desired_key: str):
+    def __init__(self, gateway: ConsulKV, desired_key: str):
         self.gateway = gateway
         self.desired_key = desired_key
 

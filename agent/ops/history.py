@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agent.clients.consul import ConsulGateway
+from agent.clients.consul import ConsulKV
 from agent.core.errors import CasConflict
 from agent.core.model import Mode
 
@@ -87,7 +87,7 @@ class WindowRecord:
         return json.dumps(doc, sort_keys=True)
 
     def to_dict(self, now: datetime) -> dict[str, Any]:
-        doc = json.loads(self.to_json())
+        doc: dict[str, Any] = json.loads(self.to_json())
         duration, overrun = self.duration, self.overrun(now)
         doc.update({
             "key": self.key,
@@ -119,7 +119,7 @@ def _time(text: str) -> datetime:
 
 
 class HistoryStore:
-    def __init__(self, gateway: ConsulGateway, env_prefix: str):
+    def __init__(self, gateway: ConsulKV, env_prefix: str):
         self.gateway = gateway
         self.prefix = f"{env_prefix.rstrip('/')}/history/"
 

@@ -74,8 +74,8 @@ def status_view(snapshot: FleetSnapshot, now: datetime, tz: tzinfo) -> Renderabl
         stale = snapshot.intent is not None and status.intent_index != snapshot.intent.index
         intent_cell = Text(str(status.intent_index), style="red" if stale else "")
         error = status.error or status.intent_error or ""
-        table.add_row(box.node, ",".join(box.roles), Text(status.state, style=_STATE_STYLE.get(status.state, "")),
-                      intent_cell, _short_time(status.since, tz), status.blocked_on or "", Text(error, style="red"), agent)
+        table.add_row(box.node, ",".join(box.roles), Text(status.state.value, style=_STATE_STYLE.get(status.state.value, "")),
+                      intent_cell, _short_time(status.since.isoformat(), tz), status.blocked_on or "", Text(error, style="red"), agent)
     return Group(header, table)
 
 
@@ -112,10 +112,7 @@ def history_view(records: list[WindowRecord], now: datetime, tz: tzinfo) -> Rend
         table.add_column(column, overflow="fold")
     for record in records:
         duration, overrun = record.duration, record.overrun(now)
-        if duration is not None:
-            took = format_duration(duration)
-        else:
-            took = Text("open", style="yellow")
+        took: str | Text = format_duration(duration) if duration is not None else Text("open", style="yellow")
         overrun_cell = Text(f"yes, {format_duration(overrun)}", style="red") if overrun else "no"
         exit_started = _short_time(record.closed.at, tz) if record.closed else "-"
         reason = record.opened.reason + (f" (released {', '.join(r.node for r in record.releases)})" if record.releases else "")

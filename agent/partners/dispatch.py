@@ -23,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.clients.consul import ConsulGateway
+from agent.clients.consul import ConsulKV
 from agent.config.partners import NoticesSection, PartnerSection
 from agent.core.errors import MaintenanceAgentError
 from agent.core.model import Intent, Mode, State
@@ -38,7 +38,7 @@ def _utc_now() -> datetime:
 
 
 class NoticeDispatcher:
-    def __init__(self, gateway: ConsulGateway, env_prefix: str, environment: str, sender_name: str,
+    def __init__(self, gateway: ConsulKV, env_prefix: str, environment: str, sender_name: str,
                  section: NoticesSection, log: Any, clock: Callable[[], datetime] = _utc_now, workers: int = 4):
         self.gateway = gateway
         self.prefix = f"{env_prefix}/notices"
@@ -83,7 +83,7 @@ class NoticeDispatcher:
         except MaintenanceAgentError as exc:
             self.log.warning("cannot list notice deliveries to resume", error=str(exc))
             return []
-        futures = []
+        futures: list[Future[Delivery | None]] = []
         partners = {p.name: p for p in self.section.partners}
         for key, read in keys.items():
             try:

@@ -29,8 +29,8 @@ from typing import Any
 
 import requests
 
-from agent.core.backoff import Backoff
 from agent.core.model import Intent, Mode
+from agent.core.settings import BackoffPolicy
 
 SIGNATURE_HEADER = "X-Maintenance-Signature"
 EVENT_HEADER = "X-Maintenance-Event"
@@ -178,7 +178,7 @@ class WebhookSender:
 
     def deliver(self, delivery: Delivery, secret: bytes, record: Callable[[Delivery], None]) -> Delivery:
         body = delivery.body.encode()
-        backoff = Backoff(base=self.backoff, cap=self.backoff_max)
+        backoff = BackoffPolicy(base=self.backoff, cap=self.backoff_max).start()
         with requests.Session() as session:
             while len(delivery.attempts) < self.attempts and not self.stop.is_set():
                 started = time.monotonic()

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from agent.clients.alertmanager import AlertmanagerClient, iso_time, parse_time
-from agent.clients.consul import ConsulGateway
+from agent.clients.consul import ConsulKV
 from agent.config.partners import AlertmanagerMatcher
 from agent.core.errors import MaintenanceAgentError
 from agent.core.model import Intent, Member, State, Status
@@ -73,13 +73,13 @@ def fleet_is_back(fleet: FleetStatuses, intent: Intent) -> bool:
     """
     boxes = [m.box for m in fleet.members() if m.box not in intent.release]
     statuses = fleet.snapshot(boxes)
-    return all(s is not None and s.state == State.ACTIVE.value and s.intent_index == intent.index for s in statuses.values())
+    return all(s is not None and s.state is State.ACTIVE and s.intent_index == intent.index for s in statuses.values())
 
 
 class SilenceLease:
     """One edge agent's share of the silence lease; ``tick()`` runs every ``renew`` seconds on the agent's scheduler."""
 
-    def __init__(self, gateway: ConsulGateway, key: str, client: AlertmanagerClient, matchers: list[dict[str, Any]],
+    def __init__(self, gateway: ConsulKV, key: str, client: AlertmanagerClient, matchers: list[dict[str, Any]],
                  lease: float, renew: float, node: str, created_by: str, box: Callable[[], tuple[State, Intent | None]],
                  fleet_back: Callable[[Intent], bool], log: Any,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)):

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 import requests
 
 from agent.clients.consul import AGENT_SERVICE
-from agent.core.model import Status
+from agent.core.model import State, Status
 
 
 class SimulatedFleet:
@@ -55,7 +55,7 @@ class SimulatedFleet:
 
     def status(self, box: str, state: str, intent_index: int, progress: str) -> Status:
         roles = self.boxes[box]
-        return Status(node=box, roles=roles, state=state, intent_index=intent_index, since=datetime.now(UTC).isoformat(),
+        return Status(node=box, roles=roles, state=State(state), intent_index=intent_index, since=datetime.now(UTC),
                       version="simulated", progress={r: progress for r in roles})
 
     def _write(self, box: str, state: str, intent_index: int, progress: str) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -21,9 +23,25 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_example_config_is_valid() -> None:
+def test_example_config_is_valid_and_the_defaults_it_shows_are_the_real_ones() -> None:
+    """config.toml shows defaults as commented lines (``# wait_seconds = 60``): they must be what the agent uses."""
     config = load(PROJECT / "config.toml")
-    assert config.agent.roles
+    assert (config.agent.roles, config.agent.environment, config.consul.prefix) == ([Role.WEB], "prod", "maintenance")
+    section, checked = "", []
+    for line in (PROJECT / "config.toml").read_text().splitlines():
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        shown = re.match(r"# (\w+) = (.+?)\s*(#.*)?$", line)
+        if not shown or shown.group(1) == "node":  # the node's default is the host name
+            continue
+        key, value = shown.group(1), tomllib.loads(f"v = {shown.group(2)}")["v"]
+        actual = getattr(getattr(config, section), key)
+        if actual is None:
+            continue  # an optional setting shown as an example, not a default
+        assert actual == value, f"config.toml shows [{section}] {key} = {value!r}, the agent uses {actual!r}"
+        checked.append(key)
+    assert checked == ["order", "resync_seconds", "retry_max_seconds", "wait_seconds", "session_ttl_seconds"]
 
 
 def test_minimal_config_gets_defaults(tmp_path: Path) -> None:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+
 import pytest
 
 from agent.core.gates import evaluate_gate, roles_before
 from agent.core.machine import BoxMachine, MachineError, trigger_towards
 from agent.core.model import DEFAULT_ORDER, Intent, Member, Mode, Role, State, Status
+
+SINCE = datetime(2026, 12, 2, 21, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -45,7 +50,7 @@ def member(box: str, *roles: str, alive: bool = True) -> Member:
 
 
 def status(box: str, index: int, state: str, **progress: str) -> Status:
-    return Status(node=box, roles=tuple(progress) or ("web",), state=state, intent_index=index, since="", progress=progress)
+    return Status(node=box, roles=tuple(progress) or ("web",), state=State(state), intent_index=index, since=SINCE, progress=progress)
 
 
 MEMBERS = [member("edge-1", "edge"), member("web-1", "web"), member("web-2", "web"), member("worker-1", "worker")]
@@ -95,3 +100,15 @@ def test_a_status_key_of_the_wrong_shape_is_refused_not_half_parsed() -> None:
     for raw in (b"[1, 2]", b'"maintenance"', b'{"node": "x", "roles": [], "state": "active", "intent_index": 1, "since": "", "progress": []}'):
         with pytest.raises((ValueError, TypeError)):
             Status.from_json(raw)
+
+
+def test_status_has_real_types_but_the_same_json_on_the_wire() -> None:
+    sent = status("web-1", 7, "maintenance", web="maintenance")
+    wire = json.loads(sent.to_json())
+    assert wire["state"] == "maintenance" and wire["since"] == "2026-12-02T21:00:00+00:00"
+    assert wire["roles"] == ["web"] and wire["progress"] == {"web": "maintenance"}
+    back = Status.from_json(sent.to_json())
+    assert back == sent and back.state is State.MAINTENANCE and back.since == SINCE
+    for broken in ({"state": "paused"}, {"since": "yesterday"}, {"since": None}):
+        with pytest.raises(ValueError):
+            Status.from_json(json.dumps({**wire, **broken}))

@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 from agent.cli.maintctl import cli
-from agent.clients.consul import Member
+from agent.clients.consul import KeyRead
 from agent.core.errors import ConsulPermissionDenied
-from agent.core.model import Mode
+from agent.core.model import Member, Mode
 from agent.ops.history import HistoryStore, Request, WindowRecord
-from tests.fixtures.maintctl import FakeGateway
+from tests.fakes import FakeGateway
 
 
 def run(*args: str, gateway: FakeGateway | None = None, env: dict[str, str] | None = None,
@@ -52,7 +52,7 @@ def test_plan_table_flags_and_slot_time() -> None:
 
 def test_plan_from_history_uses_the_measured_mock_window() -> None:
     gw = FakeGateway()
-    store = HistoryStore(gw, "maintenance/mock")  # type: ignore[arg-type]
+    store = HistoryStore(gw, "maintenance/mock")
     opened = datetime(2026, 11, 18, 21, 0, tzinfo=UTC)
     record = store.open(WindowRecord(opened=Request(at=opened.isoformat(), by="a", reason="r", intent_index=5),
                                      starts_at=opened.isoformat(), ends_at=(opened + timedelta(minutes=60)).isoformat()), opened)
@@ -99,7 +99,7 @@ def test_token_order_flag_then_file_then_environment(tmp_path: Path) -> None:
 
 
 class _Denied(FakeGateway):
-    def read_prefix(self, prefix: str, index: int = 0, wait: float | None = None):  # type: ignore[no-untyped-def]
+    def read_prefix(self, prefix: str, index: int = 0, wait: float | None = None) -> tuple[int, dict[str, KeyRead]]:
         raise ConsulPermissionDenied(f"Consul refused list of {prefix} (403 Permission denied)",
                                      rule=f'key_prefix "{prefix}" {{ policy = "list" }}')
 
@@ -131,4 +131,4 @@ def test_on_off_and_status_against_the_fake() -> None:
     assert run("--env", "prod", "off", gateway=gw).exit_code == 0
     noop = run("--env", "prod", "off", gateway=gw)
     assert noop.exit_code == 0 and "nothing written" in noop.stdout
-    assert len(HistoryStore(gw, "maintenance/prod").records()) == 2  # type: ignore[arg-type]
+    assert len(HistoryStore(gw, "maintenance/prod").records()) == 2

@@ -9,14 +9,14 @@ import pytest
 from agent.core.errors import CasConflict
 from agent.core.model import Mode
 from agent.ops.history import HistoryStore, Request, WindowRecord
-from tests.fixtures.maintctl import FakeGateway
+from tests.fakes import FakeGateway
 
 T0 = datetime(2026, 12, 2, 21, 0, tzinfo=UTC)
 
 
 def _store(starts_in: timedelta = timedelta(0), planned: timedelta = timedelta(minutes=30)) -> tuple[FakeGateway, HistoryStore]:
     gw = FakeGateway()
-    store = HistoryStore(gw, "maintenance/prod")  # type: ignore[arg-type]
+    store = HistoryStore(gw, "maintenance/prod")
     start = T0 + starts_in
     store.open(WindowRecord(opened=Request(at=T0.isoformat(), by="ops", reason="patch", intent_index=7),
                             starts_at=start.isoformat(), ends_at=(start + planned).isoformat()), T0)
@@ -69,7 +69,7 @@ def test_updates_use_check_and_set_and_give_up_when_the_record_keeps_changing() 
     busy.kv = gw.kv
     busy.index = gw.index
     with pytest.raises(CasConflict, match="kept changing"):
-        HistoryStore(busy, "maintenance/prod").record_reached(Mode.MAINTENANCE, T0)  # type: ignore[arg-type]
+        HistoryStore(busy, "maintenance/prod").record_reached(Mode.MAINTENANCE, T0)
     assert store.latest().maintenance_reached is None  # type: ignore[union-attr]
     with pytest.raises(CasConflict, match="already exists"):
         store.open(WindowRecord(opened=Request(at=T0.isoformat(), by="x", reason="", intent_index=7),

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agent.clients.consul import Member
+from agent.clients.consul import KeyRead
 from agent.core.errors import CasConflict
-from agent.core.model import Intent, Mode, Status
+from agent.core.model import Intent, Member, Mode, State, Status
 from agent.ops.fleet import FleetReader, IntentWriter
-from tests.fixtures.maintctl import FakeGateway
+from tests.fakes import FakeGateway
 
 NOW = datetime(2026, 12, 2, 21, 0, tzinfo=UTC)
 FLEET = [("edge-1", ("edge",)), ("web-1", ("web",)), ("web-2", ("web",)), ("worker-1", ("worker",)),
@@ -24,8 +24,8 @@ def _gateway(alive: bool = True) -> FakeGateway:
 
 def _report(gw: FakeGateway, node: str, state: str, index: int, roles: tuple[str, ...], since: str = "2026-12-02T21:00:00+00:00",
             **extra: object) -> None:
-    status = Status(node=node, roles=roles, state=state, intent_index=index, since=since,
-                    progress={r: state for r in roles}, **extra)  # type: ignore[arg-type]
+    status = Status(node=node, roles=roles, state=State(state), intent_index=index, since=datetime.fromisoformat(since),
+                    progress={r: state for r in roles}, **extra)
     gw.kv[f"maintenance/prod/status/{node}"] = (status.to_json().encode(), 1)
 
 
@@ -42,7 +42,7 @@ def test_phase_counts_roles_in_the_direction_order() -> None:
     _report(gw, "web-2", "entering", index, ("web",), blocked_on="gate web: waiting")
     for node, roles in FLEET[3:]:
         _report(gw, node, "active", index, roles)
-    snap = FleetReader(gw, "maintenance", "prod").read()  # type: ignore[arg-type]
+    snap = FleetReader(gw, "maintenance", "prod").read()
     assert snap.phase(NOW) == "entering: edge done, web 1/2, worker 0/3, scheduler 0/1"
     assert not snap.converged
     assert "web-2: entering: gate web: waiting" in snap.blockers()
@@ -55,12 +55,12 @@ def test_exiting_runs_backwards_and_convergence_needs_the_same_intent() -> None:
     for node, roles in FLEET:
         _report(gw, node, "active", index, roles, since=f"2026-12-02T21:0{len(node) % 10}:00+00:00")
     _report(gw, "edge-1", "maintenance", old, ("edge",))
-    snap = FleetReader(gw, "maintenance", "prod").read()  # type: ignore[arg-type]
+    snap = FleetReader(gw, "maintenance", "prod").read()
     assert snap.phase(NOW) == "exiting: scheduler done, worker done, web done, edge 0/1"
     assert snap.blockers() == [f"edge-1: still on intent {old} (maintenance)"]
     assert snap.reached_at() is None
     _report(gw, "edge-1", "active", index, ("edge",), since="2026-12-02T21:09:30+00:00")
-    snap = FleetReader(gw, "maintenance", "prod").read()  # type: ignore[arg-type]
+    snap = FleetReader(gw, "maintenance", "prod").read()
     assert snap.converged and snap.phase(NOW) == "active"
     assert snap.reached_at() == datetime(2026, 12, 2, 21, 9, 30, tzinfo=UTC)
 
@@ -70,7 +70,7 @@ def test_silent_boxes_block_and_released_ones_do_not() -> None:
     index = _desire(gw, json.dumps({"mode": "maintenance", "release": ["small-1"]}))
     for node, roles in FLEET[:-2]:
         _report(gw, node, "maintenance", index, roles)
-    snap = FleetReader(gw, "maintenance", "prod").read()  # type: ignore[arg-type]
+    snap = FleetReader(gw, "maintenance", "prod").read()
     assert snap.blockers() == ["worker-2: silent: no status, agent down?"]
     doc = snap.to_dict(NOW)
     assert [b["node"] for b in doc["boxes"] if b["silent"]] == ["small-1", "worker-2"]
@@ -81,17 +81,17 @@ def test_silent_boxes_block_and_released_ones_do_not() -> None:
 def test_invalid_intent_and_scheduled_window() -> None:
     gw = _gateway()
     _desire(gw, "garbage!")
-    snap = FleetReader(gw, "maintenance", "prod").read()  # type: ignore[arg-type]
+    snap = FleetReader(gw, "maintenance", "prod").read()
     assert snap.intent is None and snap.phase(NOW) == "intent invalid"
     assert "unknown mode" in snap.blockers()[0]
     _desire(gw, json.dumps({"mode": "maintenance", "starts_at": "2026-12-02T22:00:00+00:00"}))
-    snap = FleetReader(gw, "maintenance", "prod").read()  # type: ignore[arg-type]
+    snap = FleetReader(gw, "maintenance", "prod").read()
     assert snap.phase(NOW) == "scheduled for 2026-12-02T22:00:00+00:00"
 
 
 def test_intent_writer_refuses_to_overwrite_a_newer_value() -> None:
     gw = FakeGateway()
-    writer = IntentWriter(gw, "maintenance/prod/desired")  # type: ignore[arg-type]
+    writer = IntentWriter(gw, "maintenance/prod/desired")
     first = writer.write(Intent(mode=Mode.MAINTENANCE, reason="a"), read_at=0)
     with pytest.raises(CasConflict, match=r"someone else changed maintenance/prod/desired since it was read \(now: .*\"reason\": \"a\".*\); not overwritten"):
         writer.write(Intent(mode=Mode.ACTIVE), read_at=0)
@@ -102,12 +102,12 @@ def test_follow_blocks_on_the_status_prefix_instead_of_polling() -> None:
     calls: list[tuple[int, float | None]] = []
 
     class Recording(FakeGateway):
-        def read_prefix(self, prefix: str, index: int = 0, wait: float | None = None):  # type: ignore[no-untyped-def]
+        def read_prefix(self, prefix: str, index: int = 0, wait: float | None = None) -> tuple[int, dict[str, KeyRead]]:
             calls.append((index, wait))
             self.index += 1  # Consul returned because something changed
             return super().read_prefix(prefix, index, wait)
 
-    reader = FleetReader(Recording(), "maintenance", "prod", wait=7.0)  # type: ignore[arg-type]
+    reader = FleetReader(Recording(), "maintenance", "prod", wait=7.0)
     follow = reader.follow()
     first, second, third = next(follow), next(follow), next(follow)
     assert calls[0] == (0, None)

@@ -10,21 +10,12 @@ from pathlib import Path
 import pytest
 import structlog
 
-from agent.clients.consul import KeyRead
 from agent.config.partners import NoticesSection, PartnerSection
 from agent.core.model import Intent, Mode, State
 from agent.partners.dispatch import NoticeDispatcher
 from agent.partners.notices import Delivery, WebhookSender, notice_for, sign, verify
-from tests.fixtures.maintctl import FakeGateway as _FakeGateway
+from tests.fakes import FakeGateway
 from tests.fixtures.webhooks import webhook_receiver
-
-
-class FakeGateway(_FakeGateway):
-    """The maintctl tests' fake Consul (with its CAS rules), plus the prefix listing the dispatcher resumes from."""
-
-    def list_prefix(self, prefix: str) -> dict[str, KeyRead]:
-        return self.read_prefix(prefix)[1]
-
 
 SECRET = b"s3cret-for-partner-acme"
 START = datetime(2026, 12, 2, 21, 0, tzinfo=UTC)

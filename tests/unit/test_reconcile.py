@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+from structlog.testing import capture_logs
+
 from agent.core.model import Member, Role, State, Status
+from agent.daemon.steps.base import StepContext
 from tests.fakes import FakePeers, RecordingStep, make_reconciler, read, settle
 
 
@@ -111,10 +116,10 @@ def test_gate_blocks_until_earlier_roles_report_the_same_intent(tmp_path: Path) 
     rec.tick()
     assert journal == [] and published[-1].blocked_on == "gate web: waiting for edge-1 (edge: no status yet)"
     assert fleet.watched[-1] == ("edge-1",)
-    fleet.statuses["edge-1"] = Status("edge-1", ("edge",), "maintenance", 29, "", progress={"edge": "maintenance"})
+    fleet.statuses["edge-1"] = _status("edge-1", "edge", "maintenance", 29)
     rec.tick()
     assert journal == [] and "still on intent 29" in published[-1].blocked_on
-    fleet.statuses["edge-1"] = Status("edge-1", ("edge",), "maintenance", 30, "", progress={"edge": "maintenance"})
+    fleet.statuses["edge-1"] = _status("edge-1", "edge", "maintenance", 30)
     settle(rec)
     assert rec.state is State.MAINTENANCE and journal == ["apply:web-a", "apply:web-b"]
 
@@ -167,7 +172,7 @@ def test_same_mode_new_intent_rechecks_steps_and_adopts_index(tmp_path: Path) ->
 
 
 def _status(box: str, role: str, state: str, index: int) -> Status:
-    return Status(box, (role,), state, index, "", progress={role: state})
+    return Status(box, (role,), State(state), index, datetime(2026, 12, 2, 21, 0, tzinfo=UTC), progress={role: state})
 
 
 def test_auto_end_leaves_in_the_exit_order(tmp_path: Path) -> None:
@@ -214,3 +219,49 @@ def test_a_box_on_its_way_back_is_not_pulled_into_a_window_scheduled_for_later(t
     rec.on_watch_event(read(b'{"mode": "on", "starts_at": "2099-01-01T00:00:00Z"}', 6))
     settle(rec)
     assert rec.state is State.ACTIVE
+
+
+class DriftingStep(RecordingStep):
+    """A step the reconciler re-checks while settled; acting feeds the watchdog like a long real step does."""
+
+    repairs_drift = True
+
+    def apply(self, ctx: StepContext) -> None:
+        ctx.heartbeat()
+        super().apply(ctx)
+
+
+def test_drift_repair_feeds_the_watchdog_and_logs_no_heartbeat_field(tmp_path: Path) -> None:
+    journal: list[str] = []
+    step = DriftingStep("web-map", Role.WEB, journal)
+    with capture_logs() as logs:
+        rec, published = make_reconciler(tmp_path, [Role.WEB], {Role.WEB: [step]}, on_tick=lambda: journal.append("watchdog"))
+        rec.on_watch_event(read(b"on", 4))
+        settle(rec)
+        assert rec.state is State.MAINTENANCE
+        journal.clear()
+        step.applied = False  # e.g. HAProxy restarted with an old map file
+        rec.tick()
+    assert step.applied
+    assert journal == ["watchdog", "apply:web-map"], "the repair must run with the watchdog's heartbeat"
+    repairs = [e for e in logs if e["event"] == "drift: step no longer holds; repairing"]
+    assert len(repairs) == 1
+    assert "heartbeat" not in repairs[0] and repairs[0]["role"] == "web" and repairs[0]["step"] == "web-map"
+
+
+def test_failed_drift_repair_is_reported_and_retried(tmp_path: Path) -> None:
+    journal: list[str] = []
+    step = DriftingStep("web-map", Role.WEB, journal)
+    rec, published = make_reconciler(tmp_path, [Role.WEB], {Role.WEB: [step]})
+    rec.on_watch_event(read(b"on", 4))
+    settle(rec)
+    step.applied = False
+    step.fail_next = 1
+    rec.tick()
+    assert published[-1].error == "web-map: drift repair: web-map: apply failed on purpose"
+    assert rec.metrics.step_failures.labels("web", "web-map")._value.get() == 1
+    rec.tick()
+    assert not step.applied, "a failed repair waits out its retry delay"
+    time.sleep(0.06)  # retry_max of the fake reconciler: 0.05 s
+    rec.tick()
+    assert step.applied and published[-1].error is None and rec.state is State.MAINTENANCE

@@ -10,7 +10,7 @@ import pytest
 from agent.core.errors import StepPending
 from agent.core.model import Mode
 from agent.daemon.steps.jobs import SchedulerJobsStep
-from tests.fixtures.fake_backend import FakeBackend, FakeService
+from tests.fakes import FakeBackend, FakeService
 from tests.fixtures.steps import converge, step_context
 
 

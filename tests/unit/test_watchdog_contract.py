@@ -21,6 +21,7 @@ import structlog
 from agent.core.backoff import Backoff
 from agent.core.errors import StepError
 from agent.core.model import Member, Mode, Role
+from agent.core.settings import DEFAULTS, BackoffPolicy
 from agent.daemon.metrics import AgentMetrics
 from agent.daemon.reconcile import Reconciler
 from agent.daemon.statefile import StateFile
@@ -69,20 +70,22 @@ def _reconciler(tmp_path: Path, step: Step, pings: Pings, retry_max: float, resy
     return Reconciler(node="box-w", roles=[Role.WEB], order=list(Role), steps={Role.WEB: [step]},
                       memory=StateFile(tmp_path / "state.json"), peers=FakePeers(members_list=[Member("box-w", ("web",), "box-w", True)]),
                       publish=lambda s: None,
-                      metrics=AgentMetrics(), log=structlog.get_logger(), retry_max=retry_max, resync=resync, on_tick=pings)
+                      metrics=AgentMetrics(), log=structlog.get_logger(), retry=BackoffPolicy(base=1.0, cap=retry_max), resync=resync,
+                      on_tick=pings)
 
 
 def test_a_loop_retrying_a_failing_step_keeps_pinging(tmp_path: Path) -> None:
     pings = Pings()
-    # Retry delays grow to 5 s, ten times the 0.5 s "watchdog interval" (resync).
-    rec = _reconciler(tmp_path, FailingStep(), pings, retry_max=5.0, resync=0.5)
+    # Retry delays of 0.5-1 s from the first failure on: up to ten times the 0.1 s "watchdog interval" (resync).
+    rec = _reconciler(tmp_path, FailingStep(), pings, retry_max=1.0, resync=0.1)
     rec.on_watch_event(read(b"maintenance", 3))
     rec.start()
     try:
         started = time.monotonic()
-        time.sleep(4.0)
+        time.sleep(1.5)
         assert rec.error and "timed out" in rec.error
-        assert pings.max_gap(started + 0.1, time.monotonic()) < 0.5 + 0.3, "the watchdog would fire on a live loop"
+        assert rec.backoff.failures >= 2, "the loop did retry with delays longer than the watchdog interval"
+        assert pings.max_gap(started + 0.1, time.monotonic()) < 0.1 + 0.3, "the watchdog would fire on a live loop"
     finally:
         rec.stop()
 
@@ -96,7 +99,7 @@ def test_a_deadlocked_loop_stops_pinging(tmp_path: Path) -> None:
     try:
         assert step.entered.wait(5)
         stuck_at = time.monotonic()
-        time.sleep(1.5)
+        time.sleep(0.8)  # four watchdog intervals
         assert [t for t in pings.times if t > stuck_at] == [], "a stuck loop must not ping: systemd would never restart it"
     finally:
         step.release.set()
@@ -104,12 +107,12 @@ def test_a_deadlocked_loop_stops_pinging(tmp_path: Path) -> None:
 
 
 def test_first_retry_after_an_outage_is_spread_across_the_fleet() -> None:
-    firsts = [Backoff(base=0.5, cap=30.0, first_spread=2.0, rng=random.Random(seed)).next() for seed in range(300)]
+    firsts = [DEFAULTS.consul_reconnect.start(rng=random.Random(seed)).next() for seed in range(300)]
     assert min(firsts) < 0.5 and max(firsts) > 2.0
     in_any_half_second = max(sum(1 for f in firsts if lo <= f < lo + 0.5) for lo in (x / 10 for x in range(0, 25)))
     assert in_any_half_second < 0.35 * len(firsts), "most of the fleet would reconnect in the same half second"
     without = [Backoff(base=0.5, cap=30.0, rng=random.Random(seed)).next() for seed in range(300)]
     assert max(without) <= 0.5  # the old behaviour: everyone within [0.25, 0.5]
-    second = Backoff(base=0.5, cap=30.0, first_spread=2.0)
+    second = DEFAULTS.consul_reconnect.start()
     second.next()
     assert 0.5 <= second.next() <= 1.0  # the spread is only added once per run of failures

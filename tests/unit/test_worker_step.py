@@ -9,7 +9,7 @@ import pytest
 from agent.core.errors import StepError
 from agent.core.model import Mode
 from agent.daemon.steps.services import WorkerServicesStep
-from tests.fixtures.fake_backend import FakeBackend, FakeService
+from tests.fakes import FakeBackend, FakeService
 from tests.fixtures.steps import converge, step_context
 
 NAMES = ["a", "b", "c", "d"]

@@ -1,0 +1,72 @@
+"""BoxRecord: what the box remembers of its own progress and what it says about itself.
+
+It owns the ``machine`` section of the state file (state, since, intent index
+and per-role progress, so a restart resumes where the box was) and the
+conditions shown beside the state (``error``, ``blocked_on``); ``status()``
+turns them into the ``Status`` the reporter writes under ``status/<node>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from agent import __version__
+from agent.core.decide import Progress
+from agent.core.model import Intent, Mode, Role, State, Status
+from agent.daemon.statefile import StateFile
+
+
+class BoxRecord:
+    def __init__(self, node: str, roles: Sequence[Role], memory: StateFile, clock: Callable[[], datetime]):
+        self.node = node
+        self.roles = list(roles)
+        self.memory = memory
+        saved = memory.get("machine", {}) or {}
+        #: The state the box was in when the agent stopped (active on a first start).
+        self.initial = State(saved.get("state", State.ACTIVE.value))
+        self.since = datetime.fromisoformat(saved["since"]) if saved.get("since") else clock()
+        self.progress = Progress(int(saved.get("intent_index", 0)), dict(saved.get("progress", {})))
+        #: What failed last (a step, a gate), until it succeeds.
+        self.error: str | None = None
+        #: What the box waits for without failing (a gate, a draining step).
+        self.blocked_on: str | None = None
+
+    def clear(self) -> None:
+        """Nothing failed, nothing waited for (a transition starts, a run of steps holds)."""
+        self.error = None
+        self.blocked_on = None
+
+    def show_blocked(self, blocked_on: str | None) -> bool:
+        """Set ``blocked_on``; True if that changed it (worth a log line and a publish)."""
+        changed = blocked_on != self.blocked_on
+        self.blocked_on = blocked_on
+        return changed
+
+    def save(self, state: State) -> None:
+        self.memory.put("machine", {
+            "state": state.value,
+            "since": self.since.isoformat(),
+            "intent_index": self.progress.intent_index,
+            "progress": self.progress.roles,
+        })
+
+    def status(self, state: State, intent: Intent | None, intent_error: str | None, now: datetime) -> Status:
+        scheduled = None
+        if intent and intent.starts_at and state is State.ACTIVE and intent.mode is Mode.MAINTENANCE and now < intent.starts_at:
+            scheduled = intent.starts_at.isoformat()
+        progress = dict(self.progress.roles) if self.progress.roles else {r.value: state.value for r in self.roles}
+        return Status(
+            node=self.node,
+            roles=tuple(r.value for r in self.roles),
+            state=state,
+            intent_index=self.progress.intent_index,
+            since=self.since,
+            error=self.error,
+            blocked_on=("scheduled for " + scheduled) if scheduled and not self.blocked_on else self.blocked_on,
+            version=__version__,
+            progress=progress,
+            desired=intent.mode.value if intent else None,
+            scheduled_for=scheduled,
+            intent_error=intent_error,
+        )
