@@ -235,8 +235,9 @@ def _observe(settings: Settings, snapshot: FleetSnapshot) -> None:
 @cli.command("status")
 @click.option("--watch", is_flag=True, help="Follow live (blocking queries) until interrupted.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (one document per update with --watch).")
+@click.option("--full/--summary", default=None, help="A row per box / a row per role (default: per role above 30 boxes).")
 @click.pass_obj
-def status(settings: Settings, watch: bool, as_json: bool) -> None:
+def status(settings: Settings, watch: bool, as_json: bool, full: bool | None) -> None:
     """One row per box; exit 0 converged to the intent, 1 not yet or blocked, 2 error."""
     reader = settings.reader()
     if not watch:
@@ -245,7 +246,7 @@ def status(settings: Settings, watch: bool, as_json: bool) -> None:
         if as_json:
             _print_json(snapshot.to_dict(utc_now()))
         else:
-            console().print(render.status_view(snapshot, utc_now(), settings.tz))
+            console().print(render.status_view(snapshot, utc_now(), settings.tz, full))
         sys.exit(_verdict(snapshot))
     verdict = EXIT_NOT_YET
     try:
@@ -257,7 +258,7 @@ def status(settings: Settings, watch: bool, as_json: bool) -> None:
             with Live(console=console(), auto_refresh=False) as live:
                 for snapshot in reader.follow():
                     verdict = _follow_step(settings, snapshot)
-                    live.update(render.status_view(snapshot, utc_now(), settings.tz), refresh=True)
+                    live.update(render.status_view(snapshot, utc_now(), settings.tz, full), refresh=True)
     except KeyboardInterrupt:
         pass
     sys.exit(verdict)

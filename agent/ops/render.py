@@ -19,6 +19,7 @@ from agent.core.model import DEFAULT_ORDER, Intent, State
 from agent.core.planning import Plan, format_duration
 from agent.ops.fleet import FleetSnapshot
 from agent.ops.history import WindowRecord
+from agent.ops.summary import summary_view
 
 _STATE_STYLE = {"active": "green", "maintenance": "yellow", "entering": "cyan", "exiting": "cyan"}
 
@@ -48,14 +49,20 @@ def describe_intent(intent: Intent | None, error: str | None, written: bool = Tr
     return " — ".join(parts)
 
 
-def status_view(snapshot: FleetSnapshot, now: datetime, tz: tzinfo) -> RenderableType:
-    """The fleet's phase on top, then one row per box."""
+#: Above this many boxes ``status`` shows one row per role (``summary_view``) unless asked for every box.
+SUMMARY_ABOVE = 30
+
+
+def status_view(snapshot: FleetSnapshot, now: datetime, tz: tzinfo, full: bool | None = None) -> RenderableType:
+    """The fleet's phase on top, then one row per box (``full``), or per role (a large fleet's default)."""
     phase = snapshot.phase(now)
     header = Text.assemble(
         ("environment ", "dim"), (snapshot.environment, "bold"), ("  desired ", "dim"),
         describe_intent(snapshot.intent, snapshot.intent_error), "\n",
         ("phase ", "dim"), (phase, "bold " + ("green" if snapshot.converged else "yellow")),
     )
+    if not (full if full is not None else len(snapshot.boxes) <= SUMMARY_ABOVE):
+        return summary_view(snapshot, header)
     table = Table(show_lines=False, expand=False)
     for column in ("node", "roles", "state", "intent", "since", "blocked on", "error", "agent"):
         table.add_column(column, overflow="fold")

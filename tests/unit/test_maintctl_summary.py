@@ -1,0 +1,68 @@
+"""maintctl status at fleet scale: one row per role, problem boxes by name, every box behind --full."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+
+from rich.console import Console
+
+from agent.core.model import Member, State, Status
+from agent.ops.fleet import FleetReader
+from agent.ops.render import status_view
+from agent.ops.summary import summarize
+from tests.fakes import FakeGateway
+
+NOW = datetime(2026, 12, 2, 21, 0, tzinfo=UTC)
+
+
+def fleet_of(workers: int) -> tuple[FakeGateway, int]:
+    members = [Member(box="edge-1", roles=("edge",), consul_node="edge-1", alive=True),
+               *(Member(box=f"worker-{i:04d}", roles=("worker",), consul_node=f"w{i}", alive=i != 7) for i in range(workers))]
+    gw = FakeGateway(members=members)
+    assert gw.put_key("maintenance/prod/desired", "maintenance")
+    index = gw.kv["maintenance/prod/desired"][1]
+
+    def report(node: str, roles: tuple[str, ...], state: str, **extra: object) -> None:
+        status = Status(node=node, roles=roles, state=State(state), intent_index=index, since=NOW, progress={r: state for r in roles}, **extra)
+        gw.kv[f"maintenance/prod/status/{node}"] = (status.to_json().encode(), 1)
+
+    report("edge-1", ("edge",), "maintenance")
+    for i in range(workers):
+        if i == 3:
+            continue  # silent: no status key at all
+        if i == 5:
+            report(f"worker-{i:04d}", ("worker",), "entering", error="worker-services: systemctl stop billing timed out")
+        elif i < 100:
+            report(f"worker-{i:04d}", ("worker",), "maintenance")
+        else:
+            report(f"worker-{i:04d}", ("worker",), "entering", blocked_on="gate worker: waiting for web-1")
+    return gw, index
+
+
+def render(snapshot: object, full: bool | None = None) -> str:
+    out = io.StringIO()
+    Console(file=out, width=200, color_system=None).print(status_view(snapshot, NOW, UTC, full))  # type: ignore[arg-type]
+    return out.getvalue()
+
+
+def test_a_thousand_boxes_are_summed_up_per_role_with_the_problem_boxes_named() -> None:
+    gw, _ = fleet_of(999)
+    snapshot = FleetReader(gw, "maintenance", "prod").read()
+    by_role = {s.role: s for s in summarize(snapshot)}
+    assert by_role["edge"].counts == {"settled": 1, "moving": 0, "blocked": 0, "failing": 0, "dead": 0}
+    workers = by_role["worker"].counts
+    assert workers == {"settled": 97, "moving": 0, "blocked": 899, "failing": 1, "dead": 2}  # 3 silent, 7 registered but down
+    assert by_role["worker"].named["dead"] == ["worker-0003", "worker-0007"] and by_role["worker"].named["failing"] == ["worker-0005"]
+    text = render(snapshot)
+    assert len(text.splitlines()) < 15  # a row per role, not per box
+    assert "dead: worker-0003, worker-0007" in text and "failing: worker-0005" in text and "+891 more" in text
+    assert "worker-0500" not in text
+
+
+def test_a_small_fleet_and_full_show_every_box() -> None:
+    gw, _ = fleet_of(6)
+    small = FleetReader(gw, "maintenance", "prod").read()
+    assert "worker-0004" in render(small)  # six boxes: the table of every box, as before
+    gw, _ = fleet_of(200)
+    assert "worker-0150" in render(FleetReader(gw, "maintenance", "prod").read(), full=True)
