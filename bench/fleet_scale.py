@@ -154,6 +154,9 @@ class RealBoxes:
             out[box] = float(re.search(r"^maintenance_consul_requests_total ([\d.e+]+)$", text, re.M).group(1))
         return out
 
+    def cpu(self) -> dict[str, float]:
+        return {box: cpu_seconds(agent.process.pid) for box, agent in self.agents.items() if agent.process}
+
     def events(self, since: float) -> list[dict]:
         out = []
         for box, agent in self.agents.items():
@@ -230,6 +233,7 @@ def gate_latencies(events: list[dict], real: dict[str, str], driver: FleetDriver
 
 def transition(consul: ConsulAgentProcess, real: RealBoxes, driver: FleetDriver, mode: str) -> dict:
     before = real.requests_made()
+    cpu_before = real.cpu()
     started = time.time()
     index = consul.kv_put(f"maintenance/{ENV}/desired", mode)
     converged = driver.run(index, mode)
@@ -240,7 +244,7 @@ def transition(consul: ConsulAgentProcess, real: RealBoxes, driver: FleetDriver,
     sequence = ORDER if mode == "maintenance" else list(reversed(ORDER))
     return {"converged": converged - started, "notified": max(notified) if notified else float("nan"),
             "gates": gate_latencies(events, real.boxes, driver, sequence, index),
-            "requests": [after[b] - before[b] for b in after]}
+            "requests": [after[b] - before[b] for b in after], "cpu": [c - cpu_before[b] for b, c in real.cpu().items()]}
 
 
 def consul_io(consul: ConsulAgentProcess) -> tuple[float, int]:
@@ -285,7 +289,9 @@ def run_size(n: int, args: argparse.Namespace, work: Path) -> None:
         transition_requests = [a + b for a, b in zip(enter["requests"], leave["requests"], strict=True)]
         print(f"per real agent (max): connections to Consul {max(m[0] for m in maxima)}, threads {max(m[1] for m in maxima)},"
               f" RSS {max(m[2] for m in maxima) / 2**20:.0f} MB; Consul requests in both transitions median {statistics.median(transition_requests):.0f}"
-              f" max {max(transition_requests):.0f}")
+              f" max {max(transition_requests):.0f}; CPU seconds in both transitions median"
+              f" {statistics.median(a + b for a, b in zip(enter['cpu'], leave['cpu'], strict=True)):.2f}"
+              f" max {max(a + b for a, b in zip(enter['cpu'], leave['cpu'], strict=True)):.2f}")
         for role in ORDER:
             mine = [v for b, v in idle.items() if real.boxes[b] == role]
             if mine:

@@ -32,8 +32,11 @@ class GateVerdict:
     released: tuple[str, ...] = ()
     waiting_boxes: tuple[str, ...] = ()  # the boxes named in ``waiting_for``: what a gate watch follows
 
-    def describe(self, role: Role) -> str:
-        return f"gate {role.value}: waiting for " + ", ".join(self.waiting_for)
+    def describe(self, role: Role, named: int = 5) -> str:
+        """What the gate waits for, naming at most ``named`` boxes: a status of a box waiting on 900 stays small."""
+        shown = ", ".join(self.waiting_for[:named])
+        more = len(self.waiting_for) - named
+        return f"gate {role.value}: waiting for " + shown + (f" and {more} more" if more > 0 else "")
 
 
 def evaluate_gate(
