@@ -15,7 +15,7 @@ which the unit tests' in-memory fake also satisfies.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -61,7 +61,8 @@ class ConsulKV(Protocol):
     def list_prefix(self, prefix: str) -> dict[str, KeyRead]: ...
     def put_key(self, key: str, value: bytes | str, cas: int | None = None, acquire: str | None = None) -> bool: ...
     def delete_key(self, key: str, cas: int | None = None) -> bool: ...
-    def members(self, environment: str, index: int = 0, wait: float | None = None) -> tuple[int, list[Member]]: ...
+    def members(self, environment: str, index: int = 0, wait: float | None = None,
+                roles: Collection[str] | None = None, box: str = "") -> tuple[int, list[Member]]: ...
 
 
 class RetryableStatus(Exception):
@@ -86,6 +87,16 @@ def _refuse_retryable_status(response: Callable[..., Any]) -> Callable[..., Any]
         return response(answer, *args, **kwargs)
 
     return checked
+
+
+def members_filter(roles: Collection[str], box: str) -> str:
+    """Consul's filter for the instances holding one of ``roles``, or registered for ``box``."""
+    def quoted(text: str) -> str:
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    terms = [f"{quoted('role:' + r)} in Service.Tags" for r in sorted(roles)]
+    if box:
+        terms.append(f"Service.Meta.box == {quoted(box)}")
+    return " or ".join(terms) or "Service.ID == \"\""
 
 
 def blocking_read_timeout(wait: float, request_timeout: float) -> float:
@@ -274,9 +285,16 @@ class ConsulGateway:
 
     # -- membership -----------------------------------------------------------
 
-    def members(self, environment: str, index: int = 0, wait: float | None = None) -> tuple[int, list[Member]]:
-        """The boxes registered for ``environment``; blocks like a KV read when ``index`` > 0."""
+    def members(self, environment: str, index: int = 0, wait: float | None = None,
+                roles: Collection[str] | None = None, box: str = "") -> tuple[int, list[Member]]:
+        """The boxes registered for ``environment``; blocks like a KV read when ``index`` > 0.
+
+        With ``roles``, only the boxes holding one of them, and ``box`` (Consul filters: a gate on 40 web boxes of a
+        fleet of 1000 reads 40 entries, not 1000).
+        """
         kwargs: dict[str, Any] = {"tag": f"env:{environment}"}
+        if roles is not None:
+            kwargs["filter_expr"] = members_filter(roles, box)
         if index > 0:
             kwargs["index"] = index
             kwargs["wait"] = f"{int(wait or 60)}s"

@@ -97,7 +97,7 @@ class Agent:
         self.notices = (NoticeDispatcher(self.gateway, prefix, config.agent.environment, self.node, config.notices, self.log)
                         if Role.EDGE in config.agent.roles and config.notices.partners else None)
         self.peers = PeerView(self.gateway, config.agent.environment, f"{prefix}/status", wake=self._wake, wait=config.consul.wait_seconds,
-                              settings=self.settings)
+                              settings=self.settings, node=self.node)
         self.reconciler = Reconciler(
             node=self.node,
             roles=config.agent.roles,

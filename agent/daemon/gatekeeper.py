@@ -10,7 +10,7 @@ a ``GateCheck`` value and shows what a shut gate waits for in the box's
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,7 +24,7 @@ from agent.daemon.record import BoxRecord
 class Peers(Protocol):
     """What a gate needs from the rest of the fleet (``agent.daemon.peers.PeerView``)."""
 
-    def members(self) -> list[Member]: ...
+    def members(self, roles: Collection[str] | None = None) -> list[Member]: ...
     def snapshot(self, boxes: Sequence[str]) -> Mapping[str, Status | None]: ...
     def watch(self, boxes: Sequence[str]) -> None: ...
     def unwatch(self) -> None: ...
@@ -69,7 +69,7 @@ class GateKeeper:
         if budget > 0:
             return GateCheck(open=False, wait=budget)  # reads spent (a flapping intent): come back, never sleep here
         try:
-            members = self.peers.members()
+            members = self.peers.members(earlier)  # only the earlier roles' boxes (and this one): not the whole fleet
             needed = [m.box for m in members if m.box != self.node and earlier & set(m.roles)]
             statuses = self.peers.snapshot(needed)
         except MaintenanceAgentError as exc:

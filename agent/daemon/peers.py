@@ -20,7 +20,7 @@ by other boxes' status writes.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 from agent.clients.blocking import next_index
 from agent.clients.consul import ConsulGateway
@@ -41,8 +41,9 @@ def parse_status(raw: bytes | None) -> Status | None:
 
 class PeerView:
     def __init__(self, gateway: ConsulGateway, environment: str, status_prefix: str, wake: Callable[[], None], wait: float = 60.0,
-                 prefix_read_above: int = 8, settings: Settings = DEFAULTS):
+                 prefix_read_above: int = 8, settings: Settings = DEFAULTS, node: str = ""):
         self.gateway = gateway
+        self.node = node  # this box: always part of a filtered membership (a gate checks it is registered)
         self.settings = settings
         self.environment = environment
         self.status_prefix = status_prefix.rstrip("/") + "/"
@@ -52,7 +53,9 @@ class PeerView:
         self.prefix_read_above = prefix_read_above
         self._lock = threading.Lock()
         self._gating = False  # between watch() and unwatch(): what was read is cached and followed
-        self._members: list[Member] | None = None  # what the membership watch saw last
+        self._members: list[Member] | None = None  # what the membership watch saw last ...
+        self._members_for: frozenset[str] | None = None  # ... for these roles (None: every box)
+        self._wanted: frozenset[str] | None = None  # the roles the last gate asked for: what the watch follows
         self._members_thread: threading.Thread | None = None
         self._stop = threading.Event()
         # A bounded wait: a query Consul does not cancel (its box no longer followed) ends soon.
@@ -67,18 +70,22 @@ class PeerView:
         takes from the budget of direct reads.
         """
         with self._lock:
-            if self._gating and self._members is not None:
+            if self._gating and self._members is not None and self._members_for == self._wanted:
                 return 0.0
         return self.bucket.try_take()
 
     def status_key(self, box: str) -> str:
         return self.status_prefix + box
 
-    def members(self) -> list[Member]:
+    def members(self, roles: Collection[str] | None = None) -> list[Member]:
+        """The registered boxes; with ``roles`` only those holding one of them, and this box (Consul filters them)."""
+        wanted = frozenset(roles) if roles is not None else None
         with self._lock:
-            if self._members is not None:
+            if wanted is not None:
+                self._wanted = wanted
+            if self._members is not None and self._members_for == wanted:
                 return list(self._members)
-        return self.gateway.members(self.environment)[1]
+        return self.gateway.members(self.environment, roles=wanted, box=self.node)[1]
 
     def read_status(self, box: str) -> Status | None:
         return parse_status(self.gateway.get_key(self.status_key(box)).value)
@@ -133,18 +140,23 @@ class PeerView:
         return parse_status(read.value), read.index
 
     def _watch_members(self) -> None:
-        """The membership, while a gate waits (an idle box costs Consul nothing here)."""
+        """The membership of the roles the gate reads, while a gate waits (an idle box costs Consul nothing here)."""
         index, backoff, bucket = 0, self.settings.consul_reconnect.start(), self.settings.membership_reads.start()
+        following: frozenset[str] | None = None
         while True:
             with self._lock:
                 if self._stop.is_set() or not self._gating:
-                    self._members, self._members_thread = None, None
+                    self._members, self._members_for, self._members_thread = None, None, None
                     return
+                if self._wanted != following:
+                    following, index = self._wanted, 0  # another gate, other roles: a new query
             pause = bucket.delay()
             if pause and self._stop.wait(pause):
                 continue
             try:
-                new_index, members = self.gateway.members(self.environment, index=index, wait=self.wait)
+                # A bounded wait: when the next gate reads other roles, the query in flight ends soon.
+                new_index, members = self.gateway.members(self.environment, index=index, wait=min(self.wait, 15.0),
+                                                          roles=following, box=self.node)
             except Exception:  # noqa: BLE001 - typed errors expected; nothing may end this watch
                 with self._lock:
                     self._members = None  # no longer current: read directly until the watch is back
@@ -153,8 +165,8 @@ class PeerView:
                 continue
             backoff.reset()
             with self._lock:
-                changed = self._members is not None and set(members) != set(self._members)
-                self._members = members if self._gating else None
+                changed = self._members is not None and self._members_for == following and set(members) != set(self._members)
+                self._members, self._members_for = (members, following) if self._gating else (None, None)
             if changed:
                 self.follower.forget()  # a box died, came back or left: read its status afresh
                 self.wake()
