@@ -19,7 +19,7 @@ from agent.core.model import DEFAULT_ORDER, Intent, State
 from agent.core.planning import Plan, format_duration
 from agent.ops.fleet import FleetSnapshot
 from agent.ops.history import WindowRecord
-from agent.ops.summary import summary_view
+from agent.ops.summary import dry_run_summary, summary_view
 
 _STATE_STYLE = {"active": "green", "maintenance": "yellow", "entering": "cyan", "exiting": "cyan"}
 
@@ -86,14 +86,15 @@ def status_view(snapshot: FleetSnapshot, now: datetime, tz: tzinfo, full: bool |
     return Group(header, table)
 
 
-def dry_run_view(snapshot: FleetSnapshot, intent: Intent, tz: tzinfo) -> RenderableType:
-    """Which boxes of which roles will act, in which order, with their current state."""
+def dry_run_view(snapshot: FleetSnapshot, intent: Intent, tz: tzinfo, full: bool | None = None) -> RenderableType:
+    """Which boxes of which roles will act, in which order, with their current state (per role above ``SUMMARY_ABOVE`` boxes)."""
     target = State.settled_for(intent.mode).value
     table = Table(title=f"plan: {describe_intent(intent, None, written=False)} → every box {target}")
     for column in ("step", "role", "box", "current state", "will"):
         table.add_column(column)
     step = 0
-    for role in roles_in_direction(DEFAULT_ORDER, intent.mode):
+    summarized = not (full if full is not None else len(snapshot.boxes) <= SUMMARY_ABOVE)
+    for role in roles_in_direction(DEFAULT_ORDER, intent.mode) if not summarized else ():
         holders = [b for b in snapshot.boxes if role.value in b.roles]
         if not holders:
             continue
@@ -107,6 +108,8 @@ def dry_run_view(snapshot: FleetSnapshot, intent: Intent, tz: tzinfo) -> Rendera
             else:
                 will = f"go {target}" + ("" if box.status else " — agent silent, will block")
             table.add_row(str(step), role.value, box.node, current, will)
+    if summarized:
+        table = dry_run_summary(snapshot, intent)
     when = f"starts {intent.starts_at.astimezone(tz).isoformat()}" if intent.starts_at else "starts as soon as written"
     end = f", announced end {intent.ends_at.astimezone(tz).isoformat()}" if intent.ends_at else ""
     footer = Text(f"{when}{end}\ndry run: nothing written ({snapshot.desired_key} stays at index {snapshot.desired_modify_index})", style="dim")

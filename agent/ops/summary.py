@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agent.core.gates import roles_in_direction
-from agent.core.model import DEFAULT_ORDER, Intent, Mode
+from agent.core.model import DEFAULT_ORDER, Intent, Mode, State
 from agent.ops.fleet import BoxView, FleetSnapshot
 
 KINDS = ("settled", "moving", "blocked", "failing", "dead")
@@ -83,3 +83,25 @@ def summary_view(snapshot: FleetSnapshot, header: RenderableType, listed: int = 
     footer = Text(f"{len(snapshot.boxes)} boxes; every box: maintctl status --full (or --json)", style="dim")
     return Group(header, table, footer)
 
+
+
+def dry_run_summary(snapshot: FleetSnapshot, intent: Intent, listed: int = 8) -> Table:
+    """The dry run of ``on``/``off`` for a large fleet: per role in order, how many boxes will act, and the silent ones by name."""
+    target = State.settled_for(intent.mode).value
+    table = Table(title=f"plan: {intent.mode.value} → every box {target} (a row per role; --dry-run --json lists every box)")
+    for column in ("step", "role", "boxes", "will go " + target, "already there", "released", "silent: will block"):
+        table.add_column(column)
+    step = 0
+    for role in roles_in_direction(DEFAULT_ORDER, intent.mode):
+        holders = [b for b in snapshot.boxes if role.value in b.roles]
+        if not holders:
+            continue
+        step += 1
+        released = [b for b in holders if b.node in intent.release]
+        acting = [b for b in holders if b not in released]
+        there = [b for b in acting if b.status and b.status.progress.get(role.value, b.status.state.value) == target]
+        silent = [b.node for b in acting if b.status is None]
+        names = ", ".join(silent[:listed]) + (f" (+{len(silent) - listed} more)" if len(silent) > listed else "")
+        table.add_row(str(step), role.value, str(len(holders)), str(len(acting) - len(there)), str(len(there)), str(len(released)),
+                      Text(names, style="bold red") if silent else "-")
+    return table

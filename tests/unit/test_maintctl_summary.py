@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 from rich.console import Console
 
-from agent.core.model import Member, State, Status
+from agent.core.model import Intent, Member, Mode, State, Status
 from agent.ops.fleet import FleetReader
-from agent.ops.render import status_view
+from agent.ops.render import dry_run_view, status_view
 from agent.ops.summary import summarize
 from tests.fakes import FakeGateway
 
@@ -66,3 +66,16 @@ def test_a_small_fleet_and_full_show_every_box() -> None:
     assert "worker-0004" in render(small)  # six boxes: the table of every box, as before
     gw, _ = fleet_of(200)
     assert "worker-0150" in render(FleetReader(gw, "maintenance", "prod").read(), full=True)
+
+
+def test_the_dry_run_of_a_thousand_boxes_is_a_row_per_role_with_the_silent_ones_named() -> None:
+    gw, _ = fleet_of(999)
+    snapshot = FleetReader(gw, "maintenance", "prod").read()
+    out = io.StringIO()
+    Console(file=out, width=200, color_system=None).print(dry_run_view(snapshot, Intent(mode=Mode.ACTIVE, release=("worker-0009",)), UTC))
+    text = out.getvalue()
+    assert len(text.splitlines()) < 15 and "worker-0500" not in text
+    worker_row = next(line for line in text.splitlines() if " worker " in line)
+    # 999 workers: 1 released; the other 998 will go active, of which the silent worker-0003 will block, named
+    cells = [c.strip() for c in worker_row.split("│")[1:-1]]
+    assert cells == ["1", "worker", "999", "998", "0", "1", "worker-0003"], cells
