@@ -28,7 +28,7 @@ from typing import Any
 
 from agent.clients.consul import ConsulGateway
 from agent.core.backoff import TokenBucket
-from agent.core.errors import MaintenanceAgentError
+from agent.core.errors import ConsulPermissionDenied, MaintenanceAgentError
 from agent.core.model import Status
 from agent.core.settings import DEFAULTS, Settings
 from agent.daemon.session import SessionKeeper
@@ -228,7 +228,11 @@ class StatusReporter:
         read = self.gateway.get_key(self.key)
         if not read.session or read.session == session:
             return
-        holder = self.gateway.session_info(read.session)
+        try:
+            holder = self.gateway.session_info(read.session)
+        except ConsulPermissionDenied:
+            # Our token may read the sessions of our own Consul node only: the holder is elsewhere, so not ours.
+            holder = {"Name": "?", "Node": "a node this agent's token may not read"}
         if holder is None:
             return  # ended meanwhile: the next acquire may succeed
         if holder.get("Name") == self.session_name:
