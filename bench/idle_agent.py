@@ -95,7 +95,8 @@ def main() -> None:
         print(f"{'RSS MB':24}{a_rss:>10.1f}{b_rss:>10.1f}{a_rss / b_rss:>8.2f}")
         print(f"{'CPU % of one core':24}{a_cpu:>10.3f}{b_cpu:>10.3f}{(a_cpu / b_cpu if b_cpu else float('nan')):>8.2f}")
         print(f"{'Consul requests/min':24}{a_req:>10.1f}{b_req:>10.1f}{(a_req / b_req if b_req else float('nan')):>8.2f}")
-        print("agent requests: 1 blocking query on the intent (wait 60 s) + session renew and TTL check every ttl/3 (10 s)")
+        print("agent requests: 1 blocking query on the intent + 1 on its own status key (wait 60 s each); the session is bound to "
+              "an HTTP check the local Consul agent runs on /healthz, so nothing renews it")
     finally:
         agent.stop()
         baseline.stop()

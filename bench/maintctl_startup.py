@@ -40,7 +40,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agent.clients.consul import ConsulGateway
+from agent.clients.consul import ConsulGateway, ttl_check
 from agent.core.model import State, Status
 from demo.harness.consul import ConsulAgentProcess
 from demo.harness.processes import PROJECT, consul_binary
@@ -84,7 +84,8 @@ def seed_fleet(consul: ConsulAgentProcess) -> str:
     now = datetime.now(UTC)
     for box, roles in BOXES.items():
         service_id = f"maintenance-agent:{ENVIRONMENT}:{box}"
-        gateway.register_agent_service(service_id, [f"env:{ENVIRONMENT}", *(f"role:{r}" for r in roles)], {"box": box}, check_ttl=600)
+        gateway.register_agent_service(service_id, [f"env:{ENVIRONMENT}", *(f"role:{r}" for r in roles)], {"box": box},
+                                       check=ttl_check(f"{service_id}:ttl", 600))
         status = Status(node=box, roles=roles, state=State.ACTIVE, intent_index=index, since=now, progress={r: "active" for r in roles})
         consul.kv_put(f"maintenance/{ENVIRONMENT}/status/{box}", status.to_json())
     return key

@@ -10,7 +10,7 @@ fails when a fake drifts from what the code asks for.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,8 +68,11 @@ class FakeGateway(ConsulKV):
         self.kv.pop(key, None)
         return True
 
-    def members(self, environment: str, index: int = 0, wait: float | None = None) -> tuple[int, list[Member]]:
-        return self.index, list(self._members)
+    def members(self, environment: str, index: int = 0, wait: float | None = None,
+                roles: Collection[str] | None = None, box: str = "") -> tuple[int, list[Member]]:
+        if roles is None:
+            return self.index, list(self._members)
+        return self.index, [m for m in self._members if set(m.roles) & set(roles) or m.box == box]
 
 
 @dataclass
@@ -176,7 +179,7 @@ class FakePeers(Peers):
     statuses: dict[str, Status | None] = field(default_factory=dict)
     watched: list[tuple[str, ...]] = field(default_factory=list)
 
-    def members(self) -> list[Member]:
+    def members(self, roles: Collection[str] | None = None) -> list[Member]:
         return list(self.members_list)
 
     def snapshot(self, boxes: Sequence[str]) -> dict[str, Status | None]:

@@ -252,9 +252,10 @@ def _verdict(snapshot: FleetSnapshot) -> int:
 @cli.command("status", short_help="One row per box; exit 0 converged, 1 not yet or drift, 2 error.")
 @click.option("--watch", is_flag=True, help="Follow live (blocking queries) until interrupted.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (one document per update with --watch).")
+@click.option("--full/--summary", default=None, help="A row per box / a row per role (default: per role above 30 boxes).")
 @click.pass_obj
-def status(settings: Settings, watch: bool, as_json: bool) -> None:
-    """One row per box; exit 0 converged to the intent, 1 not yet, blocked or drift reported, 2 error."""
+def status(settings: Settings, watch: bool, as_json: bool, full: bool | None) -> None:
+    """One row per box (per role above 30 boxes); exit 0 converged to the intent, 1 not yet, blocked or drift reported, 2 error."""
     from agent.ops import views
 
     reader = settings.reader()
@@ -264,7 +265,7 @@ def status(settings: Settings, watch: bool, as_json: bool) -> None:
         if as_json:
             print_json(snapshot.to_dict(utc_now()))
         else:
-            click.echo(views.status_view(snapshot, utc_now(), settings.tz, terminal_width(), color=views.color_wanted(sys.stdout)))
+            click.echo(views.status_view(snapshot, utc_now(), settings.tz, terminal_width(), color=views.color_wanted(sys.stdout), full=full))
         sys.exit(_verdict(snapshot))
     verdict = EXIT_NOT_YET
     try:
@@ -275,7 +276,7 @@ def status(settings: Settings, watch: bool, as_json: bool) -> None:
         elif not sys.stdout.isatty():  # a log or a pipe: each change appended, flushed, not redrawn
             for snapshot in reader.follow():
                 verdict = _follow_step(settings, snapshot)
-                click.echo(views.status_view(snapshot, utc_now(), settings.tz, terminal_width()))
+                click.echo(views.status_view(snapshot, utc_now(), settings.tz, terminal_width(), full=full))
                 sys.stdout.flush()
         else:
             from rich.live import Live
@@ -284,7 +285,8 @@ def status(settings: Settings, watch: bool, as_json: bool) -> None:
             with Live(console=console(), auto_refresh=False) as live:
                 for snapshot in reader.follow():
                     verdict = _follow_step(settings, snapshot)
-                    shown = views.status_view(snapshot, utc_now(), settings.tz, live.console.width, color=views.color_wanted(sys.stdout))
+                    shown = views.status_view(snapshot, utc_now(), settings.tz, live.console.width, color=views.color_wanted(sys.stdout),
+                                              full=full)
                     live.update(Text.from_ansi(shown), refresh=True)
     except KeyboardInterrupt:
         pass

@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -71,7 +71,8 @@ class ConsulKV(Protocol):
     def list_prefix(self, prefix: str) -> dict[str, KeyRead]: ...
     def put_key(self, key: str, value: bytes | str, cas: int | None = None, acquire: str | None = None) -> bool: ...
     def delete_key(self, key: str, cas: int | None = None) -> bool: ...
-    def members(self, environment: str, index: int = 0, wait: float | None = None) -> tuple[int, list[Member]]: ...
+    def members(self, environment: str, index: int = 0, wait: float | None = None,
+                roles: Collection[str] | None = None, box: str = "") -> tuple[int, list[Member]]: ...
 
 
 class RetryableStatus(Exception):
@@ -98,6 +99,16 @@ def _refuse_retryable_status(response: Callable[..., Any]) -> Callable[..., Any]
     return checked
 
 
+def members_filter(roles: Collection[str], box: str) -> str:
+    """Consul's filter for the instances holding one of ``roles``, or registered for ``box``."""
+    def quoted(text: str) -> str:
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    terms = [f"{quoted('role:' + r)} in Service.Tags" for r in sorted(roles)]
+    if box:
+        terms.append(f"Service.Meta.box == {quoted(box)}")
+    return " or ".join(terms) or "Service.ID == \"\""
+
+
 def blocking_read_timeout(wait: float, request_timeout: float) -> float:
     """Client-side deadline of a blocking query: Consul may add up to wait/16 of jitter."""
     return wait + max(wait / 15.0, 1.0) + request_timeout
@@ -114,6 +125,23 @@ def _server_name_adapter(server_name: str) -> HTTPAdapter:
             super().init_poolmanager(*args, **kwargs)
 
     return ServerNameAdapter()
+
+
+def ttl_check(check_id: str, ttl: int) -> dict[str, Any]:
+    """A check the agent passes itself (``pass_agent_check``); critical when it stops."""
+    # No DeregisterCriticalServiceAfter (here and below): a dead agent must keep
+    # blocking the gates visibly until an operator releases or deregisters its box.
+    return {"CheckID": check_id, "Name": "maintenance-agent alive", "TTL": f"{ttl}s", "Status": "passing"}
+
+
+def http_check(check_id: str, url: str, interval: float) -> dict[str, Any]:
+    """A check the local Consul agent runs against the agent's ``/healthz``: nothing to send to keep it passing.
+
+    It starts passing, so a session can be bound to it at once (and re-registering
+    it never flips it to critical in between).
+    """
+    return {"CheckID": check_id, "Name": "maintenance-agent alive", "HTTP": url, "Method": "GET",
+            "Interval": f"{interval:g}s", "Timeout": f"{max(1.0, interval / 2):g}s", "Status": "passing"}
 
 
 class ConsulGateway:
@@ -248,11 +276,11 @@ class ConsulGateway:
 
     # -- sessions -------------------------------------------------------------
 
-    def create_session(self, name: str, ttl: int, node: str | None = None) -> str:
-        """A session whose keys are deleted when it dies (TTL or agent gone)."""
+    def create_session(self, name: str, ttl: int | None, node: str | None = None, checks: list[str] | None = None) -> str:
+        """A session whose keys are deleted when it dies: its TTL runs out, or one of ``checks`` goes critical."""
         return str(self._call(
             "session create",
-            lambda: self._client.session.create(name=name, node=node, behavior="delete", ttl=ttl, lock_delay=0, checks=[]),
+            lambda: self._client.session.create(name=name, node=node, behavior="delete", ttl=ttl, lock_delay=0, checks=checks or []),
             rule='session_prefix "" { policy = "write" }',
         ))
 
@@ -268,6 +296,11 @@ class ConsulGateway:
 
         return self._call("session renew", renew, rule='session_prefix "" { policy = "write" }')
 
+    def session_info(self, session_id: str) -> dict[str, Any] | None:
+        """The session's record (``Name``, ``Node``, ``Checks``...), or None when it no longer exists."""
+        _, info = self._call("session info", lambda: self._client.session.info(session_id), rule='session_prefix "" { policy = "read" }')
+        return dict(info) if info else None
+
     def destroy_session(self, session_id: str) -> None:
         self._call("session destroy", lambda: self._client.session.destroy(session_id), rule='session_prefix "" { policy = "write" }')
 
@@ -277,19 +310,17 @@ class ConsulGateway:
         info = self._call("agent self", self._client.agent.self, rule='agent_prefix "" { policy = "read" }')
         return str(info["Config"]["NodeName"])
 
-    def register_agent_service(self, service_id: str, tags: list[str], meta: dict[str, str], check_ttl: int) -> None:
+    def register_agent_service(self, service_id: str, tags: list[str], meta: dict[str, str], check: dict[str, Any]) -> None:
+        """Register this box's service on the local agent with one check (``ttl_check`` or ``http_check``)."""
         import consul.callback
 
         rule = f'service "{AGENT_SERVICE}" {{ policy = "write" }}'
-        # No DeregisterCriticalServiceAfter: a dead agent must keep blocking the
-        # gates visibly until an operator releases or deregisters its box.
-        check = {"CheckID": f"{service_id}:ttl", "Name": "maintenance-agent alive", "TTL": f"{check_ttl}s", "Status": "passing"}
         body = {"ID": service_id, "Name": AGENT_SERVICE, "Tags": tags, "Meta": meta, "Check": check}
         self._call("service register", lambda: self._client.http.put(consul.callback.CB.boolean(), "/v1/agent/service/register",
                                                                     data=json.dumps(body), headers=self._client.prepare_headers()), rule=rule)
 
-    def pass_agent_check(self, service_id: str, note: str = "") -> None:
-        self._call("check update", lambda: self._client.agent.check.ttl_pass(f"{service_id}:ttl", notes=note),
+    def pass_agent_check(self, check_id: str, note: str = "") -> None:
+        self._call("check update", lambda: self._client.agent.check.ttl_pass(check_id, notes=note),
                    rule=f'service "{AGENT_SERVICE}" {{ policy = "write" }}')
 
     def set_node_maintenance(self, enable: bool, reason: str) -> None:
@@ -304,9 +335,16 @@ class ConsulGateway:
 
     # -- membership -----------------------------------------------------------
 
-    def members(self, environment: str, index: int = 0, wait: float | None = None) -> tuple[int, list[Member]]:
-        """The boxes registered for ``environment``; blocks like a KV read when ``index`` > 0."""
+    def members(self, environment: str, index: int = 0, wait: float | None = None,
+                roles: Collection[str] | None = None, box: str = "") -> tuple[int, list[Member]]:
+        """The boxes registered for ``environment``; blocks like a KV read when ``index`` > 0.
+
+        With ``roles``, only the boxes holding one of them, and ``box`` (Consul filters: a gate on 40 web boxes of a
+        fleet of 1000 reads 40 entries, not 1000).
+        """
         params: dict[str, Any] = {"tag": f"env:{environment}"}
+        if roles is not None:
+            params["filter"] = members_filter(roles, box)
         if index > 0:
             params["index"] = index
             params["wait"] = f"{int(wait or 60)}s"

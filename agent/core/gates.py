@@ -30,9 +30,13 @@ class GateVerdict:
     open: bool
     waiting_for: tuple[str, ...] = ()
     released: tuple[str, ...] = ()
+    waiting_boxes: tuple[str, ...] = ()  # the boxes named in ``waiting_for``: what a gate watch follows
 
-    def describe(self, role: Role) -> str:
-        return f"gate {role.value}: waiting for " + ", ".join(self.waiting_for)
+    def describe(self, role: Role, named: int = 5) -> str:
+        """What the gate waits for, naming at most ``named`` boxes: a status of a box waiting on 900 stays small."""
+        shown = ", ".join(self.waiting_for[:named])
+        more = len(self.waiting_for) - named
+        return f"gate {role.value}: waiting for " + shown + (f" and {more} more" if more > 0 else "")
 
 
 def evaluate_gate(
@@ -53,6 +57,7 @@ def evaluate_gate(
     target = target or intent.mode  # differs from the intent's mode when auto_end ends the window
     settled = State.settled_for(target).value
     waiting: list[str] = []
+    waiting_boxes: list[str] = []
     released: list[str] = []
     for before in roles_before(role, order, target):
         for member in sorted(members, key=lambda m: m.box):
@@ -65,7 +70,9 @@ def evaluate_gate(
             reason = _why_not_settled(status, before, intent.index, settled, member.alive)
             if reason:
                 waiting.append(f"{member.box} ({before.value}: {reason})")
-    return GateVerdict(open=not waiting, waiting_for=tuple(dict.fromkeys(waiting)), released=tuple(dict.fromkeys(released)))
+                waiting_boxes.append(member.box)
+    return GateVerdict(open=not waiting, waiting_for=tuple(dict.fromkeys(waiting)), released=tuple(dict.fromkeys(released)),
+                       waiting_boxes=tuple(dict.fromkeys(waiting_boxes)))
 
 
 def _why_not_settled(status: Status | None, role: Role, index: int, settled: str, alive: bool) -> str:

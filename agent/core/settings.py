@@ -66,15 +66,18 @@ class Settings:
     intent_reads: BucketPolicy = field(default_factory=lambda: BucketPolicy(capacity=10, rate=1.0))
     #: Re-reads of any other watched key (the default of a blocking watch).
     key_reads: BucketPolicy = field(default_factory=lambda: BucketPolicy(capacity=10, rate=2.0))
-    #: Re-reads of each status key a shut gate watches: a burst, then one
-    #: every 2 s (a box's status may chatter while it waits itself).
-    gate_watch_reads: BucketPolicy = field(default_factory=lambda: BucketPolicy(capacity=10, rate=0.5))
+    #: Blocking reads of the status key a shut gate follows (one box at a
+    #: time; each change is one round of re-reads): a burst, then 2 a second.
+    gate_follow_reads: BucketPolicy = field(default_factory=lambda: BucketPolicy(capacity=20, rate=2.0))
     #: Re-reads of the membership while a gate is shut: its index moves with
     #: every check update of every box, so a burst, then one every 2 s.
     membership_reads: BucketPolicy = field(default_factory=lambda: BucketPolicy(capacity=10, rate=0.5))
     #: Direct reads by a gate not served from its watches' cache (a flapping
     #: intent opens and closes gates as fast as it changes): 10, then 2 a second.
     gate_direct_reads: BucketPolicy = field(default_factory=lambda: BucketPolicy(capacity=10, rate=2.0))
+    #: Re-reads of the agent's own status key (how it learns its check-bound
+    #: session, and the key with it, is gone): a few, then one every 5 s.
+    own_key_reads: BucketPolicy = field(default_factory=lambda: BucketPolicy(capacity=5, rate=0.2))
     #: Status writes that change what other boxes' gates read (state, intent
     #: index, progress): a burst of 20, then 2 a second, newest wins.
     status_writes: BucketPolicy = field(default_factory=lambda: BucketPolicy(capacity=20, rate=2.0))

@@ -6,6 +6,7 @@ benchmark), each with its own registry, state file and threads.
 
 from __future__ import annotations
 
+import socket
 import time
 from dataclasses import replace
 from typing import Any
@@ -77,12 +78,18 @@ class Agent:
         roles = [r.value for r in config.agent.roles]
         self.metrics.info.info({"version": __version__, "node": self.node, "roles": ",".join(roles), "environment": config.agent.environment})
 
+        # Bound now (port 0 picks one), so the local Consul agent's check can be pointed at /healthz.
+        self.metrics_server = MetricsServer(self.metrics, config.metrics.listen, self.healthy, self.ready) if serve_metrics else None
         self.reporter = StatusReporter(
             self.gateway, self.status_key,
             service_id=f"maintenance-agent:{config.agent.environment}:{self.node}",
             tags=[f"env:{config.agent.environment}", *(f"role:{r}" for r in roles)],
             meta={"box": self.node, "env": config.agent.environment, "version": __version__},
             memory=self.memory, ttl=config.consul.session_ttl_seconds, log=self.log, settings=self.settings,
+            identity=f"{socket.gethostname()}:{self.memory.path.resolve()}",
+            on_conflict=lambda message: self.metrics.status_conflict.set(1 if message else 0),
+            health_url=self.metrics_server.health_url if self.metrics_server else None,
+            wait=config.consul.wait_seconds,
         )
         resync = config.agent.resync_seconds
         if self.notifier.watchdog_interval:
@@ -92,7 +99,7 @@ class Agent:
         self.notices = (NoticeDispatcher(self.gateway, prefix, config.agent.environment, self.node, config.notices, self.log)
                         if Role.EDGE in config.agent.roles and config.notices.partners else None)
         self.peers = PeerView(self.gateway, config.agent.environment, f"{prefix}/status", wake=self._wake, wait=config.consul.wait_seconds,
-                              settings=self.settings)
+                              settings=self.settings, node=self.node)
         self.silence = self._silence_lease(config, prefix)
         self.reconciler = Reconciler(
             node=self.node,
@@ -118,7 +125,6 @@ class Agent:
         self.watcher = KeyWatcher(self.gateway, self.desired_key, self.reconciler.on_watch_event,
                                   wait=config.consul.wait_seconds, consistent=True, name=f"watch:{self.node}",
                                   reconnect=self.settings.consul_reconnect, reads=self.settings.intent_reads)
-        self.metrics_server = MetricsServer(self.metrics, config.metrics.listen, self.healthy, self.ready) if serve_metrics else None
 
     def _silence_lease(self, config: AgentConfig, prefix: str) -> SilenceLease | None:
         """Edge boxes (first in, last out) hold the Alertmanager silence lease of a window."""
@@ -154,6 +160,9 @@ class Agent:
         for name, alive in (("intent watcher", self.watcher.alive), ("status reporter", self.reporter.alive), ("drift watch", self.drift.alive)):
             if not alive():
                 return False, f"{name} thread is not running"
+        if self.reporter.conflict:
+            # Still healthy (the loop runs), but say why the status key is not ours.
+            return True, f"ok state={self.reconciler.state.value}; status key conflict: {self.reporter.conflict}"
         return True, f"ok state={self.reconciler.state.value}"
 
     def ready(self) -> tuple[bool, str]:

@@ -10,7 +10,7 @@ a ``GateCheck`` value and shows what a shut gate waits for in the box's
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,7 +24,7 @@ from agent.daemon.record import BoxRecord
 class Peers(Protocol):
     """What a gate needs from the rest of the fleet (``agent.daemon.peers.PeerView``)."""
 
-    def members(self) -> list[Member]: ...
+    def members(self, roles: Collection[str] | None = None) -> list[Member]: ...
     def snapshot(self, boxes: Sequence[str]) -> Mapping[str, Status | None]: ...
     def watch(self, boxes: Sequence[str]) -> None: ...
     def unwatch(self) -> None: ...
@@ -70,7 +70,7 @@ class GateKeeper:
         if budget > 0:
             return GateCheck(open=False, wait=budget)  # reads spent (a flapping intent): come back, never sleep here
         try:
-            members = self.peers.members()
+            members = self.peers.members(earlier)  # only the earlier roles' boxes (and this one): not the whole fleet
             needed = [m.box for m in members if m.box != self.node and earlier & set(m.roles)]
             statuses = self.peers.snapshot(needed)
         except MaintenanceAgentError as exc:
@@ -84,7 +84,7 @@ class GateKeeper:
         if verdict.released:
             self.log.warning("gate passes without released boxes", role=role.value, released=list(verdict.released))
         if not verdict.open:
-            self.peers.watch(needed)  # every box the gate reads: re-evaluating it then costs Consul nothing
+            self.peers.watch(verdict.waiting_boxes)  # wake when one it waits for changes; re-evaluating then costs Consul nothing
             self.metrics.gate_blocked.set(1)
             return GateCheck(open=False, wait=self.resync, blocked_on=verdict.describe(role))
         self.metrics.gate_blocked.set(0)
@@ -98,6 +98,7 @@ class GateKeeper:
                 self.log.info("waiting at gate", role=role.value, blocked_on=gate.blocked_on, intent_index=intent.index)
                 self.publish()
         elif gate.open and gate.gated and self.record.show_blocked(None):
+            self.log.info("gate open", role=role.value, intent_index=intent.index)  # when the fleet let this role act
             self.publish()
         return gate
 

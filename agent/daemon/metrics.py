@@ -48,6 +48,9 @@ class AgentMetrics:
                                          "1 while the state file is unreadable or malformed: the box is held as it is", registry=r)
         self.loop_errors = Counter("maintenance_loop_errors", "Decision-loop ticks that failed outside any step (state file, a bug)", registry=r)
         self.consul_refused = Gauge("maintenance_consul_refused", "1 while Consul answers but refuses this agent's token (403)", registry=r)
+        self.status_conflict = Gauge("maintenance_status_key_conflict",
+                                     "1 while this box's status key is held by another agent (the same node name configured twice)",
+                                     registry=r)
         self.info = Info("maintenance_agent", "Agent build and identity", registry=r)
         self._window = _WindowCollector(lambda: (None, State.ACTIVE), lambda: datetime.now(UTC))
         r.register(self._window)
@@ -160,6 +163,14 @@ class MetricsServer:
     @property
     def port(self) -> int:
         return self._server.server_address[1]
+
+    @property
+    def health_url(self) -> str:
+        """``/healthz`` as the box's own Consul agent reaches it (a wildcard listen address is reached on loopback)."""
+        bound = self._server.server_address[0]
+        host = bound.decode() if isinstance(bound, (bytes, bytearray)) else str(bound)
+        host = "127.0.0.1" if host in ("", "0.0.0.0") else ("::1" if host == "::" else host)  # noqa: S104 - recognising, not binding
+        return f"http://{'[' + host + ']' if ':' in host else host}:{self.port}/healthz"
 
     def start(self) -> None:
         self._thread.start()

@@ -1,26 +1,32 @@
-"""PeerView: what the gates need to know about the other boxes, read from Consul.
+"""PeerView: what the gates need to know about the other boxes, read from Consul, at a cost that does not grow with the fleet.
 
 ``members()`` is the environment's registered boxes, ``snapshot()`` the status
-of the boxes a gate needs. While a gate waits, ``watch()`` keeps one blocking
-query per status key it needs (not the whole prefix: a fleet of hundreds of
-boxes must not wake every agent on every status write) plus one on the
-membership. Those watches also *cache* what they saw, so re-evaluating a gate
-after a wake costs Consul nothing; only keys not watched yet are read
-directly, and those reads have a budget (``read_budget``) the decision thread
-asks for without ever sleeping on it. Each watch has its own small budget,
-so a churning key costs a burst, then a slow rate.
+of the boxes a gate needs. Two watches serve a waiting gate, whatever the
+fleet's size: one blocking query on the membership, and one on the status key
+of *one* box the gate still waits for (``GateFollower``). A gate can only
+open once every box it waits for settled, so while the followed box has not,
+nothing else can open it; when the followed box's key changes, the follower
+re-reads the other boxes still waited for (one prefix read when many are, a
+few key reads when few are), wakes the decision thread, and then follows
+one of the boxes the gate still waits for. Picking that box at random makes
+the number of re-reads per gate grow like log(boxes), not like the boxes;
+and when the last box settles the follower is already watching it.
+
+Statuses read while a gate waits are cached, so re-evaluating a gate costs
+Consul nothing. Nothing is watched outside a gate: an idle box is not woken
+by other boxes' status writes.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
-from agent.clients.blocking import QueryFailed, blocking_answers
+from agent.clients.blocking import next_index
 from agent.clients.consul import ConsulGateway
 from agent.core.model import Member, Status
 from agent.core.settings import DEFAULTS, Settings
-from agent.daemon.watcher import KeyChanged, KeyWatcher, WatchEvent
+from agent.daemon.gate_follower import GateFollower, Seen
 
 
 def parse_status(raw: bytes | None) -> Status | None:
@@ -35,19 +41,26 @@ def parse_status(raw: bytes | None) -> Status | None:
 
 class PeerView:
     def __init__(self, gateway: ConsulGateway, environment: str, status_prefix: str, wake: Callable[[], None], wait: float = 60.0,
-                 settings: Settings = DEFAULTS):
+                 prefix_read_above: int = 8, settings: Settings = DEFAULTS, node: str = ""):
         self.gateway = gateway
+        self.node = node  # this box: always part of a filtered membership (a gate checks it is registered)
         self.settings = settings
         self.environment = environment
         self.status_prefix = status_prefix.rstrip("/") + "/"
         self.wake = wake
         self.wait = wait
+        # More boxes than this to (re-)read: one read of the whole status prefix, else one read per key.
+        self.prefix_read_above = prefix_read_above
         self._lock = threading.Lock()
-        self._watchers: dict[str, KeyWatcher] = {}
-        self._seen: dict[str, Status | None] = {}  # what the running watchers saw last, by key
-        self._members: list[Member] | None = None  # what the membership watch saw last
+        self._gating = False  # between watch() and unwatch(): what was read is cached and followed
+        self._members: list[Member] | None = None  # what the membership watch saw last ...
+        self._members_for: frozenset[str] | None = None  # ... for these roles (None: every box)
+        self._wanted: frozenset[str] | None = None  # the roles the last gate asked for: what the watch follows
         self._members_thread: threading.Thread | None = None
         self._stop = threading.Event()
+        # A bounded wait: a query Consul does not cancel (its box no longer followed) ends soon.
+        self.follower = GateFollower(self._read_boxes, self._read_one, self.wake, wait=min(wait, 15.0),
+                                     reconnect=settings.consul_reconnect, reads=settings.gate_follow_reads)
         self.bucket = settings.gate_direct_reads.start()
 
     def read_budget(self) -> float:
@@ -57,73 +70,104 @@ class PeerView:
         takes from the budget of direct reads.
         """
         with self._lock:
-            if self._watchers and self._members is not None:
+            if self._gating and self._members is not None and self._members_for == self._wanted:
                 return 0.0
         return self.bucket.try_take()
 
     def status_key(self, box: str) -> str:
         return self.status_prefix + box
 
-    def members(self) -> list[Member]:
+    def members(self, roles: Collection[str] | None = None) -> list[Member]:
+        """The registered boxes; with ``roles`` only those holding one of them, and this box (Consul filters them)."""
+        wanted = frozenset(roles) if roles is not None else None
         with self._lock:
-            if self._members is not None:
+            if wanted is not None:
+                self._wanted = wanted
+            if self._members is not None and self._members_for == wanted:
                 return list(self._members)
-        return self.gateway.members(self.environment)[1]
+        return self.gateway.members(self.environment, roles=wanted, box=self.node)[1]
 
     def read_status(self, box: str) -> Status | None:
         return parse_status(self.gateway.get_key(self.status_key(box)).value)
 
     def snapshot(self, boxes: Iterable[str]) -> dict[str, Status | None]:
-        out: dict[str, Status | None] = {}
-        for box in boxes:
-            key = self.status_key(box)
-            with self._lock:
-                known, status = key in self._seen, self._seen.get(key)
-            out[box] = status if known else self.read_status(box)
-        return out
+        boxes = list(boxes)
+        with self._lock:
+            gating = self._gating
+        out = self.follower.known(boxes) if gating else {}
+        missing = [b for b in boxes if b not in out]
+        if missing:
+            read = self._read_boxes(missing)
+            # Always remembered with the index it was read at: a gate that then
+            # waits blocks from exactly what it decided on, so no change is missed.
+            self.follower.remember(read)
+            out.update({box: status for box, (status, _) in read.items()})
+        return {b: out[b] for b in boxes}
 
     def watch(self, boxes: Iterable[str]) -> None:
-        """Also keep blocking queries (and their cache) on these boxes' status keys, and on the membership."""
-        for key in {self.status_key(b) for b in boxes} - set(self._watchers):
-            watcher = KeyWatcher(self.gateway, key, self._on_event, wait=self.wait, name=f"gate:{key}",
-                                 reconnect=self.settings.consul_reconnect, reads=self.settings.gate_watch_reads)
-            self._watchers[key] = watcher.start()
-        if self._watchers and self._members_thread is None:
-            self._members_thread = threading.Thread(target=self._watch_members, name="gate:members", daemon=True)
+        """Wake the decision thread once one of ``boxes`` (what the gate still waits for) changes, or the membership does."""
+        with self._lock:
+            self._gating = True
+            start_members = self._members_thread is None and not self._stop.is_set()
+            if start_members:
+                self._members_thread = threading.Thread(target=self._watch_members, name="gate:members", daemon=True)
+        if start_members and self._members_thread is not None:
             self._members_thread.start()
+        self.follower.follow(sorted(set(boxes)))
 
     def unwatch(self) -> None:
-        """Stop the status watches (each ends when its query returns) and forget what they saw."""
+        """Stop following (the queries in flight end within their wait) and forget what was read."""
         with self._lock:
-            watchers, self._watchers = self._watchers, {}
-            self._seen.clear()
-        for watcher in watchers.values():
-            watcher.stop()
+            self._gating = False
+        self.follower.follow([])
+        self.follower.forget()
 
     def stop(self) -> None:
         self._stop.set()
         self.unwatch()
+        self.follower.stop()
 
-    def _on_event(self, event: WatchEvent) -> None:
-        if isinstance(event, KeyChanged):
-            with self._lock:
-                if event.key in self._watchers:
-                    self._seen[event.key] = parse_status(event.read.value)
-            self.wake()
+    def _read_boxes(self, boxes: list[str]) -> dict[str, Seen]:
+        """Each box's status and the index to block on it with: one prefix read for many boxes, else one read per key."""
+        if len(boxes) > self.prefix_read_above:
+            index, items = self.gateway.read_prefix(self.status_prefix)
+            found = {box: items.get(self.status_key(box)) for box in boxes}
+            return {box: (parse_status(item.value) if item else None, index) for box, item in found.items()}
+        return {box: self._read_one(box, 0, 0.0) for box in boxes}
 
-    def _read_members(self, index: int, wait: float | None) -> tuple[int, list[Member]]:
-        return self.gateway.members(self.environment, index=index, wait=wait)
+    def _read_one(self, box: str, index: int, wait: float) -> Seen:
+        read = self.gateway.get_key(self.status_key(box), index=index, wait=wait or None)
+        return parse_status(read.value), read.index
 
     def _watch_members(self) -> None:
-        answers = blocking_answers(self._read_members, self.wait, stop=self._stop, reads=self.settings.membership_reads.start(),
-                                   backoff=self.settings.consul_reconnect.start(), what=f"the members of {self.environment}")
-        for answer in answers:
-            if isinstance(answer, QueryFailed):
+        """The membership of the roles the gate reads, while a gate waits (an idle box costs Consul nothing here)."""
+        index, backoff, bucket = 0, self.settings.consul_reconnect.start(), self.settings.membership_reads.start()
+        following: frozenset[str] | None = None
+        while True:
+            with self._lock:
+                if self._stop.is_set() or not self._gating:
+                    self._members, self._members_for, self._members_thread = None, None, None
+                    return
+                if self._wanted != following:
+                    following, index = self._wanted, 0  # another gate, other roles: a new query
+            pause = bucket.delay()
+            if pause and self._stop.wait(pause):
+                continue
+            try:
+                # A bounded wait: when the next gate reads other roles, the query in flight ends soon.
+                new_index, members = self.gateway.members(self.environment, index=index, wait=min(self.wait, 15.0),
+                                                          roles=following, box=self.node)
+            except Exception:  # noqa: BLE001 - typed errors expected; nothing may end this watch
                 with self._lock:
                     self._members = None  # no longer current: read directly until the watch is back
+                index = 0
+                self._stop.wait(backoff.next())
                 continue
+            backoff.reset()
             with self._lock:
-                changed = self._members is not None and set(answer) != set(self._members)
-                self._members = answer
+                changed = self._members is not None and self._members_for == following and set(members) != set(self._members)
+                self._members, self._members_for = (members, following) if self._gating else (None, None)
             if changed:
+                self.follower.forget()  # a box died, came back or left: read its status afresh
                 self.wake()
+            index = next_index(index, new_index)

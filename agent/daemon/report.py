@@ -1,11 +1,20 @@
-"""StatusReporter: keeps this box's status key, session and service registration alive.
+"""StatusReporter: writes this box's status key under this agent's session, and keeps it there.
 
-The status key ``<prefix>/<env>/status/<node>`` is written under a Consul
-session with behaviour ``delete``, so it disappears when the agent dies (the
-session's TTL runs out). One thread renews the session, passes the service's
-TTL check and (re)writes the latest status whenever it changed or was lost:
-after a Consul outage or a local Consul agent restart (sessions die with a
-cleanly stopped agent) both come back within one renew interval.
+The status key ``<prefix>/<env>/status/<node>`` is written with ``acquire``
+under a Consul session with behaviour ``delete`` (``SessionKeeper``), so it
+disappears when the agent dies. One thread (re)writes the latest status
+whenever it changed or was lost. With a check-bound session the reporter
+sends nothing while idle: one blocking query on its own status key tells it
+when the key vanished (session invalidated, local Consul agent restarted) or
+was changed by someone else, and it recreates and rewrites within moments.
+
+The key belongs to one agent. Before ending a session that holds it, the
+reporter checks the session is its own earlier incarnation (same session name:
+node key, host and state directory); a live session of another agent (two
+boxes configured with the same node name) is never destroyed: the reporter
+raises ``StatusKeyConflict`` instead, which is logged once, shown in the
+metrics and ``/healthz``, and retried every interval until the other agent is
+gone.
 
 The reconciler only hands it the newest ``Status``; writing never blocks a
 decision.
@@ -14,18 +23,24 @@ decision.
 from __future__ import annotations
 
 import threading
-import time
+from collections.abc import Callable
 from typing import Any
 
 from agent.clients.consul import ConsulGateway
 from agent.core.backoff import TokenBucket
-from agent.core.errors import MaintenanceAgentError
+from agent.core.errors import ConsulPermissionDenied, MaintenanceAgentError
 from agent.core.model import Status
 from agent.core.settings import DEFAULTS, Settings
+from agent.daemon.session import SessionKeeper
 from agent.daemon.statefile import StateFile
+from agent.daemon.watcher import KeyChanged, KeyWatcher, WatchEvent
 
 #: What other boxes' gates read of a status: state, intent index, sorted progress.
 GateFields = tuple[str, int, tuple[tuple[str, str], ...]]
+
+
+class StatusKeyConflict(MaintenanceAgentError):
+    """The status key is held by a live session of another agent (the same node name configured twice)."""
 
 
 class StatusReporter:
@@ -39,42 +54,54 @@ class StatusReporter:
         memory: StateFile,
         ttl: int = 15,
         log: Any = None,
+        identity: str = "",
+        on_conflict: Callable[[str | None], None] | None = None,
+        health_url: str | None = None,
+        wait: float = 60.0,
         settings: Settings = DEFAULTS,
     ):
         self.gateway = gateway
         self.key = key
-        self.service_id = service_id
-        self.tags = tags
-        self.meta = meta
-        self.memory = memory
         self.ttl = ttl
         self.log = log
+        # Names this agent's sessions: a session of that name holding the key is
+        # an earlier incarnation of this agent, any other is another agent's.
+        self.session_name = f"maintenance-agent {key} {identity}".strip()
+        self.keeper = SessionKeeper(gateway, service_id, tags, meta, memory, self.session_name, ttl=ttl, health_url=health_url, log=log)
+        # With a check-bound session nothing renews it: watch the key itself to learn it is gone.
+        self._own_key = (KeyWatcher(gateway, key, self._on_own_key, wait=wait, name=f"report-watch:{key}",
+                                    reconnect=settings.consul_reconnect, reads=settings.own_key_reads) if health_url else None)
+        self.on_conflict = on_conflict or (lambda message: None)
+        self.conflict: str | None = None
         self._lock = threading.Lock()
         self._latest: Status | None = None
         self._written: str | None = None
-        self._session: str | None = None
-        self._registered = False
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._backoff = settings.report_retry.capped(ttl / 3, ttl / 5).start()
         self._thread = threading.Thread(target=self._run, name=f"report:{key}", daemon=True)
         self.writes = 0
         # A status that changes many times a second (a flapping intent) is
-        # written as a burst, then at a bounded rate (the newest wins), and the
-        # session is renewed once per interval, not per write. Changes other
-        # boxes' gates read (state, intent index, progress) have their own
-        # budget, so a chatty blocked_on text never delays them.
+        # written as a burst, then at a bounded rate (the newest wins). Changes
+        # other boxes' gates read (state, intent index, progress) have their
+        # own budget, so a chatty blocked_on text never delays them.
         self._bucket = settings.status_writes.start()
         self._chatter_bucket = settings.status_chatter.start()
+        self._written_under: str | None = None  # the session the status was last written under
         self._written_gate_fields: GateFields | None = None
-        self._renewed_at = 0.0
 
     @property
     def interval(self) -> float:
-        return max(1.0, self.ttl / 3)
+        return self.keeper.interval
+
+    @property
+    def session(self) -> str | None:
+        return self.keeper.session
 
     def start(self) -> None:
         self._thread.start()
+        if self._own_key:
+            self._own_key.start()
 
     def alive(self) -> bool:
         return self._thread.is_alive()
@@ -96,16 +123,28 @@ class StatusReporter:
         return False
 
     def stop(self, release: bool = True) -> None:
-        """Stop renewing; with ``release`` destroy the session (deleting the status key)."""
+        """Stop writing; with ``release`` end the session (deleting the status key)."""
         self._stop.set()
         self._wake.set()
+        if self._own_key:
+            self._own_key.stop()
         self._thread.join(timeout=10)
-        if release and self._session:
-            try:
-                self.gateway.destroy_session(self._session)
-                self.memory.delete("session")
-            except MaintenanceAgentError:
-                pass  # the TTL will clean it up
+        if release:
+            self.keeper.release()
+
+    def _on_own_key(self, event: WatchEvent) -> None:
+        """Our status key as Consul has it: gone or not as written means the session died or someone wrote it."""
+        if not isinstance(event, KeyChanged):
+            return
+        read = event.read
+        with self._lock:
+            ours = read.exists and read.session == self.keeper.session and (read.value or b"").decode(errors="replace") == self._written
+            if not ours and self._written is not None:
+                self._written = None
+                self._written_gate_fields = None
+                self.keeper.suspect()
+        if not ours:
+            self._wake.set()
 
     def _run(self) -> None:
         failing = False
@@ -124,21 +163,35 @@ class StatusReporter:
                 if failing and self.log:
                     self.log.info("status report recovered", key=self.key)
                 failing = False
-                wait = self.interval
+                wait = self.keeper.due_in()  # None: nothing to do until a new status or our key changes
+                self._set_conflict(None)
+            except StatusKeyConflict as exc:
+                self._set_conflict(str(exc))
+                wait = self.interval  # the other agent may stop; look again, calmly
             except MaintenanceAgentError as exc:
                 if not failing and self.log:  # once per outage, not once per retry
                     self.log.warning("status report failing; retrying with backoff", key=self.key, error=str(exc))
                 failing = True
-                self._renewed_at = 0.0  # renew (or recreate) the session on the next try
+                self.keeper.failed()  # renew, verify or recreate the session on the next try
                 wait = self._backoff.next()
             except Exception as exc:  # noqa: BLE001 - e.g. the state file's disk full: keep reporting
                 if self.log:
                     self.log.exception("status report failed unexpectedly; retrying with backoff", key=self.key, error=str(exc))
                 failing = True
-                self._renewed_at = 0.0
+                self.keeper.failed()
                 wait = self._backoff.next()
             self._wake.wait(wait)
             self._wake.clear()
+
+    def _set_conflict(self, message: str | None) -> None:
+        if message == self.conflict:
+            return
+        if self.log and message:
+            self.log.error("status key held by another agent; not taking it over", key=self.key, conflict=message)
+        elif self.log and self.conflict:
+            self.log.info("status key conflict resolved; writing the status", key=self.key)
+        self.conflict = message
+        self.on_conflict(message)
 
     def _budget_for_next_write(self) -> TokenBucket | None:
         """The budget the pending write draws on; None when there is nothing new to write."""
@@ -149,56 +202,45 @@ class StatusReporter:
         return self._bucket if _gate_fields(latest) != self._written_gate_fields else self._chatter_bucket
 
     def _tick(self) -> None:
-        if not self._registered:
-            self.gateway.register_agent_service(self.service_id, self.tags, self.meta, check_ttl=self.ttl * 2)
-            self._registered = True
-        if self._session is None or time.monotonic() - self._renewed_at >= self.interval * 0.9:  # once per interval
-            session = self._ensure_session()
-            self.gateway.pass_agent_check(self.service_id)
-            self._renewed_at = time.monotonic()
-        else:
-            session = self._session
+        session = self.keeper.ensure()
         with self._lock:
             latest = self._latest
         if latest is None:
             return
         body = latest.to_json()
-        if body == self._written:
-            return
+        if body == self._written and session == self._written_under:
+            return  # a new session (the old one lost, and the key with it) means writing again
         if not self.gateway.put_key(self.key, body, acquire=session):
             self._take_over_key(session)
             if not self.gateway.put_key(self.key, body, acquire=session):
                 raise MaintenanceAgentError(f"cannot acquire {self.key} with session {session}: held by another session")
-        self._written = body
-        self._written_gate_fields = _gate_fields(latest)
+        with self._lock:
+            self._written = body
+            self._written_gate_fields = _gate_fields(latest)
+            self._written_under = session
         self.writes += 1
 
-    def _ensure_session(self) -> str:
-        if self._session and self.gateway.renew_session(self._session):
-            return self._session
-        if self._session:
-            self._registered = False  # the local agent may have restarted: re-register too
-            self.gateway.register_agent_service(self.service_id, self.tags, self.meta, check_ttl=self.ttl * 2)
-            self._registered = True
-        previous = self.memory.get("session")
-        if previous and previous != self._session:
-            # Our previous incarnation's session (agent killed): its key would
-            # block our acquire until the TTL ran out, so end it now.
-            try:
-                self.gateway.destroy_session(previous)
-            except MaintenanceAgentError:
-                pass
-        self._session = self.gateway.create_session(f"maintenance-agent {self.key}", ttl=self.ttl)
-        self.memory.put("session", self._session)
-        self._written = None
-        self._written_gate_fields = None
-        return self._session
-
     def _take_over_key(self, session: str) -> None:
-        """The key is held by a session that is not ours now: only this box writes it, so end that one."""
+        """The key is held by another session: end it if it is this agent's earlier incarnation, else refuse.
+
+        Raises ``StatusKeyConflict`` when a live session of another agent holds it.
+        """
         read = self.gateway.get_key(self.key)
-        if read.session and read.session != session:
-            self.gateway.destroy_session(read.session)
+        if not read.session or read.session == session:
+            return
+        try:
+            holder = self.gateway.session_info(read.session)
+        except ConsulPermissionDenied:
+            # Our token may read the sessions of our own Consul node only: the holder is elsewhere, so not ours.
+            holder = {"Name": "?", "Node": "a node this agent's token may not read"}
+        if holder is None:
+            return  # ended meanwhile: the next acquire may succeed
+        if holder.get("Name") == self.session_name:
+            self.gateway.destroy_session(read.session)  # our killed predecessor, whose state file lost its id
+            return
+        raise StatusKeyConflict(
+            f"{self.key} is held by session {read.session} ({holder.get('Name')!r}, Consul node {holder.get('Node')}) of another "
+            "agent: two agents configured with the same node name? Fix one's [agent] node; this agent will not take the key over")
 
 
 def _gate_fields(status: Status) -> GateFields:

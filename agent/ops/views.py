@@ -21,10 +21,15 @@ from typing import TextIO
 from agent.core.gates import roles_in_direction
 from agent.core.model import DEFAULT_ORDER, Intent, State
 from agent.ops.fleet import BoxView, FleetSnapshot
+from agent.ops.summary import KINDS, PROBLEMS, RoleSummary, plan_by_role, shown_names, summarize
 
 WIDE = 120
 """From this many columns on, every column is shown with full dates; below, the less important ones go first."""
 GAP = "  "
+SUMMARY_ABOVE = 30
+"""Above this many boxes ``status`` and the dry runs show a row per role, unless asked for every box (``--full``)."""
+LISTED = 8
+"""Problem boxes named per role and kind in a summary; the rest are counted."""
 _ANSI = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "cyan": "36"}
 _STATE_STYLE = {"active": "green", "maintenance": "yellow", "entering": "cyan", "exiting": "cyan", "unknown": "bold red"}
 
@@ -168,8 +173,43 @@ def _agent_cell(box: BoxView) -> Span:
     return ("alive", "") if box.alive else ("DOWN", "bold red")
 
 
-def status_view(snapshot: FleetSnapshot, now: datetime, tz: tzinfo, width: int = WIDE, color: bool = False) -> str:
-    """The fleet's phase on top, one row per box, then each distinct error (and each reported drift) once.
+def _summarized(snapshot: FleetSnapshot, full: bool | None) -> bool:
+    return not (full if full is not None else len(snapshot.boxes) <= SUMMARY_ABOVE)
+
+
+def _role_row(summary: RoleSummary) -> dict[str, Cell]:
+    row: dict[str, Cell] = {"role": summary.role}
+    for kind in KINDS:
+        count = summary.counts[kind]
+        row[kind] = (str(count), "bold red" if kind in PROBLEMS and count else "")
+    names: list[Span] = []
+    for kind in (*PROBLEMS, "blocked"):
+        if summary.named[kind]:
+            names += [(f"{kind}:", "bold red" if kind in PROBLEMS else "dim"), (shown_names(summary.named[kind], LISTED) + ";", "")]
+    row["boxes to look at"] = names or "-"
+    return row
+
+
+def summary_view(snapshot: FleetSnapshot, top: list[str], width: int, color: bool) -> str:
+    """A large fleet: the header, then one row per role (how many settled, moving, blocked, failing, dead) naming the problem boxes."""
+    rows = [_role_row(summary) for summary in summarize(snapshot)]
+    errors: dict[str, list[str]] = {}
+    for box in snapshot.boxes:
+        error = box.status and (box.status.error or box.status.intent_error)
+        if error and not box.released:
+            errors.setdefault(error, []).append(box.node)
+    out = [*top, *table(("role", *KINDS, "boxes to look at"), rows, width, color, flexible="boxes to look at")]
+    for error, nodes in list(errors.items())[:LISTED]:
+        out += _lines([("error", "bold red"), (shown_names(nodes, LISTED) + ":", "bold"), (error, "")], width, color)
+    if len(errors) > LISTED:
+        out += _lines([(f"(+{len(errors) - LISTED} more distinct errors)", "dim")], width, color)
+    return "\n".join([*out, *_lines([(f"{len(snapshot.boxes)} boxes; every box: maintctl status --full (or --json)", "dim")], width, color)])
+
+
+def status_view(snapshot: FleetSnapshot, now: datetime, tz: tzinfo, width: int = WIDE, color: bool = False,
+                full: bool | None = None) -> str:
+    """The fleet's phase on top, one row per box, then each distinct error (and each reported drift) once;
+    above ``SUMMARY_ABOVE`` boxes a row per role instead (``full`` decides either way).
 
     Below ``WIDE`` columns the intent column folds into the notes (only a box on another
     intent says so) and times lose their date when it is today; names and states stay whole.
@@ -179,6 +219,8 @@ def status_view(snapshot: FleetSnapshot, now: datetime, tz: tzinfo, width: int =
     head = [("environment", "dim"), (snapshot.environment, "bold"), ("desired", "dim"),
             (describe_intent(snapshot.intent, snapshot.intent_error, tz=tz), "")]
     phase = [("phase", "dim"), (snapshot.phase(now), "bold " + ("green" if converged else "yellow"))]
+    if _summarized(snapshot, full):
+        return summary_view(snapshot, [*_lines(head, width, color), *_lines(phase, width, color)], width, color)
     errors: dict[str, int] = {}
     drifts: dict[str, list[str]] = {}
     rows: list[dict[str, Cell]] = []
@@ -222,10 +264,26 @@ def status_view(snapshot: FleetSnapshot, now: datetime, tz: tzinfo, width: int =
     return "\n".join(out)
 
 
-def dry_run_view(snapshot: FleetSnapshot, intent: Intent, tz: tzinfo, width: int = WIDE, color: bool = False) -> str:
-    """Which boxes of which roles will act, in which order, with their current state (box names never cut)."""
+def dry_run_view(snapshot: FleetSnapshot, intent: Intent, tz: tzinfo, width: int = WIDE, color: bool = False,
+                 full: bool | None = None) -> str:
+    """Which boxes of which roles will act, in which order, with their current state (box names never cut);
+    above ``SUMMARY_ABOVE`` boxes a row per role with the silent boxes named (``full`` decides either way)."""
     target = State.settled_for(intent.mode).value
     title = [(f"plan: {describe_intent(intent, None, written=False, tz=tz)} → every box {target}", "bold")]
+    when_text = f"starts {_iso(intent.starts_at, tz)}" if intent.starts_at else "starts as soon as written"
+    end = f", announced end {_iso(intent.ends_at, tz)}" if intent.ends_at else ""
+    footer = [*_lines([(f"{when_text}{end}", "dim")], width, color),
+              *_lines([(f"dry run: nothing written ({snapshot.desired_key} stays at index {snapshot.desired_modify_index})", "dim")],
+                      width, color)]
+    if _summarized(snapshot, full):
+        title.append(("(a row per role; --dry-run --json lists every box)", "dim"))
+        per_role = ("step", "role", "boxes", f"will go {target}", "already there", "released", "silent: will block")
+        role_rows: list[dict[str, Cell]] = [
+            {"step": str(p.step), "role": p.role, "boxes": str(p.boxes), f"will go {target}": str(p.will_act),
+             "already there": str(p.already_there), "released": str(p.released),
+             "silent: will block": (shown_names(p.silent, LISTED), "bold red") if p.silent else "-"}
+            for p in plan_by_role(snapshot, intent)]
+        return "\n".join([*_lines(title, width, color), *table(per_role, role_rows, width, color, flexible="silent: will block"), *footer])
     rows: list[dict[str, Cell]] = []
     step = 0
     for role in roles_in_direction(DEFAULT_ORDER, intent.mode):
@@ -243,9 +301,4 @@ def dry_run_view(snapshot: FleetSnapshot, intent: Intent, tz: tzinfo, width: int
                 will = f"go {target}" + ("" if box.status else " — agent silent, will block")
             rows.append({"step": f"{step} {role.value}", "box": box.node, "now": current, "will": will})
     columns = fit(rows, ("step", "box", "now", "will"), width, droppable=("now",), flexible="will", flexible_min=9)
-    when_text = f"starts {_iso(intent.starts_at, tz)}" if intent.starts_at else "starts as soon as written"
-    end = f", announced end {_iso(intent.ends_at, tz)}" if intent.ends_at else ""
-    footer = [*_lines([(f"{when_text}{end}", "dim")], width, color),
-              *_lines([(f"dry run: nothing written ({snapshot.desired_key} stays at index {snapshot.desired_modify_index})", "dim")],
-                      width, color)]
     return "\n".join([*_lines(title, width, color), *table(columns, rows, width, color, flexible="will", flexible_min=9), *footer])

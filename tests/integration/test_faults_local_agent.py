@@ -41,7 +41,7 @@ def test_local_consul_restart_keeps_maintenance_and_restores_the_status(environm
         wait_for_status(server.address, environment, "web-7", state="maintenance", intent_index=index)
         checks = requests.get(f"{client.address}/v1/agent/checks", timeout=5).json()
         reason = checks["_node_maintenance"]["Notes"]
-        session_before = agent.reporter._session  # noqa: SLF001 - observing, not steering
+        session_before = agent.reporter.session
 
         restarted = time.monotonic()  # measured from the stop: includes the local agent's own start-up
         client.restart()
@@ -56,7 +56,7 @@ def test_local_consul_restart_keeps_maintenance_and_restores_the_status(environm
         took = time.monotonic() - restarted
         assert took <= TTL, f"status key back after {took:.1f}s, more than one TTL ({TTL}s)"
         sessions = requests.get(f"{server.address}/v1/session/node/box-7", timeout=5).json()
-        assert [s["ID"] for s in sessions] == [agent.reporter._session]  # noqa: SLF001 - exactly one live session, ours
+        assert [s["ID"] for s in sessions] == [agent.reporter.session]  # exactly one live session, ours
         services = requests.get(f"{client.address}/v1/agent/services", timeout=5).json()
         assert f"maintenance-agent:{environment}:web-7" in services
         checks = requests.get(f"{client.address}/v1/agent/checks", timeout=5).json()
@@ -65,7 +65,7 @@ def test_local_consul_restart_keeps_maintenance_and_restores_the_status(environm
         toggles = [r for r in proxy.log if r.method == "PUT" and r.path.startswith("/v1/agent/maintenance")]
         assert len(toggles) == 1, f"node maintenance toggled {len(toggles)} times"
         record("local Consul agent restarted in maintenance", faults=1, actions_lost=0,
-               detail=f"status back after {took:.1f}s (TTL {TTL}s); session {'recreated' if agent.reporter._session != session_before else 'kept'}")  # noqa: SLF001
+               detail=f"status back after {took:.1f}s (TTL {TTL}s); session {'recreated' if agent.reporter.session != session_before else 'kept'}")
     finally:
         if agent:
             agent.stop()

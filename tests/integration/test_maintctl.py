@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from agent.clients.consul import ConsulGateway
+from agent.clients.consul import ConsulGateway, ttl_check
 from agent.core.planning import format_duration
 from demo.harness.consul import ConsulAgentProcess
 from tests.fixtures.maintctl import AclConsul, maintctl, web_fleet
@@ -133,7 +133,7 @@ def test_wait_times_out_on_a_silent_box_and_release_lets_it_pass(
     with web_fleet(consul_server, environment, tmp_path, count=1):
         # a box registered but whose agent never reports: it must block, visibly
         gateway.register_agent_service(f"maintenance-agent:{environment}:ghost", [f"env:{environment}", "role:web"],
-                                       {"box": f"{environment}-ghost"}, check_ttl=60)
+                                       {"box": f"{environment}-ghost"}, ttl_check(f"maintenance-agent:{environment}:ghost:ttl", 60))
         try:
             assert maintctl(consul_server, environment, "on", "--reason", "r", "--for", "5m").exit_code == 0
             waited = maintctl(consul_server, environment, "wait", "--timeout", "2s")
@@ -192,7 +192,8 @@ def test_acl_refusals_name_the_rule(tmp_path: Path) -> None:
         reader = consul.token_with('key_prefix "maintenance/" { policy = "list" }\nservice "maintenance-agent" { policy = "read" }\n'
                                    'node_prefix "" { policy = "read" }')
         gateway = ConsulGateway(consul.address, token=consul.master_token)
-        gateway.register_agent_service("maintenance-agent:prod:web-1", ["env:prod", "role:web"], {"box": "web-1"}, check_ttl=60)
+        gateway.register_agent_service("maintenance-agent:prod:web-1", ["env:prod", "role:web"], {"box": "web-1"},
+                                       ttl_check("maintenance-agent:prod:web-1:ttl", 60))
         token_file = tmp_path / "token"
         token_file.write_text(reader + "\n")
         readonly = maintctl(consul, "prod", "on", "--reason", "r", "--for", "5m", extra=("--token-file", str(token_file)))

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agent.clients.consul import ConsulGateway
+from agent.clients.consul import ConsulGateway, ttl_check
 from agent.core.model import State, Status
 from demo.harness.consul import ConsulAgentProcess
 from demo.harness.processes import PROJECT
@@ -51,7 +51,8 @@ def test_status_and_dry_run_load_no_client_library_and_no_renderer(args: list[st
                                                               environment: str) -> None:
     index = consul_server.kv_put(f"maintenance/{environment}/desired", "active")
     ConsulGateway(consul_server.address).register_agent_service(
-        f"maintenance-agent:{environment}:box-1", [f"env:{environment}", "role:web"], {"box": "box-1"}, check_ttl=600)
+        f"maintenance-agent:{environment}:box-1", [f"env:{environment}", "role:web"], {"box": "box-1"},
+        check=ttl_check(f"maintenance-agent:{environment}:box-1:ttl", 600))
     status = Status(node="box-1", roles=("web",), state=State.ACTIVE, intent_index=index, since=datetime.now(UTC))
     consul_server.kv_put(f"maintenance/{environment}/status/box-1", status.to_json())
     code, loaded = loaded_by(args, {"CONSUL_HTTP_ADDR": consul_server.address, "MAINTCTL_ENV": environment})

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from agent.clients.consul import ConsulGateway
+from agent.clients.consul import ConsulGateway, ttl_check
 from agent.ops.history import HistoryStore, Request, WindowRecord
 from demo.harness.consul import ConsulAgentProcess
 from tests.fixtures.scripts import run_script, script_argv, script_env
@@ -30,7 +30,7 @@ def fleet_mid_entry(consul_server: ConsulAgentProcess, environment: str) -> Iter
         "mode": "maintenance", "reason": "CHG-1234 kernel patch on every box", "by": "alice", "ends_at": "2030-01-01T23:00:00+00:00"}))
     for node, role, state in BOXES:
         gateway.register_agent_service(f"maintenance-agent:{environment}:{node}", [f"env:{environment}", f"role:{role}"], {"box": node},
-                                       check_ttl=600)
+                                       check=ttl_check(f"maintenance-agent:{environment}:{node}:ttl", 600))
         consul_server.kv_put(f"maintenance/{environment}/status/{node}", json.dumps({
             "node": node, "roles": [role], "state": state, "intent_index": index, "since": "2029-12-31T22:01:02+00:00",
             "error": ERROR if role == "worker" else None, "blocked_on": None, "progress": {role: state}}))

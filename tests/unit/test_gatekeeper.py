@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,7 +21,7 @@ SINCE = datetime(2026, 12, 2, 21, 0, tzinfo=UTC)
 
 
 class UnreachablePeers(FakePeers):
-    def members(self) -> list[Member]:
+    def members(self, roles: Collection[str] | None = None) -> list[Member]:
         raise ConsulUnavailable("Consul at http://127.0.0.1:8500 unreachable during service health: ConnectTimeout")
 
 

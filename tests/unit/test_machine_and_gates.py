@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agent.core.gates import evaluate_gate, roles_before
+from agent.core.gates import GateVerdict, evaluate_gate, roles_before
 from agent.core.machine import BoxMachine, MachineError, trigger_towards
 from agent.core.model import DEFAULT_ORDER, Intent, Member, Mode, Role, State, Status
 
@@ -112,3 +112,10 @@ def test_status_has_real_types_but_the_same_json_on_the_wire() -> None:
     for broken in ({"state": "paused"}, {"since": "yesterday"}, {"since": None}):
         with pytest.raises(ValueError):
             Status.from_json(json.dumps({**wire, **broken}))
+
+
+def test_a_gate_on_many_boxes_names_a_few_and_counts_the_rest() -> None:
+    verdict = GateVerdict(open=False, waiting_for=tuple(f"worker-{i} (worker: entering)" for i in range(900)))
+    text = verdict.describe(Role.SCHEDULER)
+    assert text.startswith("gate scheduler: waiting for worker-0 (worker: entering), worker-1") and text.endswith(" and 895 more")
+    assert len(text) < 250
