@@ -115,6 +115,11 @@ class Status:
     #: Drift this box found and only reports (a role with ``drift = "report"``): what no longer holds.
     drift: str | None = None
 
+    def gate_fields(self) -> tuple[State, int, tuple[tuple[str, str], ...]]:
+        """What other boxes' gates read of a status (state, intent index, sorted progress): a change of
+        anything else (a new ``blocked_on`` text) neither wakes a waiting gate nor draws on their write budget."""
+        return (self.state, self.intent_index, tuple(sorted(self.progress.items())))
+
     def to_json(self) -> str:
         doc = asdict(self)
         doc["roles"] = list(self.roles)

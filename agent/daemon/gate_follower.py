@@ -35,13 +35,6 @@ ReadBoxes = Callable[[list[str]], dict[str, Seen]]
 ReadOne = Callable[[str, int, float], Seen]  # box, index, wait -> what a blocking read returned
 
 
-def gate_fields(status: Status | None) -> tuple[object, ...] | None:
-    """What a gate reads of a status: its state, intent index and per-role progress."""
-    if status is None:
-        return None
-    return (status.state, status.intent_index, tuple(sorted(status.progress.items())))
-
-
 class GateFollower:
     def __init__(self, read_boxes: ReadBoxes, read_one: ReadOne, on_change: Callable[[], None], wait: float = 15.0,
                  reconnect: BackoffPolicy = DEFAULTS.consul_reconnect, reads: BucketPolicy = DEFAULTS.gate_follow_reads):
@@ -140,7 +133,7 @@ class GateFollower:
                 continue
             self._backoff.reset()
             self.remember({box: (status, next_index(before[1], index))})
-            if gate_fields(status) != gate_fields(before[0]):
+            if _gate_fields(status) != _gate_fields(before[0]):
                 self._round_over(generation, box)  # a gate-relevant change; a new blocked_on text is not one
 
     def _round_over(self, generation: int, box: str) -> None:
@@ -161,3 +154,7 @@ class GateFollower:
             self.rounds += 1
             self._pending, self._followed = [], None  # the decision thread says what it still waits for
         self.on_change()
+
+
+def _gate_fields(status: Status | None) -> tuple[object, ...] | None:
+    return status.gate_fields() if status is not None else None

@@ -35,9 +35,6 @@ from agent.daemon.session import SessionKeeper
 from agent.daemon.statefile import StateFile
 from agent.daemon.watcher import KeyChanged, KeyWatcher, WatchEvent
 
-#: What other boxes' gates read of a status: state, intent index, sorted progress.
-GateFields = tuple[str, int, tuple[tuple[str, str], ...]]
-
 
 class StatusKeyConflict(MaintenanceAgentError):
     """The status key is held by a live session of another agent (the same node name configured twice)."""
@@ -88,7 +85,7 @@ class StatusReporter:
         self._bucket = settings.status_writes.start()
         self._chatter_bucket = settings.status_chatter.start()
         self._written_under: str | None = None  # the session the status was last written under
-        self._written_gate_fields: GateFields | None = None
+        self._written_gate_fields: tuple[object, ...] | None = None
 
     @property
     def interval(self) -> float:
@@ -199,7 +196,7 @@ class StatusReporter:
             latest = self._latest
         if latest is None or latest.to_json() == self._written:
             return None
-        return self._bucket if _gate_fields(latest) != self._written_gate_fields else self._chatter_bucket
+        return self._bucket if latest.gate_fields() != self._written_gate_fields else self._chatter_bucket
 
     def _tick(self) -> None:
         session = self.keeper.ensure()
@@ -216,7 +213,7 @@ class StatusReporter:
                 raise MaintenanceAgentError(f"cannot acquire {self.key} with session {session}: held by another session")
         with self._lock:
             self._written = body
-            self._written_gate_fields = _gate_fields(latest)
+            self._written_gate_fields = latest.gate_fields()
             self._written_under = session
         self.writes += 1
 
@@ -241,8 +238,3 @@ class StatusReporter:
         raise StatusKeyConflict(
             f"{self.key} is held by session {read.session} ({holder.get('Name')!r}, Consul node {holder.get('Node')}) of another "
             "agent: two agents configured with the same node name? Fix one's [agent] node; this agent will not take the key over")
-
-
-def _gate_fields(status: Status) -> GateFields:
-    """What other boxes' gates read of a status."""
-    return (status.state, status.intent_index, tuple(sorted(status.progress.items())))
