@@ -55,7 +55,9 @@ class DecisionLoop:
         return True
 
     def between_calls(self) -> None:
-        """Between two steps, and between two blocking calls of a step: feed the watchdog; once stopping, start nothing new."""
+        """Between two steps, and between two blocking calls of a step: feed the watchdog and ``/healthz`` alike (a long
+        step that heartbeats is alive for both: Consul's check on ``/healthz`` holds the session); once stopping, start nothing new."""
+        self.last_tick = time.monotonic()
         self.on_tick()
         if self._stop.is_set():
             raise ShutdownRequested("the agent is stopping: no new action starts")

@@ -116,3 +116,51 @@ def test_first_retry_after_an_outage_is_spread_across_the_fleet() -> None:
     second = DEFAULTS.consul_reconnect.start()
     second.next()
     assert 0.5 <= second.next() <= 1.0  # the spread is only added once per run of failures
+
+
+class LongHeartbeatingStep(FailingStep):
+    """A long but live step (a quiesce of many services, a smoke test's retries): it heartbeats between its calls."""
+
+    name = "long-but-alive"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.finished = threading.Event()
+
+    def apply(self, ctx: StepContext) -> None:
+        until = time.monotonic() + self.seconds
+        while time.monotonic() < until:
+            ctx.heartbeat()
+            time.sleep(0.05)
+        self.finished.set()
+
+
+def test_liveness_and_the_watchdog_agree_during_a_long_step_and_a_deadlock(tmp_path: Path) -> None:
+    """``/healthz`` (what the Consul check binding the session reads) judges the loop by ``last_tick``; the watchdog by the
+    pings. A long step that heartbeats is alive for both (else Consul ends the session and the status key vanishes mid-step
+    while systemd sees a live agent); a deadlocked one is dead for both."""
+    pings = Pings()
+    step = LongHeartbeatingStep(1.2)
+    rec = _reconciler(tmp_path, step, pings, retry_max=0.2, resync=0.1)
+    rec.on_watch_event(read(b"maintenance", 3))
+    rec.start()
+    ages = []
+    try:
+        while not step.finished.wait(0.05):
+            ages.append(time.monotonic() - rec.loop.last_tick)
+        assert max(ages) < 0.5, f"a heartbeating step looked silent to /healthz for {max(ages):.2f}s"
+    finally:
+        rec.stop()
+
+    stuck = DeadlockedStep()
+    (tmp_path / "b").mkdir()
+    rec = _reconciler(tmp_path / "b", stuck, Pings(), retry_max=0.2, resync=0.1)
+    rec.on_watch_event(read(b"maintenance", 3))
+    rec.start()
+    try:
+        assert stuck.entered.wait(5)
+        time.sleep(0.6)
+        assert time.monotonic() - rec.loop.last_tick > 0.5, "a deadlocked loop must look silent to /healthz"
+    finally:
+        stuck.release.set()
+        rec.stop()
