@@ -48,14 +48,6 @@ class AlertmanagerClient:
             raise AlertmanagerError(f"Alertmanager refused the silence: HTTP {response.status_code} {response.text[:200]}")
         return str(response.json()["silenceID"])
 
-    def get_silence(self, silence_id: str) -> dict[str, Any] | None:
-        response = self._request("GET", f"/api/v2/silence/{silence_id}")
-        if response.status_code == 404:
-            return None
-        if response.status_code != 200:
-            raise AlertmanagerError(f"Alertmanager: HTTP {response.status_code} reading silence {silence_id}")
-        return dict(response.json())
-
     def delete_silence(self, silence_id: str) -> None:
         """Expire the silence now; one that is gone or already expired is fine."""
         response = self._request("DELETE", f"/api/v2/silence/{silence_id}")

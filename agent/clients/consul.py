@@ -306,10 +306,6 @@ class ConsulGateway:
 
     # -- the local agent ------------------------------------------------------
 
-    def agent_node_name(self) -> str:
-        info = self._call("agent self", self._client.agent.self, rule='agent_prefix "" { policy = "read" }')
-        return str(info["Config"]["NodeName"])
-
     def register_agent_service(self, service_id: str, tags: list[str], meta: dict[str, str], check: dict[str, Any]) -> None:
         """Register this box's service on the local agent with one check (``ttl_check`` or ``http_check``)."""
         import consul.callback

@@ -100,10 +100,6 @@ class ConsulConnection:
     tls_server_name: str | None = None
     verify: bool = True
 
-    @property
-    def uses_tls(self) -> bool:
-        return self.address.startswith("https://")
-
 
 CONFIG_KEYS = {f: f"consul.{f}" for f in ("address", "token_file", "ca_file", "cert_file", "key_file")}
 

@@ -87,9 +87,6 @@ class PeerView:
                 return list(self._members)
         return self.gateway.members(self.environment, roles=wanted, box=self.node)[1]
 
-    def read_status(self, box: str) -> Status | None:
-        return parse_status(self.gateway.get_key(self.status_key(box)).value)
-
     def snapshot(self, boxes: Iterable[str]) -> dict[str, Status | None]:
         boxes = list(boxes)
         with self._lock:
