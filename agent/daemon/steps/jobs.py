@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Literal
 
 from agent.config.roles import SchedulerSection
 from agent.config.schema import AgentConfig
@@ -26,14 +26,18 @@ from agent.core.model import Mode, Role
 from agent.daemon.backends import BackendError, ServiceBackend, build_backend
 from agent.daemon.steps import quiesce
 from agent.daemon.steps.base import Step, StepContext
+from agent.daemon.steps.snapshotted import SnapshottedUnitsStep
 
 
-class SchedulerJobsStep(Step):
+class SchedulerJobsStep(SnapshottedUnitsStep):
     """Disable the configured jobs, drain running ones, enable them again afterwards."""
 
     role = Role.SCHEDULER
     repairs_drift = True
     local_check = True
+    restore_verb = "enabling"
+    not_restored_yet = "what was enabled before the window is not restored yet"
+    missing_after = "before the window"
 
     def __init__(
         self,
@@ -66,15 +70,18 @@ class SchedulerJobsStep(Step):
             on_drift=section.drift, hold_after_window=section.hold_after_window_seconds,
         )
 
+    def units(self) -> list[str]:
+        return self.jobs
+
+    def _snapshot_log(self, ctx: StepContext, snapshot: list[quiesce.ServiceRecord]) -> None:
+        ctx.log.info("jobs snapshot taken", step=self.name, enabled=[r["name"] for r in snapshot if r["enabled"] or r["active"]])
+
     def check(self, ctx: StepContext, target: Mode) -> bool:
         try:
             if target is Mode.MAINTENANCE:
                 names = self.backend.expand(self.jobs)
                 return not quiesce.still_up(self.backend, names) and not self._running(names)
-            # Back to normal only once the window's snapshot is consumed: a
-            # snapshot left by a window that never completed must not be
-            # reused by the next one (revert restores what is missing, then clears it).
-            return quiesce.snapshot_from_notes(ctx.notes(self)) is None and not self._missing_after_window(ctx)
+            return self._back_to_normal(ctx)
         except BackendError as exc:
             raise StepError(self.name, exc.detail) from None
 
@@ -84,21 +91,9 @@ class SchedulerJobsStep(Step):
                 names = self.backend.expand(self.jobs)
                 return quiesce.describe_up(self.backend, names) + [f"{job} running ({', '.join(runs)})"
                                                                    for job, runs in self._running(names).items()]
-            if quiesce.snapshot_from_notes(ctx.notes(self)) is not None:
-                return ["what was enabled before the window is not restored yet"]
-            return [f"{missing}, before the window" for missing in self._missing_after_window(ctx)]
+            return self._drift_after_window(ctx)
         except BackendError as exc:
             raise StepError(self.name, exc.detail) from None
-
-    def _held(self, ctx: StepContext) -> list[quiesce.ServiceRecord]:
-        held = quiesce.held_after_window(ctx.notes(self), self.clock(), self.hold_after_window)
-        if not held:
-            return []
-        configured = set(self.backend.expand(self.jobs))  # a job dropped from the config is not held
-        return [r for r in held if r["name"] in configured]
-
-    def _missing_after_window(self, ctx: StepContext) -> list[str]:
-        return [f"{name} ({why})" for name, why in quiesce.not_restored(self.backend, self._held(ctx)).items()]
 
     def apply(self, ctx: StepContext) -> None:
         try:
@@ -114,17 +109,7 @@ class SchedulerJobsStep(Step):
         self._forget_drain(ctx)
 
     def _disable_all(self, ctx: StepContext) -> list[str]:
-        notes = ctx.notes(self)
-        snapshot = quiesce.snapshot_from_notes(notes)
-        if snapshot is None:
-            snapshot = quiesce.take_snapshot(self.backend, self.jobs)
-            ctx.save_notes(self, {"snapshot": snapshot, "intent_index": ctx.intent.index})
-            ctx.log.info("jobs snapshot taken", step=self.name, enabled=[r["name"] for r in snapshot if r["enabled"] or r["active"]])
-        names = quiesce.union([r["name"] for r in snapshot], self.backend.expand(self.jobs))
-        quiesce.quiesce(self.backend, names, ctx.heartbeat)
-        up = quiesce.still_up(self.backend, names)
-        if quiesce.only_finishing(up):
-            raise StepPending(f"waiting for {self.backend.kind} to finish stopping {quiesce.describe(up)}", recheck_after=1.0)
+        names, up = self._quiesce_snapshotted(ctx)
         if up:
             raise BackendError(f"still enabled or active after disabling ({self.backend.kind}): {quiesce.describe(up)}")
         return names
@@ -161,18 +146,6 @@ class SchedulerJobsStep(Step):
         notes = ctx.notes(self)
         if "drain_started_at" in notes:
             ctx.save_notes(self, {k: v for k, v in notes.items() if k != "drain_started_at"})
-
-    def revert(self, ctx: StepContext) -> None:
-        notes: dict[str, Any] = ctx.notes(self)
-        if quiesce.restore_from_notes(self.name, self.backend, notes, verb="enabling", heartbeat=ctx.heartbeat):
-            snapshot = quiesce.snapshot_from_notes(notes) or []
-            ctx.save_notes(self, quiesce.after_window_notes(snapshot, self.clock()) if self.hold_after_window > 0 else None)
-            return
-        try:
-            held = self._held(ctx)
-        except BackendError as exc:
-            raise StepError(self.name, exc.detail) from None
-        quiesce.restore_from_notes(self.name, self.backend, {"snapshot": held}, verb="enabling", heartbeat=ctx.heartbeat)
 
 
 def _describe_runs(running: dict[str, list[str]]) -> str:

@@ -22,20 +22,24 @@ from typing import Literal
 
 from agent.config.roles import WorkerSection
 from agent.config.schema import AgentConfig
-from agent.core.errors import StepError, StepPending
+from agent.core.errors import StepError
 from agent.core.model import Mode, Role
 from agent.daemon.backends import BackendError, ServiceBackend, build_backend
 from agent.daemon.steps import quiesce
 from agent.daemon.steps.base import Step, StepContext
+from agent.daemon.steps.snapshotted import SnapshottedUnitsStep
 
 
-class WorkerServicesStep(Step):
+class WorkerServicesStep(SnapshottedUnitsStep):
     """Stop and keep stopped the configured worker services; restore them afterwards."""
 
     role = Role.WORKER
 
     repairs_drift = True
     local_check = True
+    restore_verb = "starting"
+    not_restored_yet = "what ran before the window is not restored yet"
+    missing_after = "ran before the window"
 
     def __init__(self, backend: ServiceBackend, services: list[str], name: str = "worker-services",
                  on_drift: Literal["repair", "report"] = "repair", hold_after_window: float = 0.0,
@@ -52,14 +56,17 @@ class WorkerServicesStep(Step):
     def from_config(cls, section: WorkerSection) -> WorkerServicesStep:
         return cls(build_backend(section), section.services, on_drift=section.drift, hold_after_window=section.hold_after_window_seconds)
 
+    def units(self) -> list[str]:
+        return self.services
+
+    def _snapshot_log(self, ctx: StepContext, snapshot: list[quiesce.ServiceRecord]) -> None:
+        ctx.log.info("services snapshot taken", step=self.name, running=[r["name"] for r in snapshot if r["active"]])
+
     def check(self, ctx: StepContext, target: Mode) -> bool:
         try:
             if target is Mode.MAINTENANCE:
                 return not quiesce.still_up(self.backend, self.backend.expand(self.services))
-            # Back to normal only once the window's snapshot is consumed: a
-            # snapshot left by a window that never completed must not be
-            # reused by the next one (revert restores what is missing, then clears it).
-            return quiesce.snapshot_from_notes(ctx.notes(self)) is None and not self._missing_after_window(ctx)
+            return self._back_to_normal(ctx)
         except BackendError as exc:
             raise StepError(self.name, exc.detail) from None
 
@@ -67,56 +74,17 @@ class WorkerServicesStep(Step):
         try:
             if target is Mode.MAINTENANCE:
                 return quiesce.describe_up(self.backend, self.backend.expand(self.services))
-            if quiesce.snapshot_from_notes(ctx.notes(self)) is not None:
-                return ["what ran before the window is not restored yet"]
-            return [f"{missing}, ran before the window" for missing in self._missing_after_window(ctx)]
+            return self._drift_after_window(ctx)
         except BackendError as exc:
             raise StepError(self.name, exc.detail) from None
-
-    def _held(self, ctx: StepContext) -> list[quiesce.ServiceRecord]:
-        held = quiesce.held_after_window(ctx.notes(self), self.clock(), self.hold_after_window)
-        if not held:
-            return []
-        configured = set(self.backend.expand(self.services))  # a service dropped from the config is not held
-        return [r for r in held if r["name"] in configured]
-
-    def _missing_after_window(self, ctx: StepContext) -> list[str]:
-        return [f"{name} ({why})" for name, why in quiesce.not_restored(self.backend, self._held(ctx)).items()]
 
     def apply(self, ctx: StepContext) -> None:
         try:
-            snapshot = self._snapshot_once(ctx)
-            # Also what a glob matches only now (started after the snapshot): stopped, never restored.
-            names = quiesce.union([r["name"] for r in snapshot], self.backend.expand(self.services))
-            quiesce.quiesce(self.backend, names, ctx.heartbeat)
-            up = quiesce.still_up(self.backend, names)
+            _, up = self._quiesce_snapshotted(ctx)
         except BackendError as exc:
             raise StepError(self.name, exc.detail) from None
-        if quiesce.only_finishing(up):
-            raise StepPending(f"waiting for {self.backend.kind} to finish stopping {quiesce.describe(up)}", recheck_after=1.0)
         if up:
             raise StepError(self.name, f"still running or enabled after stopping ({self.backend.kind}): {quiesce.describe(up)}")
-
-    def _snapshot_once(self, ctx: StepContext) -> list[quiesce.ServiceRecord]:
-        notes = ctx.notes(self)
-        snapshot = quiesce.snapshot_from_notes(notes)
-        if snapshot is None:
-            snapshot = quiesce.take_snapshot(self.backend, self.services)
-            ctx.save_notes(self, {"snapshot": snapshot, "intent_index": ctx.intent.index})
-            ctx.log.info("services snapshot taken", step=self.name, running=[r["name"] for r in snapshot if r["active"]])
-        return snapshot
-
-    def revert(self, ctx: StepContext) -> None:
-        notes = ctx.notes(self)
-        if quiesce.restore_from_notes(self.name, self.backend, notes, verb="starting", heartbeat=ctx.heartbeat):
-            snapshot = quiesce.snapshot_from_notes(notes) or []
-            ctx.save_notes(self, quiesce.after_window_notes(snapshot, self.clock()) if self.hold_after_window > 0 else None)
-            return
-        try:
-            held = self._held(ctx)
-        except BackendError as exc:
-            raise StepError(self.name, exc.detail) from None
-        quiesce.restore_from_notes(self.name, self.backend, {"snapshot": held}, verb="starting", heartbeat=ctx.heartbeat)
 
 
 def build_worker_steps(config: AgentConfig) -> list[Step]:
