@@ -45,10 +45,12 @@ class DriftWatch:
         if self.local:
             self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, wait: float = 1.0) -> None:
+        """Stop looking; wait briefly for a probe in flight. A probe stuck in a backend call (up to its timeout) is
+        left behind: the watch never acts, and the agent's stop is bounded by the action in flight, not by a probe."""
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(timeout=30)
+            self._thread.join(timeout=wait)
 
     def alive(self) -> bool:
         return self._thread.is_alive() or not self.local

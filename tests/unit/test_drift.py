@@ -3,6 +3,8 @@ when the drift watch wakes the reconciler, and what maintctl says."""
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,6 +12,7 @@ from agent.clients.consul import KeyRead
 from agent.core.model import Intent, Mode, Role, State, Status
 from agent.daemon.driftwatch import DriftWatch
 from agent.daemon.statefile import StateFile
+from agent.daemon.steps.base import StepContext
 from agent.daemon.steps.jobs import SchedulerJobsStep
 from agent.daemon.steps.services import WorkerServicesStep
 from agent.ops.fleet import BoxView, FleetSnapshot
@@ -159,3 +162,37 @@ def test_maintctl_verdict_counts_reported_drift_as_not_yet() -> None:
     snapshot = FleetSnapshot("prod", "maintenance/prod/desired", 1, KeyRead(1, b"on", 7), intent, None, (drifted,))
     assert snapshot.converged, "the fleet did reach maintenance (maintctl wait is done)"
     assert snapshot.verdict() == 1 and snapshot.drift() == ["worker-1: worker/worker-services: billing running"]
+
+
+class HungProbeStep(DriftingStep):
+    """A local check stuck in a backend call (a hung systemctl, up to the backend's 60 s timeout)."""
+
+    def __init__(self, journal: list[str]) -> None:
+        super().__init__("services", Role.WORKER, journal)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def drift(self, ctx: StepContext, target: Mode, quick: bool = False) -> list[str]:
+        self.entered.set()
+        self.release.wait(10)
+        return []
+
+
+def test_a_hung_drift_probe_does_not_hold_up_the_stop(tmp_path: Path) -> None:
+    """The watch never acts, so a stop need not wait for its probe: the agent's SIGTERM bound (the grace of the
+    action in flight, then the session release) must not grow by a backend timeout spent on a probe."""
+    step = HungProbeStep([])
+    watch = DriftWatch("worker-1", {Role.WORKER: [step]}, lambda: (Intent(mode=Mode.MAINTENANCE, index=3), Mode.MAINTENANCE),
+                       lambda: None, StateFile(tmp_path / "s.json"), _QuietLog(), interval=0.05)
+    unblock = threading.Timer(5.0, step.release.set)
+    watch.start()
+    unblock.start()
+    try:
+        assert step.entered.wait(5)
+        started = time.monotonic()
+        watch.stop()
+        took = time.monotonic() - started
+        assert took < 2.0, f"stopping the drift watch waited {took:.1f}s for a hung probe"
+    finally:
+        step.release.set()
+        unblock.cancel()
