@@ -41,6 +41,15 @@ class BoxView:
     raw_status: dict[str, Any] | None
     released: bool = False
     unreadable: bool = False
+    #: The Consul nodes of its registrations when there is more than one: two agents configured with the same
+    #: node name (the second never takes the status key, so only its registration shows it).
+    twins: tuple[str, ...] = ()
+
+    @property
+    def twin_conflict(self) -> str | None:
+        if not self.twins:
+            return None
+        return f"registered by {len(self.twins)} agents (Consul nodes {', '.join(self.twins)}): the same node name configured twice"
 
     @property
     def silent(self) -> bool:
@@ -57,6 +66,8 @@ class BoxView:
         """Why this box is not converged to ``intent`` (None when it is, or when it was released)."""
         if self.released:
             return None
+        if self.twin_conflict:
+            return self.twin_conflict
         if self.status is None:
             return "unreadable status" if self.unreadable else ("silent: no status, agent down?" if not self.alive else "silent: no status yet")
         settled = State.settled_for(intent.mode).value
@@ -220,6 +231,9 @@ class FleetReader:
                 intent, intent_error = None, str(exc)
         released = set(intent.release) if intent else set()
         registered = {m.box: m for m in members}
+        nodes: dict[str, list[str]] = {}
+        for m in members:
+            nodes.setdefault(m.box, []).append(m.consul_node)
         reported: dict[str, tuple[Status | None, dict[str, Any] | None]] = {}
         for key, read in statuses.items():
             node = key[len(self.status_prefix):]
@@ -237,7 +251,8 @@ class FleetReader:
             roles = member.roles if member else (status.roles if status else ())
             boxes.append(BoxView(node=node, roles=tuple(roles), registered=member is not None,
                                  alive=bool(member and member.alive), status=status, raw_status=raw,
-                                 released=node in released, unreadable=node in reported and status is None))
+                                 released=node in released, unreadable=node in reported and status is None,
+                                 twins=tuple(sorted(nodes[node])) if len(nodes.get(node, ())) > 1 else ()))
         return FleetSnapshot(environment=self.environment, desired_key=self.desired_key, index=index, desired=desired,
                              intent=intent, intent_error=intent_error, boxes=tuple(boxes))
 

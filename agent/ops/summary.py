@@ -31,6 +31,8 @@ def classify(box: BoxView, role: str, intent: Intent) -> str:
     status = box.status
     if status is None or (box.registered and not box.alive):
         return "dead"
+    if box.twins:
+        return "failing"  # its status key is another agent's: whatever it says, this box is not known to be settled
     if box.role_settled(role, intent):
         return "settled"
     if status.error or status.intent_error:

@@ -227,7 +227,7 @@ def status_view(snapshot: FleetSnapshot, now: datetime, tz: tzinfo, width: int =
     for box in snapshot.boxes:
         status = box.status
         row: dict[str, Cell] = {"node": box.node, "roles": ",".join(box.roles), "agent": _agent_cell(box), "intent": "-", "since": "-"}
-        notes: list[Span] = []
+        notes: list[Span] = [(box.twin_conflict, "bold red")] if box.twin_conflict else []
         if status is None:
             row["state"] = ("unreadable" if box.unreadable else "silent", "bold red")
             notes.append(("no status: " + ("cannot parse it" if box.unreadable else "agent down or not started"), "red"))

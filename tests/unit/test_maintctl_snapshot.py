@@ -113,3 +113,22 @@ def test_follow_blocks_on_the_status_prefix_instead_of_polling() -> None:
     assert calls[0] == (0, None)
     assert calls[1] == (first.index, 7.0) and calls[2] == (second.index, 7.0)
     assert first.index < second.index < third.index
+
+
+def test_two_agents_with_the_same_node_name_are_a_problem_in_status() -> None:
+    """The second agent never takes the first one's status key, so the key alone looks fine: the two registrations
+    (on two Consul nodes) are what shows the conflict, and the fleet is not converged while it lasts."""
+    from agent.ops import views
+    from agent.ops.summary import summarize
+
+    gw = _gateway()
+    gw._members.append(Member(box="web-1", roles=("web",), consul_node="web-1-clone", alive=True))
+    index = _desire(gw, "maintenance")
+    for node, roles in FLEET:
+        _report(gw, node, "maintenance", index, roles)
+    snap = FleetReader(gw, "maintenance", "prod").read()
+    conflict = "web-1: registered by 2 agents (Consul nodes web-1, web-1-clone): the same node name configured twice"
+    assert not snap.converged and snap.blockers() == [conflict] and snap.verdict() == 1
+    assert "registered by 2 agents" in views.status_view(snap, NOW, UTC, 200)
+    web = next(s for s in summarize(snap) if s.role == "web")
+    assert web.named["failing"] == ["web-1"]
