@@ -115,8 +115,11 @@ class StepRunner:
                     repaired.append(found)
                 except StepPending:
                     continue
+                except StateFileUnwritable:
+                    raise  # as in converge: the loop's failure (/readyz), not this step's
                 except MaintenanceAgentError as exc:
-                    return DriftPass(tuple(repaired), tuple(reported), (role, StepRun(step.name, error=str(exc))))
+                    # The failure rides along, as in converge: its type says how soon to retry (a 403: the slow rate).
+                    return DriftPass(tuple(repaired), tuple(reported), (role, StepRun(step.name, error=str(exc), failure=exc)))
         return DriftPass(tuple(repaired), tuple(reported))
 
     @staticmethod

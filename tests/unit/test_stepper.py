@@ -8,10 +8,11 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from agent.core.errors import StepError
+from agent.core.errors import StepError, StepRefused
 from agent.core.model import Intent, Mode, Role
-from agent.daemon.statefile import StateFile
+from agent.daemon.statefile import StateFile, StateFileUnwritable
 from agent.daemon.stepper import StepRunner
+from agent.daemon.steps.base import StepContext
 from tests.fakes import RecordingStep
 
 ON = Intent(Mode.MAINTENANCE, 21)
@@ -62,3 +63,32 @@ def test_the_context_carries_the_heartbeat_and_binds_role_and_intent_to_the_log(
         StepRunner.hold(RecordingStep("map", Role.EDGE, []), steps.context(ON, Role.EDGE), Mode.MAINTENANCE)
     assert [e["event"] for e in logs] == ["step acting", "step done"]
     assert all(e.get("role") == "edge" and e.get("intent_index") == 21 and "heartbeat" not in e for e in logs)
+
+
+class _RaisingStep(RecordingStep):
+    """A drift-checked step whose action raises ``error`` (a refused write, a state file that cannot be saved)."""
+
+    def __init__(self, error: Exception, journal: list[str]) -> None:
+        super().__init__("node-maint", Role.WEB, journal)
+        self.repairs_drift = True
+        self.applied = False
+        self.error = error
+
+    def apply(self, ctx: StepContext) -> None:
+        raise self.error
+
+
+def test_drift_repair_and_convergence_treat_a_failure_alike(tmp_path: Path) -> None:
+    """The retry policy rides on the failure (a 403 is retried at the slow rate) and a state file that cannot be
+    written is the loop's failure (``/readyz``), not a step's: on the drift path exactly as on the converge path."""
+    refused = StepRefused("node-maint", "Consul refused node maintenance (403)")
+    steps = runner(tmp_path, [])
+    run = steps.converge([_RaisingStep(refused, [])], steps.context(ON, Role.WEB), Mode.MAINTENANCE)
+    found = steps.repair_drift({Role.WEB: [_RaisingStep(refused, [])]}, ON, Mode.MAINTENANCE)
+    assert run.failure is refused
+    assert found.failed is not None and found.failed[1].failure is refused
+    unwritable = StateFileUnwritable("state file /x/state.json cannot be written: No space left on device")
+    with pytest.raises(StateFileUnwritable):
+        steps.converge([_RaisingStep(unwritable, [])], steps.context(ON, Role.WEB), Mode.MAINTENANCE)
+    with pytest.raises(StateFileUnwritable):
+        steps.repair_drift({Role.WEB: [_RaisingStep(unwritable, [])]}, ON, Mode.MAINTENANCE)
