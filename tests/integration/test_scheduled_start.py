@@ -78,6 +78,8 @@ def test_an_agent_restarted_between_scheduling_and_start_enters_on_time(consul_s
         wait_until(lambda: _all_scheduled(fleet, index), 2.0, what="every box scheduled")
         restarted = fleet.restart("worker-1")
         wait_until(lambda: "window-start" in restarted.windows.scheduled(), 2.0, what="the restarted agent re-armed the start")
+        # Its status key went with the old session; no key is not a move, so wait for the new one before judging.
+        wait_until(lambda: fleet.status("worker-1") is not None, 2.0, what="the restarted agent's status")
         _assert_active_until(fleet, starts_at)
         statuses = fleet.wait_states("maintenance", timeout=15, intent_index=index)
         worker = _entered_at(statuses["worker-1"])
