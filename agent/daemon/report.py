@@ -101,7 +101,9 @@ class StatusReporter:
             self._own_key.start()
 
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        """Both threads: the writer, and the watch on its own key (with a check-bound session the only way to learn
+        the key is gone; ``/healthz`` reads this, so a dead watch gets the agent restarted instead of missing for good)."""
+        return self._thread.is_alive() and (self._own_key is None or self._own_key.alive())
 
     def publish(self, status: Status) -> None:
         with self._lock:

@@ -24,9 +24,11 @@ from agent.core.model import Member, Mode, Role
 from agent.core.settings import DEFAULTS, BackoffPolicy
 from agent.daemon.metrics import AgentMetrics
 from agent.daemon.reconcile import Reconciler
+from agent.daemon.report import StatusReporter
 from agent.daemon.statefile import StateFile
 from agent.daemon.steps.base import Step, StepContext
-from tests.fakes import FakePeers, read
+from demo.harness.processes import wait_until
+from tests.fakes import FakeGateway, FakePeers, read
 
 
 class FailingStep(Step):
@@ -164,3 +166,19 @@ def test_liveness_and_the_watchdog_agree_during_a_long_step_and_a_deadlock(tmp_p
     finally:
         stuck.release.set()
         rec.stop()
+
+
+def test_the_reporters_own_key_watch_counts_for_liveness(tmp_path: Path) -> None:
+    """With a check-bound session the watch on its own status key is how the agent learns the key is gone: if that
+    thread died, the key would stay gone while /healthz said 200, and nothing would restart the agent."""
+    reporter = StatusReporter(FakeGateway(), "maintenance/prod/status/web-1", service_id="maintenance-agent:prod:web-1", tags=[], meta={},
+                              memory=StateFile(tmp_path / "state.json"), log=structlog.get_logger(), health_url="http://127.0.0.1:9/healthz")
+    reporter.start()
+    try:
+        assert reporter.alive()
+        assert reporter._own_key is not None
+        reporter._own_key.stop()
+        wait_until(lambda: reporter._own_key is not None and not reporter._own_key.alive(), 10, what="the own-key watch to end")
+        assert not reporter.alive(), "the own-key watch is dead: the reporter must not count as alive"
+    finally:
+        reporter.stop(release=False)
