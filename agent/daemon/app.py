@@ -160,10 +160,13 @@ class Agent:
         for name, alive in (("intent watcher", self.watcher.alive), ("status reporter", self.reporter.alive), ("drift watch", self.drift.alive)):
             if not alive():
                 return False, f"{name} thread is not running"
+        # The state the status reports: ``unknown`` while an unusable state file holds the box (alive all the same,
+        # so Consul keeps the session and that status; ``/readyz`` says it cannot make progress).
+        shown = State.UNKNOWN.value if self.reconciler.record.held else self.reconciler.state.value
         if self.reporter.conflict:
             # Still healthy (the loop runs), but say why the status key is not ours.
-            return True, f"ok state={self.reconciler.state.value}; status key conflict: {self.reporter.conflict}"
-        return True, f"ok state={self.reconciler.state.value}"
+            return True, f"ok state={shown}; status key conflict: {self.reporter.conflict}"
+        return True, f"ok state={shown}"
 
     def ready(self) -> tuple[bool, str]:
         """``/readyz``: alive *and* able to make progress. Alive but stuck (an unwritable state_dir, a bug,

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import requests
+
 from demo.harness.agents import AgentProcess, agent_doc, metric, wait_for_status
 from demo.harness.consul import ConsulAgentProcess
 from demo.harness.processes import PROJECT
@@ -49,5 +51,10 @@ def test_the_unreadable_metric_is_exported(consul_server: ConsulAgentProcess, en
     try:
         wait_for_status(consul_server.address, environment, "web-n", state="unknown", timeout=20)
         assert "maintenance_state_file_unreadable 1.0" in metric(agent, "maintenance_state_file_unreadable")
+        # Alive for Consul (the check binding the session: the status saying "unknown" must stay), not ready.
+        base = f"http://127.0.0.1:{agent.metrics_server.port}"
+        health, ready = requests.get(f"{base}/healthz", timeout=5), requests.get(f"{base}/readyz", timeout=5)
+        assert health.status_code == 200 and "state=unknown" in health.text, health.text
+        assert ready.status_code == 503 and "state file" in ready.text, ready.text
     finally:
         agent.stop()
