@@ -65,9 +65,12 @@ class StatusReporter:
         # an earlier incarnation of this agent, any other is another agent's.
         self.session_name = f"maintenance-agent {key} {identity}".strip()
         self.keeper = SessionKeeper(gateway, service_id, tags, meta, memory, self.session_name, ttl=ttl, health_url=health_url, log=log)
-        # With a check-bound session nothing renews it: watch the key itself to learn it is gone.
+        # With a check-bound session nothing renews it: watch the key itself to learn it is gone. Its
+        # reconnects are capped like the reporter's retries (a fifth of the TTL), so after the local
+        # Consul agent comes back the lost key is seen, and written again, within one TTL.
         self._own_key = (KeyWatcher(gateway, key, self._on_own_key, wait=wait, name=f"report-watch:{key}",
-                                    reconnect=settings.consul_reconnect, reads=settings.own_key_reads) if health_url else None)
+                                    reconnect=settings.consul_reconnect.capped(ttl / 5, ttl / 5), reads=settings.own_key_reads)
+                         if health_url else None)
         self.on_conflict = on_conflict or (lambda message: None)
         self.conflict: str | None = None
         self._lock = threading.Lock()
@@ -75,7 +78,7 @@ class StatusReporter:
         self._written: str | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._backoff = settings.report_retry.capped(ttl / 3, ttl / 5).start()
+        self._backoff = settings.report_retry.capped(ttl / 5, ttl / 5).start()
         self._thread = threading.Thread(target=self._run, name=f"report:{key}", daemon=True)
         self.writes = 0
         # A status that changes many times a second (a flapping intent) is

@@ -47,8 +47,12 @@ class SessionKeeper:
 
     @property
     def interval(self) -> float:
-        """TTL mode: how often to renew. Check mode: how often Consul runs the check (a dead agent is seen within it)."""
-        return max(1.0, self.ttl / 3) if self.health_url is None else max(1.0, self.ttl / 2)
+        """TTL mode: how often to renew. Check mode: how often Consul runs the check (a dead agent is seen within it).
+
+        A quarter of the TTL in check mode: after the local Consul agent restarts, the servers hold the check as
+        critical until its first run, and no session can be bound to it before; checking a local ``/healthz`` that
+        often costs the servers nothing (only a change of the check's state is synced to them)."""
+        return max(1.0, self.ttl / 3) if self.health_url is None else max(1.0, self.ttl / 4)
 
     @property
     def check_id(self) -> str:
