@@ -14,7 +14,7 @@ from pathlib import Path
 
 import requests
 
-from demo.harness.processes import ManagedProcess, consul_binary, free_port, wait_until
+from demo.harness.processes import ManagedProcess, consul_binary, free_ports, wait_until
 
 
 class ConsulAgentProcess:
@@ -25,7 +25,8 @@ class ConsulAgentProcess:
         self.node = node
         self.dev = dev
         self.join = join
-        self.ports = {name: free_port(bind) for name in ("http", "dns", "serf_lan", "serf_wan", "server", "grpc")}
+        names = ("http", "dns", "serf_lan", "serf_wan", "server", "grpc")
+        self.ports = dict(zip(names, free_ports(len(names), bind), strict=True))
         self.extra_config = extra_config or {}
         self.process: ManagedProcess | None = None
 
