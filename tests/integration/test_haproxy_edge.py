@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,23 +28,9 @@ from demo.harness.haproxy import (
     edge_section,
     http_get,
 )
+from tests.fixtures.edge import backend, hap  # noqa: F401 - pytest fixtures
 
 MESSAGE = 'Database upgrade <SQL-A> & "SQL-B", 100% %[src] \\o/ \u00e9t\u00e9'  # must come out verbatim
-
-
-@pytest.fixture
-def backend() -> Iterator[LoopbackBackend]:
-    with LoopbackBackend() as server:
-        yield server
-
-
-@pytest.fixture
-def hap(tmp_path: Path, backend: LoopbackBackend) -> Iterator[HAProxyUnderTest]:
-    proxy = HAProxyUnderTest(tmp_path / "haproxy", backend.port)
-    try:
-        yield proxy.start()
-    finally:
-        proxy.stop()
 
 
 def context(tmp_path: Path, intent: Intent) -> StepContext:

@@ -23,8 +23,9 @@ from agent.core.model import Intent, Mode
 from agent.daemon.statefile import StateFile
 from agent.daemon.steps.base import StepContext
 from agent.daemon.steps.haproxy import EdgeTrafficStep
-from demo.harness.haproxy import BACKEND_MARKER, HAProxyUnderTest, LoopbackBackend, edge_section
+from demo.harness.haproxy import BACKEND_MARKER, HAProxyUnderTest, edge_section
 from tests.fixtures.browser import DevToolsPage, HeadlessChromium, chromium
+from tests.fixtures.edge import backend, hap  # noqa: F401 - pytest fixtures
 
 HOSTILE = 'Back soon \U0001f527 <script>window.__pwned = "script"</script> "><img src=x onerror="window.__pwned = \'img\'"> & done'
 VIEWPORTS = {"desktop": (1280, 800, 1, False), "phone": (390, 844, 3, True)}
@@ -37,21 +38,6 @@ VISIBLE = """(selector => {
           bottom: box.bottom, visible: style.visibility === "visible" && style.display !== "none" && Number(style.opacity) > 0,
           viewport: [innerWidth, innerHeight], scrollWidth: document.documentElement.scrollWidth};
 })"""
-
-
-@pytest.fixture
-def backend() -> Iterator[LoopbackBackend]:
-    with LoopbackBackend() as server:
-        yield server
-
-
-@pytest.fixture
-def hap(tmp_path: Path, backend: LoopbackBackend) -> Iterator[HAProxyUnderTest]:
-    proxy = HAProxyUnderTest(tmp_path / "haproxy", backend.port)
-    try:
-        yield proxy.start()
-    finally:
-        proxy.stop()
 
 
 @pytest.fixture
