@@ -118,10 +118,7 @@ def test_with_drift_report_a_worker_run_on_purpose_is_left_running_and_shown(
 
 @pytest.fixture
 def systemd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeSystemd:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
-    return FakeSystemd(bin_dir, {
+    return FakeSystemd.on_path(tmp_path, monkeypatch, {
         "report.timer": {"active": "active", "enabled": "enabled", "triggers": "report.service"},
         "report.service": {"active": "inactive", "enabled": "static"},
         "cleanup.timer": {"active": "active", "enabled": "enabled", "triggers": "cleanup.service"},

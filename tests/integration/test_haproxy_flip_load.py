@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
-from demo.harness.processes import PROJECT
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("haproxy_flip", PROJECT / "bench" / "haproxy_flip.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from bench import haproxy_flip
 
 
 def _assert_clean(totals: dict[str, float], loaders: int, threads: int, min_flips: int) -> None:
@@ -27,11 +17,11 @@ def _assert_clean(totals: dict[str, float], loaders: int, threads: int, min_flip
 
 
 def test_flip_under_load_short() -> None:
-    totals = _bench().run_bench(seconds=2.0, loaders=1, threads=2, flip_every=0.1, max_requests=20_000)
+    totals = haproxy_flip.run_bench(seconds=2.0, loaders=1, threads=2, flip_every=0.1, max_requests=20_000)
     _assert_clean(totals, loaders=1, threads=2, min_flips=6)
 
 
 @pytest.mark.slow
 def test_flip_under_load() -> None:
-    totals = _bench().run_bench(seconds=10.0, loaders=2, threads=4, flip_every=0.1, max_requests=200_000)
+    totals = haproxy_flip.run_bench(seconds=10.0, loaders=2, threads=4, flip_every=0.1, max_requests=200_000)
     _assert_clean(totals, loaders=2, threads=4, min_flips=40)

@@ -8,24 +8,14 @@ without the option (which drops some); here the shipped config must drop none.
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
-from demo.harness.processes import PROJECT
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("haproxy_reload", PROJECT / "bench" / "haproxy_reload.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from bench import haproxy_reload
 
 
 @pytest.mark.slow
 def test_reloads_under_keep_alive_load_drop_no_request() -> None:
-    totals = _bench().measure(with_option=True, reloads=15, threads=8, pause=0.3)
+    totals = haproxy_reload.measure(with_option=True, reloads=15, threads=8, pause=0.3)
     assert totals["requests"] > 500, totals
     assert totals["dropped"] == 0, totals
     assert totals["answered"] == totals["requests"], totals

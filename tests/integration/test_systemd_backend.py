@@ -26,10 +26,7 @@ from tests.fixtures.systemd import unit_state as _unit
 
 @pytest.fixture
 def systemd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeSystemd:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
-    return FakeSystemd(bin_dir, {
+    return FakeSystemd.on_path(tmp_path, monkeypatch, {
         "billpay-worker@1.service": _unit(),
         "billpay-worker@2.service": _unit(),
         "billpay-worker@3.service": _unit("inactive", "disabled"),
