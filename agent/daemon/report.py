@@ -28,7 +28,7 @@ from typing import Any
 
 from agent.clients.consul import ConsulGateway
 from agent.core.backoff import TokenBucket
-from agent.core.errors import ConsulPermissionDenied, MaintenanceAgentError
+from agent.core.errors import ConsulPermissionDenied, MaintenanceAgentError, retry_delay
 from agent.core.model import Status
 from agent.core.settings import DEFAULTS, Settings
 from agent.daemon.session import SessionKeeper
@@ -175,7 +175,8 @@ class StatusReporter:
                     self.log.warning("status report failing; retrying with backoff", key=self.key, error=str(exc))
                 failing = True
                 self.keeper.failed()  # renew, verify or recreate the session on the next try
-                wait = self._backoff.next()
+                # A refusal (403) will not pass by itself: retried once a TTL, or at once for a new status.
+                wait = retry_delay(exc, self._backoff.next(), slow=float(self.ttl))
             except Exception as exc:  # noqa: BLE001 - e.g. the state file's disk full: keep reporting
                 if self.log:
                     self.log.exception("status report failed unexpectedly; retrying with backoff", key=self.key, error=str(exc))

@@ -110,8 +110,8 @@ def test_a_denied_agent_reports_clearly_without_a_retry_storm_or_leaking_its_tok
         start = time.monotonic()
         time.sleep(8)
         writes = [r for r in proxy.requests_between(start, time.monotonic()) if r.method == "PUT" and "/status/web-b" in r.path]
-        # backoff capped at ttl/3 (3.3 s) with jitter in [0.5, 1]: at most one try per 1.7 s once ramped
-        assert len(writes) <= 6, f"{len(writes)} refused status writes in 8 s: a retry storm"
+        # A refusal is retried at the slow rate (once a TTL, 10 s here), not like an outage: at most two in 8 s.
+        assert len(writes) <= 2, f"{len(writes)} refused status writes in 8 s: a retry storm"
         log = proc.log()
         assert f"write of maintenance/{environment}/status/web-b" in log and "Permission denied" in log
         assert token not in log, "the token leaked into the log"
