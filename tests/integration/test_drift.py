@@ -14,10 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from agent.clients.haproxy import HAProxyRuntime, write_map_file
 from agent.daemon.app import Agent
-from demo.harness.agents import agent_doc, metric, start_agent, status_of, wait_for_status
+from demo.harness.agents import agent_doc, metric, node_in_maintenance, start_agent, status_of, wait_for_status
 from demo.harness.consul import ConsulAgentProcess
 from demo.harness.haproxy import HAProxyUnderTest, LoopbackBackend, edge_section
 from demo.harness.processes import wait_until
@@ -185,3 +186,24 @@ def test_map_reset_by_hand_is_repaired_within_the_drift_check_bound(hap: HAProxy
         wait_until(lambda: "state on" in hap.map_file.read_text(), 5, what="the map file back to state on")
     finally:
         agent.stop()
+
+
+def test_node_maintenance_disabled_by_hand_in_the_window_is_set_again_within_one_resync(
+        own_consul: ConsulAgentProcess, environment: str, tmp_path: Path) -> None:
+    """Node maintenance is a Consul request, so the reconciler's pass (``resync_seconds``) sees it, not the drift watch."""
+    doc = _doc(own_consul, environment, "web-d", ["web"], tmp_path / "state")
+    doc["agent"]["resync_seconds"] = 3
+    agent = start_agent(doc)
+    try:
+        _enter(own_consul, environment, "web-d")
+        assert node_in_maintenance(own_consul.address)
+        requests.put(f"{own_consul.address}/v1/agent/maintenance?enable=false", timeout=5).raise_for_status()  # `consul maint -disable`
+        wait_until(lambda: node_in_maintenance(own_consul.address), 3 + 6.0, what="node maintenance set again")
+        wait_until(lambda: _repairs(agent, "web", "consul-node-maintenance") == 1.0, 5, what="the repair counted")
+
+        left = own_consul.kv_put(f"maintenance/{environment}/desired", "active")
+        wait_for_status(own_consul.address, environment, "web-d", state="active", intent_index=left, timeout=30)
+        assert not node_in_maintenance(own_consul.address)
+    finally:
+        agent.stop()
+        requests.put(f"{own_consul.address}/v1/agent/maintenance?enable=false", timeout=5)

@@ -28,11 +28,9 @@ def test_idle_agent_sends_only_its_two_blocking_queries(consul_server: ConsulAge
         start = len(proxy.log)
         time.sleep(4 * WAIT)
         seen_idle = proxy.log[start:]
-        # The web role's drift check asks the box's own Consul agent whether node maintenance still holds,
-        # once per resync (2 s here, 30 s by default); it never reaches the Consul servers.
-        drift = [s for s in seen_idle if s.path == "/v1/agent/checks"]
-        assert len(drift) <= 4 * WAIT / doc["agent"]["resync_seconds"] + 1
-        idle = [s for s in seen_idle if s not in drift]
+        # Every request counts, the local agent's too: back to normal a web box has no node maintenance of
+        # its own that could drift, so it reads none (in a window it checks it every resync, locally).
+        idle = list(seen_idle)
         paths = {seen.path.split("?")[0] for seen in idle}
         assert paths <= {f"/v1/kv/maintenance/{environment}/desired", f"/v1/kv/maintenance/{environment}/status/web-idle"}, paths
         assert all(seen.method == "GET" and "index=" in seen.path for seen in idle), [s.path for s in idle]

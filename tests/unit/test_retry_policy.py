@@ -16,7 +16,8 @@ from agent.core.errors import (
     retry_delay,
     step_failure,
 )
-from agent.core.model import Mode, Role, State
+from agent.core.model import Intent, Mode, Role, State
+from agent.daemon.statefile import StateFile
 from agent.daemon.steps.base import Step, StepContext
 from agent.daemon.steps.consul_maint import NodeMaintenanceStep
 from tests.fakes import make_reconciler, read
@@ -106,3 +107,26 @@ def test_step_failure_keeps_the_retry_policy(cause: BaseException, kind: type, d
     assert type(error) is kind and str(error) == "s: detail"
     if delay is not None:
         assert error.delay == delay  # type: ignore[union-attr]
+
+
+class CountingGateway:
+    """Node maintenance as the local Consul agent would report it, counting the reads."""
+
+    def __init__(self, on: bool, reason: str = ""):
+        self.on, self.reason, self.reads = on, reason, 0
+
+    def node_maintenance(self) -> tuple[bool, str]:
+        self.reads += 1
+        return self.on, self.reason
+
+
+def test_node_maintenance_drift_is_read_only_while_in_maintenance(tmp_path: Path) -> None:
+    ctx = StepContext(intent=Intent(Mode.MAINTENANCE, index=3), node="web-1", memory=StateFile(tmp_path / "s"))
+    switched_off = CountingGateway(on=False)
+    in_window = NodeMaintenanceStep(switched_off)  # type: ignore[arg-type]
+    assert in_window.drift(ctx, Mode.MAINTENANCE) != [], "disabled by hand mid-window: drift"
+    assert switched_off.reads == 1
+    settled = CountingGateway(on=False)
+    after_window = NodeMaintenanceStep(settled)  # type: ignore[arg-type]
+    assert after_window.drift(ctx, Mode.ACTIVE) == []
+    assert settled.reads == 0, "an idle, active web box asks Consul nothing for node maintenance"

@@ -43,6 +43,18 @@ class NodeMaintenanceStep(Step):
             return True
         return not on
 
+    def drift(self, ctx: StepContext, target: Mode, quick: bool = False) -> list[str]:
+        """Only a box in maintenance can drift (``consul maint -disable`` by hand); after the window it cannot.
+
+        Back to normal there is nothing of ours left to drift: only this agent sets node maintenance with its
+        reason, and leaving verified it was cleared; maintenance set by someone else is not ours to undo. So a
+        settled, active web box asks Consul nothing for this step, and its idle cost stays two blocking
+        queries a minute.
+        """
+        if target is not Mode.MAINTENANCE:
+            return []
+        return super().drift(ctx, target, quick)
+
     def apply(self, ctx: StepContext) -> None:
         reason = f"{REASON_PREFIX} {ctx.intent.reason or 'planned maintenance'} (intent {ctx.intent.index})"
         self._set(True, reason[:250])
