@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -89,8 +90,12 @@ class FleetDriver:
     On the flip every simulated box reports ``entering``/``exiting``; then, for
     each role in the direction's order, once every box (real or simulated) of
     the earlier roles reports that role settled for the intent, the simulated
-    boxes of the role take ``step_seconds`` and report it settled. It reads
-    the status prefix with one blocking query (the driver is not measured).
+    boxes of the role take ``step_seconds`` and report it settled.
+
+    The driver is not what is measured, so it must not load Consul or the CPU
+    the real agents share: it knows what it wrote for the simulated boxes, and
+    reads only the real boxes' status keys, one blocking query each
+    (``RealStatuses``), instead of re-reading the whole status prefix.
     """
 
     def __init__(self, fleet: SimulatedFleet, members: dict[str, tuple[str, ...]], order: list[str], step_seconds: float):
@@ -99,49 +104,81 @@ class FleetDriver:
         self.order = order
         self.step_seconds = step_seconds
         self.settled_at: dict[str, dict[str, float]] = {}  # role -> box -> when a simulated box reported it settled
-        self.reread_pause = 0.05  # at most 20 reads of the whole status prefix a second
-        self._index = 0
+        self.real = [b for b in members if b not in fleet.boxes]
 
     def run(self, intent_index: int, mode: str, timeout: float = 300.0) -> float:
         """Drive one transition; return the time (epoch seconds) every box reported the target state."""
         settled, moving = ("maintenance", "entering") if mode == "maintenance" else ("active", "exiting")
         sequence = self.order if mode == "maintenance" else list(reversed(self.order))
         simulated = list(self.fleet.boxes)
-        self.fleet.report(simulated, moving, intent_index)
         deadline = time.monotonic() + timeout
-        for position, role in enumerate(sequence):
-            earlier = sequence[:position]
-            self._wait(lambda statuses, earlier=earlier: all(
-                _settled(statuses.get(box), r, intent_index, settled)
-                for box, roles in self.members.items() for r in roles if r in earlier), deadline)
-            mine = [b for b in simulated if role in self.fleet.boxes[b]]
-            if not mine:
-                continue
-            time.sleep(self.step_seconds)
-            self.fleet.report(mine, settled, intent_index)
-            self.settled_at.setdefault(role, {}).update({b: self.fleet.written_at[b] for b in mine})
-        self._wait(lambda statuses: all((s := statuses.get(b)) is not None and s.get("state") == settled and s.get("intent_index") == intent_index
-                                        for b in self.members), deadline)
+        with RealStatuses(self.fleet.address, self.fleet.prefix, self.real) as real:
+            self.fleet.report(simulated, moving, intent_index)
+            for position, role in enumerate(sequence):
+                earlier = sequence[:position]
+                real.wait_until(lambda statuses, earlier=earlier: all(
+                    _settled(statuses.get(box), r, intent_index, settled)
+                    for box in self.real for r in self.members[box] if r in earlier), deadline)
+                mine = [b for b in simulated if role in self.fleet.boxes[b]]
+                if not mine:
+                    continue
+                time.sleep(self.step_seconds)
+                self.fleet.report(mine, settled, intent_index)
+                self.settled_at.setdefault(role, {}).update({b: self.fleet.written_at[b] for b in mine})
+            real.wait_until(lambda statuses: all((s := statuses.get(b)) is not None and s.get("state") == settled
+                                                 and s.get("intent_index") == intent_index for b in self.real), deadline)
         return time.time()
 
-    def _wait(self, done, deadline: float) -> None:  # noqa: ANN001 - a predicate on {box: status dict}
-        prefix = f"{self.fleet.address}/v1/kv/{self.fleet.prefix}/status/"
+
+class RealStatuses:
+    """The real boxes' status keys, each followed by its own blocking query (a thread each, for one transition)."""
+
+    def __init__(self, address: str, prefix: str, boxes: list[str], wait: str = "10s"):
+        self.address, self.prefix, self.boxes, self.wait = address, prefix, boxes, wait
+        self.statuses: dict[str, dict] = {}
+        self._changed = threading.Condition()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._follow, args=(box,), daemon=True) for box in boxes]
+
+    def __enter__(self) -> RealStatuses:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()  # each thread ends when its query returns (at most ``wait``); nothing waits for them
+
+    def wait_until(self, done, deadline: float) -> None:  # noqa: ANN001 - a predicate on {box: status dict}
+        with self._changed:
+            while not done(self.statuses):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("the fleet did not get there in time")
+                self._changed.wait(min(left, 1.0))
+
+    def _follow(self, box: str) -> None:
+        url = f"{self.address}/v1/kv/{self.prefix}/status/{box}"
         index = 0
-        while time.monotonic() < deadline:
-            time.sleep(self.reread_pause)  # the driver must not eat the CPU the real agents are measured on
-            query = f"?recurse=1&index={index}&wait=10s" if index else "?recurse=1"
-            answer = self.fleet._http.get(prefix + query, timeout=20)  # noqa: SLF001 - the fleet's own session
-            index = max(int(answer.headers.get("X-Consul-Index", 1)), 1)
-            items = answer.json() if answer.status_code == 200 else []
-            statuses = {}
-            for item in items:
+        with requests.Session() as http:
+            while not self._stop.is_set():
                 try:
-                    statuses[item["Key"].rsplit("/", 1)[1]] = json.loads(base64.b64decode(item["Value"] or b""))
-                except ValueError:
+                    answer = http.get(f"{url}?index={index}&wait={self.wait}" if index else url, timeout=30)
+                except requests.RequestException:
+                    time.sleep(0.2)
                     continue
-            if done(statuses):
-                return
-        raise TimeoutError("the fleet did not get there in time")
+                index = max(int(answer.headers.get("X-Consul-Index", 1)), 1)
+                status = None
+                if answer.status_code == 200:
+                    try:
+                        status = json.loads(base64.b64decode(answer.json()[0]["Value"] or b""))
+                    except ValueError:
+                        status = None
+                with self._changed:
+                    if status is None:
+                        self.statuses.pop(box, None)
+                    else:
+                        self.statuses[box] = status
+                    self._changed.notify_all()
 
 
 def _settled(status: dict | None, role: str, intent_index: int, settled: str) -> bool:
