@@ -56,6 +56,7 @@ class GateKeeper:
         self.metrics = metrics
         self.log = log
         self.resync = resync
+        self._opened: set[tuple[Role, int, Mode]] = set()  # gates logged open in this transition (cleared by done)
 
     def check(self, role: Role, intent: Intent, target: Mode) -> GateCheck:
         """Whether ``role`` may act towards ``target`` now.
@@ -97,11 +98,16 @@ class GateKeeper:
             if self.record.show_blocked(gate.blocked_on):
                 self.log.info("waiting at gate", role=role.value, blocked_on=gate.blocked_on, intent_index=intent.index)
                 self.publish()
-        elif gate.open and gate.gated and self.record.show_blocked(None):
-            self.log.info("gate open", role=role.value, intent_index=intent.index)  # when the fleet let this role act
-            self.publish()
+        elif gate.open and gate.gated:
+            if (role, intent.index, target) not in self._opened:
+                self._opened = {k for k in self._opened if k[1] == intent.index}  # a new intent: the old ones are history
+                self._opened.add((role, intent.index, target))
+                self.log.info("gate open", role=role.value, intent_index=intent.index)  # when the fleet let this role act
+            if self.record.show_blocked(None):
+                self.publish()
         return gate
 
     def done(self) -> None:
         """The transition finished: stop watching the boxes the gates read."""
+        self._opened.clear()
         self.peers.unwatch()

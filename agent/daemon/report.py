@@ -76,6 +76,7 @@ class StatusReporter:
         self._lock = threading.Lock()
         self._latest: Status | None = None
         self._written: str | None = None
+        self._writing: str | None = None  # the body of the PUT in flight
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._backoff = settings.report_retry.capped(ttl / 5, ttl / 5).start()
@@ -140,7 +141,9 @@ class StatusReporter:
             return
         read = event.read
         with self._lock:
-            ours = read.exists and read.session == self.keeper.session and (read.value or b"").decode(errors="replace") == self._written
+            # The watch may see a write before its PUT returns: what is being written is ours too.
+            ours = (read.exists and read.session == self.keeper.session
+                    and (read.value or b"").decode(errors="replace") in (self._written, self._writing))
             if not ours and self._written is not None:
                 self._written = None
                 self._written_gate_fields = None
@@ -213,10 +216,16 @@ class StatusReporter:
         body = latest.to_json()
         if body == self._written and session == self._written_under:
             return  # a new session (the old one lost, and the key with it) means writing again
-        if not self.gateway.put_key(self.key, body, acquire=session):
-            self._take_over_key(session)
+        with self._lock:
+            self._writing = body
+        try:
             if not self.gateway.put_key(self.key, body, acquire=session):
-                raise MaintenanceAgentError(f"cannot acquire {self.key} with session {session}: held by another session")
+                self._take_over_key(session)
+                if not self.gateway.put_key(self.key, body, acquire=session):
+                    raise MaintenanceAgentError(f"cannot acquire {self.key} with session {session}: held by another session")
+        finally:
+            with self._lock:
+                self._writing = None
         with self._lock:
             self._written = body
             self._written_gate_fields = latest.gate_fields()

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
+import structlog.testing
 
 from agent.core.errors import ConsulUnavailable
 from agent.core.model import Intent, Member, Mode, Role, State, Status
@@ -66,6 +67,17 @@ def test_a_shut_gate_watches_exactly_the_boxes_it_waits_on_then_opens(tmp_path: 
     gates.done()
     assert peers.watched[-1] == ()
 
+
+
+def test_a_gate_found_open_at_once_is_logged_open_once_per_intent(tmp_path: Path) -> None:
+    """The moment a role may act is logged even when it never had to wait (benches and operators read it)."""
+    settled = Status("edge-1", ("edge",), State.MAINTENANCE, 12, SINCE, progress={"edge": "maintenance"})
+    gates, _, published = keeper(tmp_path, fleet(**{"edge-1": settled}))
+    with structlog.testing.capture_logs() as logs:
+        assert gates.pass_(Role.WEB, ON, Mode.MAINTENANCE).open
+        assert gates.pass_(Role.WEB, ON, Mode.MAINTENANCE).open
+    assert [e["event"] for e in logs] == ["gate open"] and logs[0]["intent_index"] == 12
+    assert published == [], "nothing was shown as blocked, so nothing new to publish"
 
 def test_a_box_missing_from_its_own_membership_fails_closed(tmp_path: Path) -> None:
     peers = FakePeers(members_list=[Member("edge-1", ("edge",), "n1", True)])  # an ACL that hides this box's registration
