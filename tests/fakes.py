@@ -49,6 +49,9 @@ class FakeGateway(ConsulKV):
     def read_prefix(self, prefix: str, index: int = 0, wait: float | None = None) -> tuple[int, dict[str, KeyRead]]:
         return self.index, {k: KeyRead(self.index, v, m) for k, (v, m) in self.kv.items() if k.startswith(prefix)}
 
+    def read_keys(self, keys: Collection[str]) -> dict[str, KeyRead]:
+        return {k: KeyRead(self.kv[k][1], self.kv[k][0], self.kv[k][1]) if k in self.kv else KeyRead(1, None) for k in keys}
+
     def put_key(self, key: str, value: bytes | str, cas: int | None = None, acquire: str | None = None) -> bool:
         current = self.kv.get(key)
         if cas is not None and (current[1] if current else 0) != cas:

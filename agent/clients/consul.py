@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from agent.clients.consul_http import ConsulReads, connection_failure
+from agent.clients.consul_txn import read_keys_txn, txn_answer
 from agent.core.errors import ConsulPermissionDenied, ConsulUnavailable, PermanentError
 from agent.core.model import Member
 
@@ -69,6 +70,7 @@ class ConsulKV(Protocol):
     def get_key(self, key: str, index: int = 0, wait: float | None = None, consistent: bool = False) -> KeyRead: ...
     def read_prefix(self, prefix: str, index: int = 0, wait: float | None = None) -> tuple[int, dict[str, KeyRead]]: ...
     def list_prefix(self, prefix: str) -> dict[str, KeyRead]: ...
+    def read_keys(self, keys: Collection[str]) -> dict[str, KeyRead]: ...
     def put_key(self, key: str, value: bytes | str, cas: int | None = None, acquire: str | None = None) -> bool: ...
     def delete_key(self, key: str, cas: int | None = None) -> bool: ...
     def members(self, environment: str, index: int = 0, wait: float | None = None,
@@ -195,6 +197,11 @@ class ConsulGateway:
         client.http.response = _refuse_retryable_status(client.http.response)
         return client
 
+    @property
+    def _token_header(self) -> dict[str, str] | None:
+        """For the calls py-consul sends without the token (``/v1/txn``): Consul would answer them as anonymous."""
+        return {"X-Consul-Token": self._token} if self._token else None
+
     def _timeout_for(self, params: Any) -> float:
         import consul.std
 
@@ -265,6 +272,18 @@ class ConsulGateway:
             params["wait"] = f"{int(wait or 60)}s"
         idx, items = self._get(f"/v1/kv/{prefix}", params, f"list of {prefix}", rule=f'key_prefix "{prefix}" {{ policy = "list" }}')
         return idx, {item["Key"]: _key_read(idx, item) for item in items or []}
+
+    def read_keys(self, keys: Collection[str]) -> dict[str, KeyRead]:
+        """Each of ``keys`` in read-only transactions (``consul_txn``): a cost that follows the keys asked for, where a
+        prefix read would return the whole fleet's statuses to learn a few. A key's ``index`` is its ModifyIndex (a
+        blocking read on it returns above); a missing key's is 1, so a blocking read on it returns at once."""
+        def send(ops: str, what: str, rule: str) -> tuple[int, Any]:
+            answer: tuple[int, Any] = self._call(what, lambda: self._client.http.put(txn_answer, "/v1/txn", data=ops, headers=self._token_header),
+                                                    rule=rule)
+            return answer
+
+        found = read_keys_txn(send, list(keys), self.address)
+        return {key: _key_read(int(item["ModifyIndex"]), item) if item else KeyRead(index=1, value=None) for key, item in found.items()}
 
     def put_key(self, key: str, value: bytes | str, cas: int | None = None, acquire: str | None = None) -> bool:
         """Write; returns False when a ``cas`` or ``acquire`` condition was not met."""

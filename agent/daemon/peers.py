@@ -6,8 +6,8 @@ fleet's size: one blocking query on the membership, and one on the status key
 of *one* box the gate still waits for (``GateFollower``). A gate can only
 open once every box it waits for settled, so while the followed box has not,
 nothing else can open it; when the followed box's key changes, the follower
-re-reads the other boxes still waited for (one prefix read when many are, a
-few key reads when few are), wakes the decision thread, and then follows
+re-reads the other boxes still waited for (one prefix read when very many are,
+read-only transactions of 64 keys when fewer are), wakes the decision thread, and then follows
 one of the boxes the gate still waits for. Picking that box at random makes
 the number of re-reads per gate grow like log(boxes), not like the boxes;
 and when the last box settles the follower is already watching it.
@@ -41,7 +41,7 @@ def parse_status(raw: bytes | None) -> Status | None:
 
 class PeerView:
     def __init__(self, gateway: ConsulGateway, environment: str, status_prefix: str, wake: Callable[[], None], wait: float = 60.0,
-                 prefix_read_above: int = 8, settings: Settings = DEFAULTS, node: str = ""):
+                 prefix_read_above: int = 256, settings: Settings = DEFAULTS, node: str = ""):
         self.gateway = gateway
         self.node = node  # this box: always part of a filtered membership (a gate checks it is registered)
         self.settings = settings
@@ -49,7 +49,7 @@ class PeerView:
         self.status_prefix = status_prefix.rstrip("/") + "/"
         self.wake = wake
         self.wait = wait
-        # More boxes than this to (re-)read: one read of the whole status prefix, else one read per key.
+        # More boxes than this to (re-)read: one read of the whole status prefix, else transactions of 64 keys.
         self.prefix_read_above = prefix_read_above
         self._lock = threading.Lock()
         self._gating = False  # between watch() and unwatch(): what was read is cached and followed
@@ -125,12 +125,20 @@ class PeerView:
         self.follower.stop()
 
     def _read_boxes(self, boxes: list[str]) -> dict[str, Seen]:
-        """Each box's status and the index to block on it with: one prefix read for many boxes, else one read per key."""
+        """Each box's status and the index to block on it with.
+
+        One key: one read. Up to ``prefix_read_above`` keys: read-only transactions of 64 keys, whose answer is
+        what was asked for (a worker's gate reads the 42 edge and web boxes, not the 950 workers' statuses too).
+        More: one read of the whole status prefix, which then is mostly what was asked for anyway.
+        """
         if len(boxes) > self.prefix_read_above:
             index, items = self.gateway.read_prefix(self.status_prefix)
             found = {box: items.get(self.status_key(box)) for box in boxes}
             return {box: (parse_status(item.value) if item else None, index) for box, item in found.items()}
-        return {box: self._read_one(box, 0, 0.0) for box in boxes}
+        if len(boxes) == 1:
+            return {boxes[0]: self._read_one(boxes[0], 0, 0.0)}
+        read = self.gateway.read_keys([self.status_key(box) for box in boxes])
+        return {box: (parse_status(item.value), item.index) for box in boxes for item in [read[self.status_key(box)]]}
 
     def _read_one(self, box: str, index: int, wait: float) -> Seen:
         read = self.gateway.get_key(self.status_key(box), index=index, wait=wait or None)

@@ -68,6 +68,12 @@ def test_shipped_policies_grant_exactly_the_work(acl_consul: AclConsul, environm
         assert readonly.get_key(f"maintenance/{environment}/status/web-a").exists
         members = readonly.members(environment)[1]
         assert [m.box for m in members] == ["web-a"]
+        # A gate's read of several boxes (one read-only transaction) is allowed to the agent, a missing box included.
+        statuses = as_agent.read_keys([f"maintenance/{environment}/status/web-a", f"maintenance/{environment}/status/web-gone"])
+        assert statuses[f"maintenance/{environment}/status/web-a"].exists and not statuses[f"maintenance/{environment}/status/web-gone"].exists
+        with pytest.raises(ConsulPermissionDenied) as denied:  # Consul leaves keys the token may not read out of the answer
+            as_agent.read_keys([desired, f"maintenance/{environment}/history/x"])  # the agent may read the intent, not the history
+        assert "history/x" in denied.value.rule
 
         # What the agent must not do: 403, with the rule that is missing, never the token.
         for key in (desired, f"maintenance/{environment}/status/web-b"):
