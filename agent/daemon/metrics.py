@@ -59,6 +59,9 @@ class AgentMetrics:
         self.consul_up.set(0)
         self._drift_shown: set[tuple[str, str]] = set()
 
+    def transition_done(self, entered: bool, seconds: float) -> None:
+        self.transition_seconds.labels("enter" if entered else "exit").observe(seconds)
+
     def count_drift(self, repaired: Iterable[tuple[str, str]], reported: Iterable[tuple[str, str]]) -> None:
         """One drift pass: count each repair; the reported gauge is 1 for exactly the (role, step)s in ``reported``."""
         for role, step in repaired:

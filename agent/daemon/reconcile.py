@@ -48,24 +48,11 @@ def call_hook(log: Any, name: str, hook: Callable[..., None], *args: Any) -> Non
 
 
 class Reconciler:
-    def __init__(
-        self,
-        node: str,
-        roles: Sequence[Role],
-        order: Sequence[Role],
-        steps: Mapping[Role, Sequence[Step]],
-        memory: StateFile,
-        peers: Peers,
-        publish: Callable[[Status], None],
-        metrics: AgentMetrics,
-        log: Any,
-        retry: BackoffPolicy = DEFAULTS.step_retry,
-        resync: float = 30.0,
-        on_tick: Callable[[], None] | None = None,
-        clock: Callable[[], datetime] = utc_now,
-        on_intent: Callable[[Intent], None] | None = None,
-        on_transition: Callable[[State, State, Intent | None], None] | None = None,
-    ):
+    def __init__(self, node: str, roles: Sequence[Role], order: Sequence[Role], steps: Mapping[Role, Sequence[Step]],
+                 memory: StateFile, peers: Peers, publish: Callable[[Status], None], metrics: AgentMetrics, log: Any,
+                 retry: BackoffPolicy = DEFAULTS.step_retry, resync: float = 30.0, on_tick: Callable[[], None] | None = None,
+                 clock: Callable[[], datetime] = utc_now, on_intent: Callable[[Intent], None] | None = None,
+                 on_transition: Callable[[State, State, Intent | None], None] | None = None):
         self.node = node
         self.roles = [r for r in order if r in roles]
         self.steps = {r: list(steps.get(r, ())) for r in self.roles}
@@ -73,6 +60,7 @@ class Reconciler:
         self.metrics = metrics
         self.log = log.bind(node=node)
         self.resync = resync
+        self._publishes = 0  # statuses handed to the reporter (a tick publishes its intake only if nothing else did)
         self.on_tick = on_tick or (lambda: None)
         self.clock = clock
         self.on_intent = on_intent or (lambda intent: None)
@@ -134,8 +122,19 @@ class Reconciler:
             self._publish()
 
     def tick(self) -> float:
-        """Decide and act until the answer is to wait; returns how long the loop may sleep."""
-        self._absorb_intent()
+        """Decide and act until the answer is to wait; returns how long the loop may sleep.
+
+        What the intake changed (a new intent, a refused one) is published only if the tick's moves did not: a flip
+        publishes ``entering`` at once, and writing the old state under the new intent first would cost one more
+        write per box at the flip, fleet-wide."""
+        absorbed, published = self._absorb_intent(), self._publishes
+        try:
+            return self._decide_and_act()
+        finally:
+            if absorbed and self._publishes == published:
+                self._publish()
+
+    def _decide_and_act(self) -> float:
         was_held = self.record.held is not None
         if self.memory_hold.holding():
             self._publish()
@@ -181,14 +180,13 @@ class Reconciler:
 
     # -- intent ----------------------------------------------------------------
 
-    def _absorb_intent(self) -> None:
+    def _absorb_intent(self) -> bool:  # True: something new to show
         intake = self.inbox.take(self.state)
         if intake is Intake.ACCEPTED and self.intent is not None:
             self._retry_at = 0.0
             self.backoff.reset()
             call_hook(self.log, "on_intent", self.on_intent, self.intent)
-        if intake is not None:
-            self._publish()
+        return intake is not None
 
     # -- transitions -------------------------------------------------------------
 
@@ -206,8 +204,7 @@ class Reconciler:
         self.record.since = self.clock()
         self.metrics.state.state(dest.value)
         if dest in (State.ACTIVE, State.MAINTENANCE) and self._transition_started is not None:
-            direction = "enter" if dest is State.MAINTENANCE else "exit"
-            self.metrics.transition_seconds.labels(direction).observe(time.monotonic() - self._transition_started)
+            self.metrics.transition_done(dest is State.MAINTENANCE, time.monotonic() - self._transition_started)
             self._transition_started = None
         self.record.save(self.state)
         self.log.info("state changed", from_state=source.value, to_state=dest.value,
@@ -295,4 +292,5 @@ class Reconciler:
         return self.record.status(self.state, self.intent, self.inbox.error, self.clock())
 
     def _publish(self) -> None:
+        self._publishes += 1
         self.publish(self.status())

@@ -35,6 +35,20 @@ def test_enter_and_exit_run_steps_in_order_and_report(tmp_path: Path) -> None:
     assert published[-1].intent_index == 12
 
 
+
+def test_a_flip_publishes_entering_first_not_the_old_state_under_the_new_intent(tmp_path: Path) -> None:
+    """Every box writes its status at a flip: one write each, not two (the fleet's burst at the flip halves)."""
+    journal: list[str] = []
+    rec, published = make_reconciler(tmp_path, [Role.WEB], steps_for(journal, Role.WEB))
+    rec.on_watch_event(read(b"maintenance", 11))
+    settle(rec)
+    under_new_intent = [(p.state, p.intent_index) for p in published if p.intent_index == 11]
+    assert under_new_intent[0] == ("entering", 11) and ("active", 11) not in under_new_intent
+    before = len(published)
+    rec.on_watch_event(read(b"maintenance-please", 12))  # refused: nothing moves, and the refusal is shown
+    settle(rec)
+    assert len(published) == before + 1 and published[-1].intent_error and published[-1].state == "maintenance"
+
 def test_garbage_never_moves_the_box(tmp_path: Path) -> None:
     journal: list[str] = []
     rec, published = make_reconciler(tmp_path, [Role.WEB], steps_for(journal, Role.WEB))
