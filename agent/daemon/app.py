@@ -178,6 +178,8 @@ class Agent:
             return False, f"cannot make progress: {self.reconciler.health.error}"
         if self.reconciler.record.held:
             return False, f"cannot make progress: {self.reconciler.record.held}"
+        if self.reporter.conflict:  # its status cannot be reported, so no gate can see this box: not ready
+            return False, f"cannot report: status key conflict: {self.reporter.conflict}"
         return True, detail
 
     def start(self) -> Agent:

@@ -41,6 +41,8 @@ def test_second_agent_with_the_same_node_name_reports_a_conflict_and_never_takes
         assert len(conflicts) == 1 and conflicts[0]["log_level"] == "error" and owner in conflicts[0]["conflict"]
         health = requests.get(f"http://127.0.0.1:{second.metrics_server.port}/healthz", timeout=5).text
         assert "status key conflict" in health
+        ready = requests.get(f"http://127.0.0.1:{second.metrics_server.port}/readyz", timeout=5)
+        assert ready.status_code == 503 and "status key conflict" in ready.text
         assert "maintenance_status_key_conflict 0.0" in metric(first, "maintenance_status_key_conflict")
 
         index = consul.kv_put(f"maintenance/{environment}/desired", "maintenance")  # the first one keeps working
@@ -52,6 +54,7 @@ def test_second_agent_with_the_same_node_name_reports_a_conflict_and_never_takes
         wait_until(lambda: holder(consul, key) not in (None, owner), 15, what="the second agent to take the released key")
         wait_until(lambda: "maintenance_status_key_conflict 0.0" in metric(second, "maintenance_status_key_conflict"), 5,
                    what="the conflict to clear")
+        assert requests.get(f"http://127.0.0.1:{second.metrics_server.port}/readyz", timeout=5).status_code == 200
         index = consul.kv_put(f"maintenance/{environment}/desired", "active")  # and it acts and reports as that box
         wait_for_status(consul.address, environment, "web-twin", state="active", intent_index=index)
     finally:
