@@ -1,8 +1,9 @@
 """The crash sweep: SIGKILL the agent at every point between two backend calls; nothing is lost.
 
 For each backend — real supervisord, the command backend, the systemd
-stand-in — a worker box runs ``alpha`` and ``beta`` and has ``gamma``
-stopped. The agent process (``tests.fixtures.crash_agent``) blocks before its
+stand-in — and for each role that stops what ran and must bring back exactly
+that (worker services, scheduler jobs), a box runs ``alpha`` and ``beta`` and
+has ``gamma`` stopped. The agent process (``tests.fixtures.crash_agent``) blocks before its
 Nth call to the service manager and is SIGKILLed there, for every N:
 
 - **entering**: killed at call N while entering; a restarted agent finishes
@@ -55,6 +56,7 @@ class Sweep:
     workdir: Path
     kind: str
     spawner: AgentZygote
+    role: str = "worker"
     tried: Counter = field(default_factory=Counter)
 
     # -- one flow: a fresh environment, state dir and journal ----------------------------------
@@ -62,8 +64,8 @@ class Sweep:
     def flow(self) -> tuple[dict, Path]:
         n = next(_flows)
         env = f"crash{os.getpid() % 1000}x{n}"
-        doc = agent_doc(self.consul.address, env, f"{self.kind}-box", ["worker"], self.workdir / f"state-{n}",
-                        worker=self.box.worker_table())
+        doc = agent_doc(self.consul.address, env, f"{self.kind}-{self.role}", [self.role], self.workdir / f"state-{n}",
+                        **{self.role: self.box.table(self.role)})
         doc["agent"]["retry_max_seconds"] = 0.5
         self.box.reset()
         return doc, self.workdir / f"journal-{n}"
@@ -113,19 +115,19 @@ class Sweep:
     # -- what must hold ------------------------------------------------------------------------
 
     def assert_entered(self) -> None:
-        assert self.box.running() == set(), f"{self.kind}: still running in maintenance: {self.box.running()}"
+        assert self.box.running() == set(), f"{self.kind} {self.role}: still running in maintenance: {self.box.running()}"
 
     def assert_back(self, journal: Path, where: str) -> None:
         running = self.box.running()
-        assert running == RAN_BEFORE, f"{self.kind} {where}: running {sorted(running)}, ran before {sorted(RAN_BEFORE)}"
+        assert running == RAN_BEFORE, f"{self.kind} {self.role} {where}: running {sorted(running)}, ran before {sorted(RAN_BEFORE)}"
         if isinstance(self.box, SystemdBox):
-            assert self.box.enabled() == {"alpha"}, f"{self.kind} {where}: enabled {self.box.enabled()}"
+            assert self.box.enabled() == {"alpha"}, f"{self.kind} {self.role} {where}: enabled {self.box.enabled()}"
         done = Counter(_normalise(line) for line in (journal.read_text().splitlines() if journal.exists() else []))
         twice = {action: n for action, n in done.items() if n > 1}
-        assert not twice, f"{self.kind} {where}: actions ran twice: {twice}"
-        assert not [a for a in done if a.endswith(" gamma")], f"{self.kind} {where}: gamma was touched: {done}"
+        assert not twice, f"{self.kind} {self.role} {where}: actions ran twice: {twice}"
+        assert not [a for a in done if a.endswith(" gamma")], f"{self.kind} {self.role} {where}: gamma was touched: {done}"
         for name in RAN_BEFORE:
-            assert done[f"start {name}"] <= done[f"stop {name}"], f"{self.kind} {where}: {name} started without being stopped"
+            assert done[f"start {name}"] <= done[f"stop {name}"], f"{self.kind} {self.role} {where}: {name} started without being stopped"
 
 
 def _normalise(line: str) -> str:
@@ -202,19 +204,21 @@ def test_sigkill_at_every_point_between_two_backend_calls_loses_nothing(consul_s
     totals: Counter = Counter()
     spawner = AgentZygote(tmp_path)
     try:
-        for kind, box in boxes.items():
-            sweep = Sweep(consul_server, box, tmp_path / kind, kind, spawner)
-            (tmp_path / kind).mkdir()
+        for role, (kind, box) in itertools.product(("worker", "scheduler"), boxes.items()):
+            where = tmp_path / f"{role}-{kind}"
+            where.mkdir()
+            sweep = Sweep(consul_server, box, where, kind, spawner, role=role)
             began = time.monotonic()
             run_sweep(sweep)
-            print(f"crash sweep {kind}: {dict(sweep.tried)} in {time.monotonic() - began:.0f}s")
-            totals.update(sweep.tried)
+            print(f"crash sweep {role} {kind}: {dict(sweep.tried)} in {time.monotonic() - began:.0f}s")
+            totals.update({f"{role} {phase}": n for phase, n in sweep.tried.items()})
     finally:
         spawner.close()
     total = sum(totals.values())
     print(f"crash sweep: {total} kill points tried ({dict(totals)}) in {time.monotonic() - started:.0f}s; nothing lost")
     assert total >= 20
-    record("agent SIGKILLed between every two backend calls (supervisor, command, systemd)", faults=total, actions_lost=0,
+    record("agent SIGKILLed between every two backend calls (worker and scheduler; supervisor, command, systemd)", faults=total,
+           actions_lost=0,
            detail=", ".join(f"{n} {phase}" for phase, n in totals.items()))
 
 
