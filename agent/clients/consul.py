@@ -378,6 +378,7 @@ class ConsulGateway:
                 consul_node=entry["Node"]["Node"],
                 alive=alive,
                 check_output=output,
+                order=tuple(r for r in ((service.get("Meta") or {}).get("order") or "").split(",") if r),
             ))
         return int(raw_index or 0), members
 

@@ -90,6 +90,8 @@ class Member:
     consul_node: str
     alive: bool
     check_output: str = ""
+    #: The role order its agent gates by (``[agent] order``), as it registered it; empty when not published.
+    order: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,8 @@ class Agent:
             self.gateway, self.status_key,
             service_id=f"maintenance-agent:{config.agent.environment}:{self.node}",
             tags=[f"env:{config.agent.environment}", *(f"role:{r}" for r in roles)],
-            meta={"box": self.node, "env": config.agent.environment, "version": __version__},
+            meta={"box": self.node, "env": config.agent.environment, "version": __version__,
+                  "order": ",".join(r.value for r in config.agent.order)},  # maintctl shows the fleet in the agents' order
             memory=self.memory, ttl=config.consul.session_ttl_seconds, log=self.log, settings=self.settings,
             identity=f"{socket.gethostname()}:{self.memory.path.resolve()}",
             on_conflict=lambda message: self.metrics.status_conflict.set(1 if message else 0),

@@ -22,7 +22,7 @@ from agent.clients.consul import ConsulKV, KeyRead
 from agent.core.errors import CasConflict, IntentError, MaintenanceAgentError
 from agent.core.gates import roles_in_direction
 from agent.core.intent import parse_intent
-from agent.core.model import DEFAULT_ORDER, Intent, Mode, State, Status
+from agent.core.model import DEFAULT_ORDER, Intent, Mode, Role, State, Status
 
 
 class NoAgents(MaintenanceAgentError):
@@ -44,6 +44,7 @@ class BoxView:
     #: The Consul nodes of its registrations when there is more than one: two agents configured with the same
     #: node name (the second never takes the status key, so only its registration shows it).
     twins: tuple[str, ...] = ()
+    order: tuple[str, ...] = ()  # the role order its agent registered (``[agent] order``); empty if it did not say
 
     @property
     def twin_conflict(self) -> str | None:
@@ -116,7 +117,36 @@ class FleetSnapshot:
             return [f"{self.desired_key}: {self.intent_error}"]
         if not self.boxes:
             return [f"no agents registered for environment {self.environment!r}"]
-        return [f"{b.node}: {p}" for b in self.boxes if (p := b.problem(self.intent))]
+        conflict = [f"order: {c}"] if (c := self.order_conflict()) else []
+        return conflict + [f"{b.node}: {p}" for b in self.boxes if (p := b.problem(self.intent))]
+
+    @property
+    def order(self) -> tuple[Role, ...]:
+        """The role order the agents gate by (``[agent] order``, from their registrations); the default when none
+        says, or when they disagree (``order_conflict``)."""
+        orders = self._orders()
+        if len(orders) == 1:
+            try:
+                return tuple(Role(r) for r in next(iter(orders)))
+            except ValueError:  # a role this maintctl does not know: a newer agent
+                return DEFAULT_ORDER
+        return DEFAULT_ORDER
+
+    def order_conflict(self) -> str | None:
+        """Boxes whose agents gate by different orders can wait on each other for ever: say which say what."""
+        orders = self._orders()
+        if len(orders) < 2:
+            return None
+        said = "; ".join(f"{' > '.join(order)} on {', '.join(nodes[:3])}" + (f" and {len(nodes) - 3} more" if len(nodes) > 3 else "")
+                         for order, nodes in sorted(orders.items(), key=lambda item: -len(item[1])))
+        return f"the agents disagree on the role order ([agent] order), so gates may wait on each other for ever: {said}"
+
+    def _orders(self) -> dict[tuple[str, ...], list[str]]:
+        out: dict[tuple[str, ...], list[str]] = {}
+        for box in self.boxes:
+            if box.order and not box.released:
+                out.setdefault(box.order, []).append(box.node)
+        return out
 
     def drift(self) -> list[str]:
         """Drift the boxes report and leave alone (roles with ``drift = "report"``), one line per box."""
@@ -126,14 +156,14 @@ class FleetSnapshot:
         """``maintctl status``'s exit code: 0 converged and nothing drifted, 1 not yet (or drift reported), 2 no valid intent."""
         if self.intent is None:
             return 2
-        return 0 if self.converged and not self.drift() else 1
+        return 0 if self.converged and not self.drift() and not self.order_conflict() else 1
 
     def roles_progress(self) -> list[RoleProgress]:
         """Per role, in the order of the intent's direction: how many boxes have it settled."""
         if self.intent is None:
             return []
         out = []
-        for role in roles_in_direction(DEFAULT_ORDER, self.intent.mode):
+        for role in roles_in_direction(self.order, self.intent.mode):
             holders = [b for b in self.boxes if role.value in b.roles and not b.released]
             if holders:
                 done = sum(1 for b in holders if b.role_settled(role.value, self.intent))
@@ -176,6 +206,8 @@ class FleetSnapshot:
             "roles": [{"role": p.role, "done": p.done, "total": p.total} for p in self.roles_progress()],
             "blocked": [] if self.converged else self.blockers(),
             "drift": self.drift(),
+            "order": [r.value for r in self.order],
+            "order_conflict": self.order_conflict(),
             "boxes": [{
                 "node": b.node, "roles": list(b.roles), "registered": b.registered, "alive": b.alive,
                 "silent": b.silent, "released": b.released, "status": b.raw_status,
@@ -252,7 +284,8 @@ class FleetReader:
             boxes.append(BoxView(node=node, roles=tuple(roles), registered=member is not None,
                                  alive=bool(member and member.alive), status=status, raw_status=raw,
                                  released=node in released, unreadable=node in reported and status is None,
-                                 twins=tuple(sorted(nodes[node])) if len(nodes.get(node, ())) > 1 else ()))
+                                 twins=tuple(sorted(nodes[node])) if len(nodes.get(node, ())) > 1 else (),
+                                 order=member.order if member else ()))
         return FleetSnapshot(environment=self.environment, desired_key=self.desired_key, index=index, desired=desired,
                              intent=intent, intent_error=intent_error, boxes=tuple(boxes))
 

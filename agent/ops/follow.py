@@ -10,11 +10,12 @@ rules are table-tested.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from agent.core.gates import roles_in_direction
-from agent.core.model import DEFAULT_ORDER, Intent, State
+from agent.core.model import DEFAULT_ORDER, Intent, Role, State
 from agent.ops.fleet import BoxView, FleetSnapshot
 
 
@@ -31,7 +32,7 @@ class BoxFailure:
         return f"{self.node} [{self.role}] {self.step}: {self.message}"
 
 
-def failure_of(box: BoxView, intent: Intent) -> BoxFailure | None:
+def failure_of(box: BoxView, intent: Intent, order: Sequence[Role] = DEFAULT_ORDER) -> BoxFailure | None:
     """The box's error, attributed to the first of its roles (in the direction's order) not yet settled."""
     status = box.status
     if status is None or box.released:
@@ -41,7 +42,7 @@ def failure_of(box: BoxView, intent: Intent) -> BoxFailure | None:
     if not status.error:
         return None
     settled = State.settled_for(intent.mode).value
-    mine = [r.value for r in roles_in_direction(DEFAULT_ORDER, intent.mode) if r.value in box.roles]
+    mine = [r.value for r in roles_in_direction(order, intent.mode) if r.value in box.roles]
     role = next((r for r in mine if status.progress.get(r, status.state) != settled), mine[0] if mine else "-")
     step, sep, detail = status.error.partition(": ")
     if not sep or " " in step:
@@ -52,7 +53,7 @@ def failure_of(box: BoxView, intent: Intent) -> BoxFailure | None:
 def failures(snapshot: FleetSnapshot) -> dict[str, BoxFailure]:
     if snapshot.intent is None:
         return {}
-    return {b.node: f for b in snapshot.boxes if (f := failure_of(b, snapshot.intent)) is not None}
+    return {b.node: f for b in snapshot.boxes if (f := failure_of(b, snapshot.intent, snapshot.order)) is not None}
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from agent.core.gates import roles_in_direction
-from agent.core.model import DEFAULT_ORDER, Intent, Mode, State
+from agent.core.model import Intent, Mode, State
 from agent.ops.fleet import BoxView, FleetSnapshot
 
 KINDS = ("settled", "moving", "blocked", "failing", "dead")
@@ -46,7 +46,7 @@ def summarize(snapshot: FleetSnapshot) -> list[RoleSummary]:
     """Per role, in the direction of the intent (entering order when it is invalid), released boxes left out."""
     intent = snapshot.intent or Intent(mode=Mode.ACTIVE)
     out = []
-    for role in roles_in_direction(DEFAULT_ORDER, intent.mode):
+    for role in roles_in_direction(snapshot.order, intent.mode):
         summary = RoleSummary(role.value)
         for box in snapshot.boxes:
             if role.value in box.roles and not box.released:
@@ -75,7 +75,7 @@ def plan_by_role(snapshot: FleetSnapshot, intent: Intent) -> list[RolePlan]:
     """Per role in the order of the intent: how many boxes will act, are already there, are released; the silent ones by name."""
     target = State.settled_for(intent.mode).value
     plans: list[RolePlan] = []
-    for role in roles_in_direction(DEFAULT_ORDER, intent.mode):
+    for role in roles_in_direction(snapshot.order, intent.mode):
         holders = [b for b in snapshot.boxes if role.value in b.roles]
         if not holders:
             continue

@@ -19,7 +19,7 @@ from datetime import datetime, tzinfo
 from typing import TextIO
 
 from agent.core.gates import roles_in_direction
-from agent.core.model import DEFAULT_ORDER, Intent, State
+from agent.core.model import Intent, State
 from agent.ops.fleet import BoxView, FleetSnapshot
 from agent.ops.summary import KINDS, PROBLEMS, RoleSummary, plan_by_role, shown_names, summarize
 
@@ -203,6 +203,7 @@ def summary_view(snapshot: FleetSnapshot, top: list[str], width: int, color: boo
         out += _lines([("error", "bold red"), (shown_names(nodes, LISTED) + ":", "bold"), (error, "")], width, color)
     if len(errors) > LISTED:
         out += _lines([(f"(+{len(errors) - LISTED} more distinct errors)", "dim")], width, color)
+    out += order_conflict_lines(snapshot, width, color)
     return "\n".join([*out, *_lines([(f"{len(snapshot.boxes)} boxes; every box: maintctl status --full (or --json)", "dim")], width, color)])
 
 
@@ -261,7 +262,12 @@ def status_view(snapshot: FleetSnapshot, now: datetime, tz: tzinfo, width: int =
         out += _lines([(f"error {number}", "bold red"), (", ".join(nodes) + ":", "bold"), (error, "")], width, color)
     for drift, nodes in drifts.items():
         out += _lines([("drift:", "red"), (drift, ""), (f"(on {', '.join(nodes)})", "bold")], width, color)
-    return "\n".join(out)
+    return "\n".join([*out, *order_conflict_lines(snapshot, width, color)])
+
+
+def order_conflict_lines(snapshot: FleetSnapshot, width: int, color: bool) -> list[str]:
+    conflict = snapshot.order_conflict()
+    return _lines([("order:", "bold red"), (conflict, "")], width, color) if conflict else []
 
 
 def dry_run_view(snapshot: FleetSnapshot, intent: Intent, tz: tzinfo, width: int = WIDE, color: bool = False,
@@ -286,7 +292,7 @@ def dry_run_view(snapshot: FleetSnapshot, intent: Intent, tz: tzinfo, width: int
         return "\n".join([*_lines(title, width, color), *table(per_role, role_rows, width, color, flexible="silent: will block"), *footer])
     rows: list[dict[str, Cell]] = []
     step = 0
-    for role in roles_in_direction(DEFAULT_ORDER, intent.mode):
+    for role in roles_in_direction(snapshot.order, intent.mode):
         holders = [b for b in snapshot.boxes if role.value in b.roles]
         if not holders:
             continue

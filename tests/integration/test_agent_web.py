@@ -22,6 +22,7 @@ def test_flip_puts_the_node_into_maintenance_and_back(own_consul: ConsulAgentPro
         services = requests.get(f"{consul.address}/v1/agent/services", timeout=5).json()
         service = services[f"maintenance-agent:{environment}:web-1"]
         assert set(service["Tags"]) == {f"env:{environment}", "role:web"}
+        assert service["Meta"]["order"] == "edge,web,worker,scheduler", "maintctl shows the fleet in the order its agents gate by"
 
         index = consul.kv_put(f"maintenance/{environment}/desired", '{"mode": "maintenance", "reason": "SQL-A patch"}')
         status = wait_for_status(consul.address, environment, "web-1", state="maintenance")

@@ -132,3 +132,46 @@ def test_two_agents_with_the_same_node_name_are_a_problem_in_status() -> None:
     assert "registered by 2 agents" in views.status_view(snap, NOW, UTC, 200)
     web = next(s for s in summarize(snap) if s.role == "web")
     assert web.named["failing"] == ["web-1"]
+
+
+def _ordered_gateway(orders: dict[str, tuple[str, ...]]) -> FakeGateway:
+    return FakeGateway(members=[Member(box=b, roles=r, consul_node=b, alive=True, order=orders.get(b, ())) for b, r in FLEET])
+
+
+def test_the_fleet_is_shown_in_the_order_its_agents_gate_by() -> None:
+    """A fleet configured with ``[agent] order`` (here workers stop before web boxes leave rotation) is counted in that
+    order, not in the default one: the phase, the per-role summary and the dry run follow the agents."""
+    from agent.ops import views
+    from agent.ops.summary import plan_by_role, summarize
+
+    custom = ("edge", "worker", "web", "scheduler")
+    gw = _ordered_gateway({b: custom for b, _ in FLEET})
+    index = _desire(gw, "maintenance")
+    for node, roles in FLEET:
+        _report(gw, node, "entering", index, roles)
+    snap = FleetReader(gw, "maintenance", "prod").read()
+    assert [r.value for r in snap.order] == list(custom) and snap.order_conflict() is None
+    assert snap.phase(NOW) == "entering: edge 0/1, worker 0/3, web 0/2, scheduler 0/1"
+    assert [s.role for s in summarize(snap)] == list(custom)
+    assert [p.role for p in plan_by_role(snap, Intent(Mode.ACTIVE))] == list(reversed(custom))
+    dry = views.dry_run_view(snap, Intent(Mode.MAINTENANCE), UTC, 200, full=True)
+    assert dry.index("worker-1") < dry.index("web-1")
+    assert snap.to_dict(NOW)["order"] == list(custom)
+
+
+def test_agents_that_disagree_on_the_order_are_a_problem_named_in_status() -> None:
+    """Two orders in one fleet can make gates wait on each other for ever: maintctl says which boxes say what."""
+    from agent.ops import views
+
+    custom = ("edge", "worker", "web", "scheduler")
+    gw = _ordered_gateway({"worker-1": custom, "worker-2": custom, "web-1": ("edge", "web", "worker", "scheduler")})
+    index = _desire(gw, "maintenance")
+    for node, roles in FLEET:
+        _report(gw, node, "maintenance", index, roles)
+    snap = FleetReader(gw, "maintenance", "prod").read()
+    conflict = snap.order_conflict()
+    assert conflict is not None and "edge > worker > web > scheduler on worker-1, worker-2" in conflict
+    assert "edge > web > worker > scheduler on web-1" in conflict
+    assert snap.order == FleetReader(FakeGateway(), "maintenance", "prod").read().order, "the default order while they disagree"
+    assert snap.verdict() == 1 and snap.blockers()[0].startswith("order: the agents disagree")
+    assert "the agents disagree on the role order" in " ".join(views.status_view(snap, NOW, UTC, 200).split())
