@@ -135,6 +135,7 @@ class Reconciler:
                 self._publish()
 
     def _decide_and_act(self) -> float:
+        self.record.save_pending(self.state)
         was_held = self.record.held is not None
         if self.memory_hold.holding():
             self._publish()
@@ -206,6 +207,8 @@ class Reconciler:
         if dest in (State.ACTIVE, State.MAINTENANCE) and self._transition_started is not None:
             self.metrics.transition_done(dest is State.MAINTENANCE, time.monotonic() - self._transition_started)
             self._transition_started = None
+        if dest in (State.ENTERING, State.EXITING) and self.intent and self.record.progress.intent_index != self.intent.index:
+            self.record.progress = Progress(self.intent.index, {r.value: dest.value for r in self.roles})  # one write at a flip
         self.record.save(self.state)
         self.log.info("state changed", from_state=source.value, to_state=dest.value,
                       intent_index=self.intent.index if self.intent else None)

@@ -33,6 +33,8 @@ class BoxRecord:
         self.held: str | None = None
         #: Drift found on the settled box and only reported (``drift = "report"``), until it is gone.
         self.drift: str | None = None
+        #: The state in memory moved on but could not be saved: nothing may act until it is (``save_pending``).
+        self.unsaved = False
 
     def load(self) -> State:
         """Take the machine section from the state file (again, after an operator reset it)."""
@@ -67,12 +69,22 @@ class BoxRecord:
         return True
 
     def save(self, state: State) -> None:
+        """Save the machine's state and progress; ``StateFileUnwritable`` leaves ``unsaved`` set."""
+        self.unsaved = True
         self.memory.put("machine", {
             "state": state.value,
             "since": self.since.isoformat(),
             "intent_index": self.progress.intent_index,
             "progress": self.progress.roles,
         })
+        self.unsaved = False
+
+    def save_pending(self, state: State) -> None:
+        """Before anything acts: save what a failed save left in memory only (raises while it still cannot be written).
+
+        A box that acted on a state it could not save would redo or forget it after a restart."""
+        if self.unsaved:
+            self.save(state)
 
     def status(self, state: State, intent: Intent | None, intent_error: str | None, now: datetime) -> Status:
         scheduled = None

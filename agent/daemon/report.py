@@ -223,10 +223,12 @@ class StatusReporter:
                 self._take_over_key(session)
                 if not self.gateway.put_key(self.key, body, acquire=session):
                     raise MaintenanceAgentError(f"cannot acquire {self.key} with session {session}: held by another session")
-        finally:
+        except BaseException:
             with self._lock:
                 self._writing = None
-        with self._lock:
+            raise
+        with self._lock:  # written, and no longer in flight, in one step: the watch never sees it as neither
+            self._writing = None
             self._written = body
             self._written_gate_fields = latest.gate_fields()
             self._written_under = session

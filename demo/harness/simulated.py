@@ -166,6 +166,9 @@ class RealStatuses:
                 except requests.RequestException:
                     time.sleep(0.2)
                     continue
+                if answer.status_code not in (200, 404):  # 429/5xx: no index to block on; keep what was seen, back off
+                    time.sleep(0.5)
+                    continue
                 index = max(int(answer.headers.get("X-Consul-Index", 1)), 1)
                 status = None
                 if answer.status_code == 200:

@@ -25,6 +25,7 @@ def test_an_unwritable_state_dir_is_counted_and_shown_until_it_is_writable_again
         assert rec.health.error and f"state file {state_dir / 'state.json'} cannot be written" in rec.health.error
         assert published[-1].error and published[-1].error.startswith("cannot make progress: state file")
         assert rec.state is not State.MAINTENANCE
+        assert journal == [], "nothing acts while the state the box moved to cannot be saved"
         state_dir.unlink()
         state_dir.mkdir()
         wait_until(lambda: rec.state is State.MAINTENANCE and rec.health.error is None, 10, what="recovery")

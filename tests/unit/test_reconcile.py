@@ -40,10 +40,14 @@ def test_a_flip_publishes_entering_first_not_the_old_state_under_the_new_intent(
     """Every box writes its status at a flip: one write each, not two (the fleet's burst at the flip halves)."""
     journal: list[str] = []
     rec, published = make_reconciler(tmp_path, [Role.WEB], steps_for(journal, Role.WEB))
-    rec.on_watch_event(read(b"maintenance", 11))
     settle(rec)
-    under_new_intent = [(p.state, p.intent_index) for p in published if p.intent_index == 11]
-    assert under_new_intent[0] == ("entering", 11) and ("active", 11) not in under_new_intent
+    before = len(published)
+    rec.on_watch_event(read(b"maintenance", 11))
+    rec.tick()  # the flip's tick: it enters and runs the role's steps
+    flip = [(p.state, p.intent_index, p.progress) for p in published[before:]]
+    assert flip[0] == ("entering", 11, {"web": "entering"}), "the first status of a flip is the new state under the new intent"
+    assert all(index == 11 for _, index, _ in flip), f"nothing under the old intent, nor the old state under the new: {flip}"
+    settle(rec)
     before = len(published)
     rec.on_watch_event(read(b"maintenance-please", 12))  # refused: nothing moves, and the refusal is shown
     settle(rec)

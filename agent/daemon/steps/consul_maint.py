@@ -25,6 +25,7 @@ class NodeMaintenanceStep(Step):
 
     def __init__(self, gateway: ConsulGateway):
         self.gateway = gateway
+        self._active_verified = False  # back to normal: checked once since this process started
 
     def _state(self) -> tuple[bool, str]:
         try:
@@ -44,16 +45,20 @@ class NodeMaintenanceStep(Step):
         return not on
 
     def drift(self, ctx: StepContext, target: Mode, quick: bool = False) -> list[str]:
-        """Only a box in maintenance can drift (``consul maint -disable`` by hand); after the window it cannot.
+        """In a window, every pass (``consul maint -disable`` by hand is drift). Back to normal, once per process.
 
-        Back to normal there is nothing of ours left to drift: only this agent sets node maintenance with its
+        After a window there is nothing of ours left to drift: only this agent sets node maintenance with its
         reason, and leaving verified it was cleared; maintenance set by someone else is not ours to undo. So a
-        settled, active web box asks Consul nothing for this step, and its idle cost stays two blocking
-        queries a minute.
+        settled, active web box asks Consul once after it starts (a state file lost mid-window would otherwise
+        leave our maintenance on for good) and then nothing: its idle cost stays two blocking queries a minute.
         """
-        if target is not Mode.MAINTENANCE:
+        if target is Mode.MAINTENANCE:
+            return super().drift(ctx, target, quick)
+        if self._active_verified:
             return []
-        return super().drift(ctx, target, quick)
+        changed = super().drift(ctx, target, quick)
+        self._active_verified = not changed  # a repair is checked again on the next pass
+        return changed
 
     def apply(self, ctx: StepContext) -> None:
         reason = f"{REASON_PREFIX} {ctx.intent.reason or 'planned maintenance'} (intent {ctx.intent.index})"
