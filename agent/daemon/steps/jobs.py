@@ -22,7 +22,7 @@ from typing import Literal
 from agent.config.roles import SchedulerSection
 from agent.config.schema import AgentConfig
 from agent.core.errors import StepError, StepPending
-from agent.core.model import Mode, Role
+from agent.core.model import Role
 from agent.daemon.backends import BackendError, ServiceBackend, build_backend
 from agent.daemon.steps import quiesce
 from agent.daemon.steps.base import Step, StepContext
@@ -76,24 +76,13 @@ class SchedulerJobsStep(SnapshottedUnitsStep):
     def _snapshot_log(self, ctx: StepContext, snapshot: list[quiesce.ServiceRecord]) -> None:
         ctx.log.info("jobs snapshot taken", step=self.name, enabled=[r["name"] for r in snapshot if r["enabled"] or r["active"]])
 
-    def check(self, ctx: StepContext, target: Mode) -> bool:
-        try:
-            if target is Mode.MAINTENANCE:
-                names = self.backend.expand(self.jobs)
-                return not quiesce.still_up(self.backend, names) and not self._running(names)
-            return self._back_to_normal(ctx)
-        except BackendError as exc:
-            raise StepError(self.name, exc.detail) from None
+    def _quiet_in_window(self) -> bool:
+        names = self.backend.expand(self.jobs)
+        return not quiesce.still_up(self.backend, names) and not self._running(names)
 
-    def drift(self, ctx: StepContext, target: Mode, quick: bool = False) -> list[str]:
-        try:
-            if target is Mode.MAINTENANCE:
-                names = self.backend.expand(self.jobs)
-                return quiesce.describe_up(self.backend, names) + [f"{job} running ({', '.join(runs)})"
-                                                                   for job, runs in self._running(names).items()]
-            return self._drift_after_window(ctx)
-        except BackendError as exc:
-            raise StepError(self.name, exc.detail) from None
+    def _up_in_window(self) -> list[str]:
+        names = self.backend.expand(self.jobs)
+        return quiesce.describe_up(self.backend, names) + [f"{job} running ({', '.join(runs)})" for job, runs in self._running(names).items()]
 
     def apply(self, ctx: StepContext) -> None:
         try:

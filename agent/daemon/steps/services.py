@@ -23,7 +23,7 @@ from typing import Literal
 from agent.config.roles import WorkerSection
 from agent.config.schema import AgentConfig
 from agent.core.errors import StepError
-from agent.core.model import Mode, Role
+from agent.core.model import Role
 from agent.daemon.backends import BackendError, ServiceBackend, build_backend
 from agent.daemon.steps import quiesce
 from agent.daemon.steps.base import Step, StepContext
@@ -62,21 +62,11 @@ class WorkerServicesStep(SnapshottedUnitsStep):
     def _snapshot_log(self, ctx: StepContext, snapshot: list[quiesce.ServiceRecord]) -> None:
         ctx.log.info("services snapshot taken", step=self.name, running=[r["name"] for r in snapshot if r["active"]])
 
-    def check(self, ctx: StepContext, target: Mode) -> bool:
-        try:
-            if target is Mode.MAINTENANCE:
-                return not quiesce.still_up(self.backend, self.backend.expand(self.services))
-            return self._back_to_normal(ctx)
-        except BackendError as exc:
-            raise StepError(self.name, exc.detail) from None
+    def _quiet_in_window(self) -> bool:
+        return not quiesce.still_up(self.backend, self.backend.expand(self.services))
 
-    def drift(self, ctx: StepContext, target: Mode, quick: bool = False) -> list[str]:
-        try:
-            if target is Mode.MAINTENANCE:
-                return quiesce.describe_up(self.backend, self.backend.expand(self.services))
-            return self._drift_after_window(ctx)
-        except BackendError as exc:
-            raise StepError(self.name, exc.detail) from None
+    def _up_in_window(self) -> list[str]:
+        return quiesce.describe_up(self.backend, self.backend.expand(self.services))
 
     def apply(self, ctx: StepContext) -> None:
         try:

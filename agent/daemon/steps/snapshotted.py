@@ -4,7 +4,8 @@ Both take a snapshot of their units (services, jobs) once per window, stop
 them, and on leaving bring back exactly the snapshot; after the window they
 hold what ran before for ``hold_after_window`` seconds. Only what "up" means
 (the scheduler also waits for runs in progress) and the words differ, so the
-snapshot, the restore and the aftermath are kept here once.
+snapshot, the restore, the aftermath and the shape of ``check``/``drift`` are
+kept here once.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import abc
 from collections.abc import Callable
 
 from agent.core.errors import StepError, StepPending
+from agent.core.model import Mode
 from agent.daemon.backends import BackendError, ServiceBackend
 from agent.daemon.steps import quiesce
 from agent.daemon.steps.base import Step, StepContext
@@ -36,6 +38,26 @@ class SnapshottedUnitsStep(Step):
     @abc.abstractmethod
     def _snapshot_log(self, ctx: StepContext, snapshot: list[quiesce.ServiceRecord]) -> None:
         """The one log line of a new snapshot, naming what counts as up for this kind of unit."""
+
+    @abc.abstractmethod
+    def _quiet_in_window(self) -> bool:
+        """In a window: nothing of the configured units is up (``check``)."""
+
+    @abc.abstractmethod
+    def _up_in_window(self) -> list[str]:
+        """In a window: what is up, one phrase each (``drift``); empty exactly when ``_quiet_in_window``."""
+
+    def check(self, ctx: StepContext, target: Mode) -> bool:
+        try:
+            return self._quiet_in_window() if target is Mode.MAINTENANCE else self._back_to_normal(ctx)
+        except BackendError as exc:
+            raise StepError(self.name, exc.detail) from None
+
+    def drift(self, ctx: StepContext, target: Mode, quick: bool = False) -> list[str]:
+        try:
+            return self._up_in_window() if target is Mode.MAINTENANCE else self._drift_after_window(ctx)
+        except BackendError as exc:
+            raise StepError(self.name, exc.detail) from None
 
     def _back_to_normal(self, ctx: StepContext) -> bool:
         """Back only once the window's snapshot is consumed: a snapshot left by a window that never completed
