@@ -42,7 +42,7 @@ import requests
 from demo.harness.agents import AgentProcess, agent_doc, wait_for_status
 from demo.harness.consul import ConsulAgentProcess
 from demo.harness.haproxy import HAProxyUnderTest, LoopbackBackend, edge_section
-from demo.harness.procstats import connections_to, cpu_seconds, rss_bytes, threads
+from demo.harness.procstats import PeakSampler, cpu_seconds
 from demo.harness.simulated import FleetDriver, SimulatedFleet
 
 ORDER = ["edge", "web", "worker", "scheduler"]
@@ -179,34 +179,6 @@ def _without_none(value: object) -> object:
     return value
 
 
-class Sampler:
-    """Every 0.2 s, each real agent's connections to Consul, threads and RSS, from /proc; keeps the maxima."""
-
-    def __init__(self, real: RealBoxes):
-        self.real, self.maxima = real, {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.2):
-            for box, agent in self.real.agents.items():
-                pid = agent.process.pid
-                try:
-                    now = (connections_to(pid, self.real.consul.http_port), threads(pid), rss_bytes(pid))
-                except OSError:
-                    continue
-                old = self.maxima.get(box, (0, 0, 0))
-                self.maxima[box] = tuple(max(a, b) for a, b in zip(old, now, strict=True))
-
-
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
@@ -268,7 +240,7 @@ def run_size(n: int, args: argparse.Namespace, work: Path) -> None:
         floor_n, floor_real = raw_fanout_seconds(consul, n), raw_fanout_seconds(consul, len(real_names))
         driver = FleetDriver(fleet, members, ORDER, args.step)
         cpu0, bytes0 = consul_io(consul)
-        with Sampler(real) as sampler:
+        with PeakSampler({box: agent.process.pid for box, agent in real.agents.items()}, consul.http_port) as sampler:
             enter = transition(consul, real, driver, "maintenance")
             leave = transition(consul, real, driver, "active")
         cpu1, bytes1 = consul_io(consul)
@@ -285,10 +257,10 @@ def run_size(n: int, args: argparse.Namespace, work: Path) -> None:
             gates = "; ".join(f"{g} p50 {percentile(v, .5) * 1000:.0f} ms p99 {percentile(v, .99) * 1000:.0f} ms (n={len(v)})"
                               for g, v in result["gates"].items())
             print(f"{name}: flip -> converged {result['converged']:.2f} s; gates: {gates}")
-        maxima = list(sampler.maxima.values())
+        peaks = list(sampler.peaks.values())
         transition_requests = [a + b for a, b in zip(enter["requests"], leave["requests"], strict=True)]
-        print(f"per real agent (max): connections to Consul {max(m[0] for m in maxima)}, threads {max(m[1] for m in maxima)},"
-              f" RSS {max(m[2] for m in maxima) / 2**20:.0f} MB; Consul requests in both transitions median {statistics.median(transition_requests):.0f}"
+        print(f"per real agent (max): connections to Consul {max(p.connections for p in peaks)}, threads {max(p.threads for p in peaks)},"
+              f" RSS {max(p.rss for p in peaks) / 2**20:.0f} MB; Consul requests in both transitions median {statistics.median(transition_requests):.0f}"
               f" max {max(transition_requests):.0f}; CPU seconds in both transitions median"
               f" {statistics.median(a + b for a, b in zip(enter['cpu'], leave['cpu'], strict=True)):.2f}"
               f" max {max(a + b for a, b in zip(enter['cpu'], leave['cpu'], strict=True)):.2f}")

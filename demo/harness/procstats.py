@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -51,3 +54,48 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of the process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Peak:
+    """The most a process was seen holding: TCP connections to one port, threads, RSS bytes."""
+
+    connections: int = 0
+    threads: int = 0
+    rss: int = 0
+
+    def max(self, other: Peak) -> Peak:
+        return Peak(max(self.connections, other.connections), max(self.threads, other.threads), max(self.rss, other.rss))
+
+
+class PeakSampler:
+    """While in its ``with`` block, every ``every`` seconds, each named process's connections to ``port``, threads and RSS.
+
+    Keeps the peak per name (``peaks``) and how many samples were taken (``samples``); a process gone meanwhile is
+    skipped for that sample.
+    """
+
+    def __init__(self, pids: Mapping[str, int], port: int, every: float = 0.2):
+        self.pids, self.port, self.every = dict(pids), port, every
+        self.peaks: dict[str, Peak] = {}
+        self.samples: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PeakSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            for name, pid in self.pids.items():
+                try:
+                    now = Peak(connections_to(pid, self.port), threads(pid), rss_bytes(pid))
+                except OSError:
+                    continue
+                self.peaks[name] = self.peaks.get(name, Peak()).max(now)
+                self.samples[name] = self.samples.get(name, 0) + 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -11,35 +10,11 @@ import pytest
 from demo.harness.agents import AgentProcess, agent_doc, status_of, wait_for_status
 from demo.harness.consul import ConsulAgentProcess
 from demo.harness.processes import wait_until
-from demo.harness.procstats import connections_to, threads
+from demo.harness.procstats import PeakSampler, threads
 from demo.harness.simulated import SimulatedFleet
 
 MAX_CONNECTIONS = 8  # to the local Consul agent, whatever the fleet size
 MAX_THREADS = 16  # the idle agent's threads plus the gate's two watches, whatever the fleet size
-
-
-class ProcSampler:
-    """Samples a process's connections to Consul and its threads every 50 ms until stopped."""
-
-    def __init__(self, pid: int, consul_port: int):
-        self.pid, self.port = pid, consul_port
-        self.connections: list[int] = []
-        self.threads: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> ProcSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            self.connections.append(connections_to(self.pid, self.port))
-            self.threads.append(threads(self.pid))
 
 
 @pytest.mark.slow
@@ -59,7 +34,7 @@ def test_gate_on_300_simulated_boxes_passes_with_fixed_connections_and_threads(
     try:
         wait_for_status(consul.address, environment, "sched-1", state="active", timeout=30)
         idle_threads = threads(agent.process.pid)
-        with ProcSampler(agent.process.pid, consul.http_port) as sampler:
+        with PeakSampler({"sched-1": agent.process.pid}, consul.http_port, every=0.05) as sampler:
             index = consul.kv_put(f"maintenance/{environment}/desired", "maintenance")
             blocked = wait_until(lambda: (s := status_of(consul.address, environment, "sched-1")) and s["blocked_on"] and s, 15,
                                  what="the scheduler to wait at its gate")
@@ -76,9 +51,10 @@ def test_gate_on_300_simulated_boxes_passes_with_fixed_connections_and_threads(
             wait_for_status(consul.address, environment, "sched-1", state="maintenance", intent_index=index, timeout=10)
             assert not flag.exists()  # the job was disabled after the gate opened
             time.sleep(1)
-        assert sampler.connections and max(sampler.connections) <= MAX_CONNECTIONS, sampler.connections
-        assert max(sampler.threads) <= MAX_THREADS, (idle_threads, max(sampler.threads))
-        assert max(sampler.threads) <= idle_threads + 3, (idle_threads, max(sampler.threads))  # the gate's watches, not one per box
+        peak = sampler.peaks["sched-1"]
+        assert sampler.samples["sched-1"] and peak.connections <= MAX_CONNECTIONS, peak
+        assert peak.threads <= MAX_THREADS, (idle_threads, peak.threads)
+        assert peak.threads <= idle_threads + 3, (idle_threads, peak.threads)  # the gate's watches, not one per box
     finally:
         agent.stop()
         fleet.deregister()
