@@ -169,8 +169,7 @@ class Reconciler:
             return self._adopt(intent, target, decision.wait)
         if decision.action is Action.REPAIR:
             return self._repair_drift(intent, target, decision.wait)
-        if self.record.progress.intent_index != intent.index:
-            self.record.progress = Progress(intent.index, {r.value: self.state.value for r in self.roles})
+        if self.record.follow_intent(intent.index, self.state):
             self.record.save(self.state)
         if decision.action is Action.CONVERGE and decision.role is not None:
             return self._converge_role(decision.role, intent, target)
@@ -207,8 +206,8 @@ class Reconciler:
         if dest in (State.ACTIVE, State.MAINTENANCE) and self._transition_started is not None:
             self.metrics.transition_done(dest is State.MAINTENANCE, time.monotonic() - self._transition_started)
             self._transition_started = None
-        if dest in (State.ENTERING, State.EXITING) and self.intent and self.record.progress.intent_index != self.intent.index:
-            self.record.progress = Progress(self.intent.index, {r.value: dest.value for r in self.roles})  # one write at a flip
+        if dest in (State.ENTERING, State.EXITING) and self.intent:
+            self.record.follow_intent(self.intent.index, dest)  # saved and published with the state: one write at a flip
         self.record.save(self.state)
         self.log.info("state changed", from_state=source.value, to_state=dest.value,
                       intent_index=self.intent.index if self.intent else None)

@@ -68,6 +68,13 @@ class BoxRecord:
         self.drift = shown
         return True
 
+    def follow_intent(self, index: int, state: State) -> bool:
+        """Count the roles' progress for intent ``index`` from now on, each at ``state``; False when it already is."""
+        if self.progress.intent_index == index:
+            return False
+        self.progress = Progress(index, {r.value: state.value for r in self.roles})
+        return True
+
     def save(self, state: State) -> None:
         """Save the machine's state and progress; ``StateFileUnwritable`` leaves ``unsaved`` set."""
         self.unsaved = True
