@@ -101,7 +101,7 @@ def run_loader(url: str, seconds: float, threads: int, max_requests: int) -> dic
 def run_bench(seconds: float, loaders: int, threads: int, flip_every: float, max_requests: int = 1_000_000) -> dict[str, float]:
     """Start HAProxy + backend, load from ``loaders`` processes, flip until they finish; return the totals."""
     from agent.core.model import Intent, Mode
-    from agent.daemon.statefile import StateFile
+    from agent.daemon.local.statefile import StateFile
     from agent.daemon.steps.base import StepContext
     from agent.daemon.steps.haproxy import EdgeTrafficStep
     from demo.harness.haproxy import HAProxyUnderTest, LoopbackBackend, edge_section

@@ -49,7 +49,7 @@ ENVIRONMENT = "bench"
 BOXES = {"edge-1": ("edge",), "web-1": ("web",), "web-2": ("web",), "worker-1": ("worker",), "worker-2": ("worker",),
          "scheduler-1": ("scheduler",)}
 MAINCTL = "import sys; from agent.cli.maintctl import main; sys.argv[0] = 'maintctl'; main()"
-DAEMON_IMPORT = ("import time, re; t = time.perf_counter(); import agent.cli.agent_main, agent.daemon.app, agent.daemon.logs; "
+DAEMON_IMPORT = ("import time, re; t = time.perf_counter(); import agent.cli.agent_main, agent.daemon.app, agent.daemon.local.logs; "
                  "t = time.perf_counter() - t; "
                  "rss = int(re.search(r'VmRSS:\\s+(\\d+)', open('/proc/self/status').read()).group(1)); print(t, rss)")
 

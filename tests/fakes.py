@@ -21,13 +21,13 @@ from agent.core.errors import StepError, StepPending
 from agent.core.model import Member, Mode, Role, Status
 from agent.core.settings import BackoffPolicy
 from agent.daemon.backends.base import BackendError, RunState, ServiceBackend
-from agent.daemon.gatekeeper import Peers
-from agent.daemon.metrics import AgentMetrics
-from agent.daemon.reconcile import Reconciler
-from agent.daemon.statefile import StateFile
+from agent.daemon.decision.gatekeeper import Peers
+from agent.daemon.decision.reconcile import Reconciler
+from agent.daemon.local.metrics import AgentMetrics
+from agent.daemon.local.statefile import StateFile
 from agent.daemon.steps.base import Step, StepContext
 from agent.daemon.steps.haproxy import MapRuntime, Verifier
-from agent.daemon.watcher import KeyChanged
+from agent.daemon.watches.watcher import KeyChanged
 
 
 class FakeGateway(ConsulKV):

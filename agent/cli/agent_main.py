@@ -52,7 +52,7 @@ def confirm_state_reset(config_path: Path) -> None:
     takes it as it is now.
     """
     config = _load_or_exit(config_path)
-    from agent.daemon.statefile import confirm_reset  # the daemon side, imported only for this command
+    from agent.daemon.local.statefile import confirm_reset  # the daemon side, imported only for this command
 
     try:
         click.echo(confirm_reset(config.agent.state_dir / "state.json"))
@@ -70,7 +70,7 @@ def run(config_path: Path) -> None:
     import structlog
 
     from agent.daemon.app import SHUTDOWN_DEADLINE_SECONDS, Agent  # imported late: check-config must not need the runtime
-    from agent.daemon.logs import configure_logging
+    from agent.daemon.local.logs import configure_logging
 
     _state_dir_or_exit(config_path, config.agent.state_dir)
     configure_logging(config.log.format, config.log.level)

@@ -20,17 +20,17 @@ from agent.config.schema import AgentConfig
 from agent.core.decide import settled_target
 from agent.core.model import Intent, Mode, Role, State
 from agent.core.settings import DEFAULTS, Settings
-from agent.daemon.driftwatch import DriftWatch
-from agent.daemon.metrics import AgentMetrics, MetricsServer
-from agent.daemon.peers import PeerView
-from agent.daemon.reconcile import Reconciler
-from agent.daemon.report import StatusReporter
-from agent.daemon.roles import build_steps
-from agent.daemon.sdnotify import SystemdNotifier
-from agent.daemon.statefile import StateFile
+from agent.daemon.decision.reconcile import Reconciler
+from agent.daemon.gates.peers import PeerView
+from agent.daemon.local.metrics import AgentMetrics, MetricsServer
+from agent.daemon.local.sdnotify import SystemdNotifier
+from agent.daemon.local.statefile import StateFile
+from agent.daemon.reporting.reporter import StatusReporter
 from agent.daemon.steps.base import Step
-from agent.daemon.watcher import KeyWatcher
-from agent.daemon.windows import EntryScheduler
+from agent.daemon.steps.by_role import build_steps
+from agent.daemon.watches.driftwatch import DriftWatch
+from agent.daemon.watches.watcher import KeyWatcher
+from agent.daemon.watches.windows import EntryScheduler
 from agent.partners.dispatch import NoticeDispatcher
 from agent.partners.silences import SilenceLease, fleet_is_back, matchers_for
 

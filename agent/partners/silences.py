@@ -65,7 +65,7 @@ def matchers_for(configured: list[AlertmanagerMatcher], environment: str) -> lis
 
 
 class FleetStatuses(Protocol):
-    """What ``fleet_is_back`` needs (``agent.daemon.peers.PeerView``)."""
+    """What ``fleet_is_back`` needs (``agent.daemon.gates.peers.PeerView``)."""
 
     def members(self) -> list[Member]: ...
 

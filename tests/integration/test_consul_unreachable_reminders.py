@@ -5,7 +5,7 @@ from __future__ import annotations
 from agent.clients.consul import ConsulGateway
 from agent.core.errors import ConsulUnavailable
 from agent.core.settings import BackoffPolicy
-from agent.daemon.watcher import ConsulReachability, KeyWatcher, WatchEvent
+from agent.daemon.watches.watcher import ConsulReachability, KeyWatcher, WatchEvent
 from demo.harness.consul import ConsulAgentProcess
 from demo.harness.processes import wait_until
 

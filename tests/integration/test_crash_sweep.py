@@ -36,8 +36,8 @@ import pytest
 from agent.config.schema import from_mapping
 from agent.core.model import State
 from agent.daemon.app import SHUTDOWN_DEADLINE_SECONDS, STOP_GRACE_SECONDS, Agent, gateway_for
-from agent.daemon.roles import build_steps
-from agent.daemon.statefile import read_state
+from agent.daemon.local.statefile import read_state
+from agent.daemon.steps.by_role import build_steps
 from bench.figures import record
 from demo.harness.agents import agent_doc, status_of, to_toml
 from demo.harness.consul import ConsulAgentProcess

@@ -17,7 +17,7 @@ import pytest
 from agent.clients.haproxy import HAProxyRuntime
 from agent.core.errors import StepError
 from agent.core.model import Intent, Mode
-from agent.daemon.statefile import StateFile
+from agent.daemon.local.statefile import StateFile
 from agent.daemon.steps.base import StepContext
 from agent.daemon.steps.haproxy import EdgeTrafficStep
 from demo.harness.haproxy import (

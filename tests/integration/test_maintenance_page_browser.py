@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from agent.core.model import Intent, Mode
-from agent.daemon.statefile import StateFile
+from agent.daemon.local.statefile import StateFile
 from agent.daemon.steps.base import StepContext
 from agent.daemon.steps.haproxy import EdgeTrafficStep
 from demo.harness.haproxy import BACKEND_MARKER, HAProxyUnderTest, edge_section

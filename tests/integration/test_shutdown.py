@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from agent.daemon.app import SHUTDOWN_DEADLINE_SECONDS, STOP_GRACE_SECONDS
-from agent.daemon.statefile import read_state
+from agent.daemon.local.statefile import read_state
 from bench.figures import record
 from demo.harness.agents import AgentProcess, agent_doc, status_of, wait_for_status
 from demo.harness.consul import ConsulAgentProcess

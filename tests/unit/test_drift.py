@@ -10,11 +10,11 @@ from pathlib import Path
 
 from agent.clients.consul import KeyRead
 from agent.core.model import Intent, Mode, Role, State, Status
-from agent.daemon.driftwatch import DriftWatch
-from agent.daemon.statefile import StateFile
+from agent.daemon.local.statefile import StateFile
 from agent.daemon.steps.base import StepContext
 from agent.daemon.steps.jobs import SchedulerJobsStep
 from agent.daemon.steps.services import WorkerServicesStep
+from agent.daemon.watches.driftwatch import DriftWatch
 from agent.ops.fleet import BoxView, FleetSnapshot
 from tests.fakes import FakeBackend, FakeService, RecordingStep, make_reconciler, read, settle
 from tests.fixtures.steps import converge, step_context

@@ -8,7 +8,7 @@ import time
 from datetime import UTC, datetime
 
 from agent.core.model import State, Status
-from agent.daemon.gate_follower import GateFollower
+from agent.daemon.gates.gate_follower import GateFollower
 
 SINCE = datetime(2026, 1, 1, tzinfo=UTC)
 

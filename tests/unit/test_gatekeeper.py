@@ -11,10 +11,10 @@ import structlog.testing
 
 from agent.core.errors import ConsulUnavailable
 from agent.core.model import Intent, Member, Mode, Role, State, Status
-from agent.daemon.gatekeeper import GateKeeper
-from agent.daemon.metrics import AgentMetrics
-from agent.daemon.record import BoxRecord
-from agent.daemon.statefile import StateFile
+from agent.daemon.decision.gatekeeper import GateKeeper
+from agent.daemon.decision.record import BoxRecord
+from agent.daemon.local.metrics import AgentMetrics
+from agent.daemon.local.statefile import StateFile
 from tests.fakes import FakePeers
 
 ON = Intent(Mode.MAINTENANCE, 12)

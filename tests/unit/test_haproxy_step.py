@@ -20,7 +20,7 @@ from agent.config.roles import EdgeSection, SmokeCheck
 from agent.config.schema import AgentConfig, from_mapping
 from agent.core.errors import ConfigError, StepError
 from agent.core.model import Intent, Mode
-from agent.daemon.statefile import StateFile
+from agent.daemon.local.statefile import StateFile
 from agent.daemon.steps.base import StepContext
 from agent.daemon.steps.haproxy import EdgeTrafficStep, active_entries, build_edge_steps, clean_text, maintenance_entries
 from demo.harness.haproxy import LoopbackBackend

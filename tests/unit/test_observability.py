@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from agent.daemon.metrics import AgentMetrics
+from agent.daemon.local.metrics import AgentMetrics
 from demo.harness.processes import PROJECT
 
 _METRIC = re.compile(r"\bmaintenance_[a-z_]+")

@@ -17,7 +17,7 @@ from agent.core.errors import (
     step_failure,
 )
 from agent.core.model import Intent, Mode, Role, State
-from agent.daemon.statefile import StateFile
+from agent.daemon.local.statefile import StateFile
 from agent.daemon.steps.base import Step, StepContext
 from agent.daemon.steps.consul_maint import NodeMaintenanceStep
 from tests.fakes import make_reconciler, read

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from agent.daemon.sdnotify import SystemdNotifier
+from agent.daemon.local.sdnotify import SystemdNotifier
 
 
 def test_messages_reach_the_notify_socket(tmp_path: Path) -> None:

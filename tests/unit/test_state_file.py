@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from agent.cli.agent_main import cli
 from agent.core.model import Role, State
-from agent.daemon.statefile import StateFile, StateFileUnwritable, confirm_reset
+from agent.daemon.local.statefile import StateFile, StateFileUnwritable, confirm_reset
 from tests.fakes import RecordingStep, make_reconciler, read, settle
 
 GOOD_MAINTENANCE = {

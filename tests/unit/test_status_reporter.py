@@ -6,8 +6,8 @@ from pathlib import Path
 
 import structlog
 
-from agent.daemon.report import StatusReporter
-from agent.daemon.statefile import StateFile
+from agent.daemon.local.statefile import StateFile
+from agent.daemon.reporting.reporter import StatusReporter
 from tests.fakes import FakeGateway, read
 
 

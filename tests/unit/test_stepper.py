@@ -10,8 +10,8 @@ from structlog.testing import capture_logs
 
 from agent.core.errors import StepError, StepRefused
 from agent.core.model import Intent, Mode, Role
-from agent.daemon.statefile import StateFile, StateFileUnwritable
-from agent.daemon.stepper import StepRunner
+from agent.daemon.decision.stepper import StepRunner
+from agent.daemon.local.statefile import StateFile, StateFileUnwritable
 from agent.daemon.steps.base import StepContext
 from tests.fakes import RecordingStep
 

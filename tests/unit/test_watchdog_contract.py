@@ -22,10 +22,10 @@ from agent.core.backoff import Backoff
 from agent.core.errors import StepError
 from agent.core.model import Member, Mode, Role
 from agent.core.settings import DEFAULTS, BackoffPolicy
-from agent.daemon.metrics import AgentMetrics
-from agent.daemon.reconcile import Reconciler
-from agent.daemon.report import StatusReporter
-from agent.daemon.statefile import StateFile
+from agent.daemon.decision.reconcile import Reconciler
+from agent.daemon.local.metrics import AgentMetrics
+from agent.daemon.local.statefile import StateFile
+from agent.daemon.reporting.reporter import StatusReporter
 from agent.daemon.steps.base import Step, StepContext
 from demo.harness.processes import wait_until
 from tests.fakes import FakeGateway, FakePeers, read

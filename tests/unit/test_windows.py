@@ -9,8 +9,8 @@ from pathlib import Path
 import structlog
 
 from agent.core.model import Intent, Mode, Role, State
-from agent.daemon.metrics import AgentMetrics
-from agent.daemon.windows import END_JOB, START_JOB, EntryScheduler, moments_to_wake
+from agent.daemon.local.metrics import AgentMetrics
+from agent.daemon.watches.windows import END_JOB, START_JOB, EntryScheduler, moments_to_wake
 from tests.fakes import make_reconciler, read, settle
 
 NOW = datetime(2026, 12, 2, 21, 0, tzinfo=UTC)

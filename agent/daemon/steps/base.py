@@ -25,7 +25,7 @@ from typing import Any, Literal
 import structlog
 
 from agent.core.model import Intent, Mode, Role
-from agent.daemon.statefile import StateFile
+from agent.daemon.local.statefile import StateFile
 
 
 @dataclass(frozen=True)

@@ -23,16 +23,16 @@ from agent.core.gates import roles_in_direction
 from agent.core.machine import BoxMachine
 from agent.core.model import Intent, Mode, Role, State, Status
 from agent.core.settings import DEFAULTS, BackoffPolicy
-from agent.daemon.gatekeeper import GateKeeper, Peers
-from agent.daemon.health import LoopHealth, MemoryHold
-from agent.daemon.inbox import Intake, IntentInbox
-from agent.daemon.loop import DecisionLoop
-from agent.daemon.metrics import AgentMetrics
-from agent.daemon.record import BoxRecord
-from agent.daemon.statefile import StateFile
-from agent.daemon.stepper import StepRunner
+from agent.daemon.decision.gatekeeper import GateKeeper, Peers
+from agent.daemon.decision.health import LoopHealth, MemoryHold
+from agent.daemon.decision.inbox import Intake, IntentInbox
+from agent.daemon.decision.loop import DecisionLoop
+from agent.daemon.decision.record import BoxRecord
+from agent.daemon.decision.stepper import StepRunner
+from agent.daemon.local.metrics import AgentMetrics
+from agent.daemon.local.statefile import StateFile
 from agent.daemon.steps.base import Step
-from agent.daemon.watcher import WatchEvent
+from agent.daemon.watches.watcher import WatchEvent
 
 
 def utc_now() -> datetime:

@@ -17,9 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 from agent.core.model import State
-from agent.daemon.metrics import AgentMetrics
-from agent.daemon.record import BoxRecord
-from agent.daemon.statefile import StateFile, StateFileUnwritable
+from agent.daemon.decision.record import BoxRecord
+from agent.daemon.local.metrics import AgentMetrics
+from agent.daemon.local.statefile import StateFile, StateFileUnwritable
 
 RESET_COMMAND = "maintenance-agent confirm-state-reset"
 

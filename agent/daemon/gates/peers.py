@@ -26,7 +26,7 @@ from agent.clients.blocking import next_index
 from agent.clients.consul import ConsulGateway
 from agent.core.model import Member, Status
 from agent.core.settings import DEFAULTS, Settings
-from agent.daemon.gate_follower import GateFollower, Seen
+from agent.daemon.gates.gate_follower import GateFollower, Seen
 
 
 def parse_status(raw: bytes | None) -> Status | None:

@@ -25,7 +25,7 @@ from typing import Any
 
 from agent.clients.consul import ConsulGateway, http_check, ttl_check
 from agent.core.errors import MaintenanceAgentError
-from agent.daemon.statefile import StateFile
+from agent.daemon.local.statefile import StateFile
 
 
 class SessionKeeper:

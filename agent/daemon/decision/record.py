@@ -15,7 +15,7 @@ from typing import Any
 from agent import __version__
 from agent.core.decide import Progress
 from agent.core.model import Intent, Mode, Role, State, Status
-from agent.daemon.statefile import StateFile
+from agent.daemon.local.statefile import StateFile
 
 
 class BoxRecord:

@@ -16,8 +16,8 @@ from typing import Any
 from agent.core.errors import IntentError
 from agent.core.intent import parse_intent
 from agent.core.model import Intent, Mode, State
-from agent.daemon.metrics import AgentMetrics
-from agent.daemon.watcher import ConsulReachability, KeyChanged, ReadRefused, WatchEvent
+from agent.daemon.local.metrics import AgentMetrics
+from agent.daemon.watches.watcher import ConsulReachability, KeyChanged, ReadRefused, WatchEvent
 
 
 class Intake(enum.Enum):

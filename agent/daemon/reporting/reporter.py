@@ -31,9 +31,9 @@ from agent.core.backoff import TokenBucket
 from agent.core.errors import ConsulPermissionDenied, MaintenanceAgentError, retry_delay
 from agent.core.model import Status
 from agent.core.settings import DEFAULTS, Settings
-from agent.daemon.session import SessionKeeper
-from agent.daemon.statefile import StateFile
-from agent.daemon.watcher import KeyChanged, KeyWatcher, WatchEvent
+from agent.daemon.local.statefile import StateFile
+from agent.daemon.reporting.session import SessionKeeper
+from agent.daemon.watches.watcher import KeyChanged, KeyWatcher, WatchEvent
 
 
 class StatusKeyConflict(MaintenanceAgentError):

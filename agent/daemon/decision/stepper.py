@@ -19,7 +19,7 @@ from typing import Any
 
 from agent.core.errors import MaintenanceAgentError, StepError, StepPending
 from agent.core.model import Intent, Mode, Role
-from agent.daemon.statefile import StateFile, StateFileUnwritable
+from agent.daemon.local.statefile import StateFile, StateFileUnwritable
 from agent.daemon.steps.base import Step, StepContext
 
 

@@ -17,12 +17,12 @@ from typing import Any, Protocol
 from agent.core.errors import MaintenanceAgentError
 from agent.core.gates import evaluate_gate, roles_before
 from agent.core.model import Intent, Member, Mode, Role, Status
-from agent.daemon.metrics import AgentMetrics
-from agent.daemon.record import BoxRecord
+from agent.daemon.decision.record import BoxRecord
+from agent.daemon.local.metrics import AgentMetrics
 
 
 class Peers(Protocol):
-    """What a gate needs from the rest of the fleet (``agent.daemon.peers.PeerView``)."""
+    """What a gate needs from the rest of the fleet (``agent.daemon.gates.peers.PeerView``)."""
 
     def members(self, roles: Collection[str] | None = None) -> list[Member]: ...
     def snapshot(self, boxes: Sequence[str]) -> Mapping[str, Status | None]: ...

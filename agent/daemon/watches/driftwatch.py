@@ -20,7 +20,7 @@ from typing import Any
 
 from agent.core.errors import MaintenanceAgentError, StepPending
 from agent.core.model import Intent, Mode, Role
-from agent.daemon.statefile import StateFile
+from agent.daemon.local.statefile import StateFile
 from agent.daemon.steps.base import Step, StepContext
 
 SettledView = Callable[[], tuple[Intent | None, Mode | None]]
