@@ -81,7 +81,7 @@ class FakeGateway(ConsulKV):
 @dataclass
 class FakeService:
     active: bool = True
-    enabled: bool = True
+    held: bool = False
     running_job: bool = False
     #: A transitional state the manager reports instead of running/stopped (e.g. STOPPING).
     phase: RunState | None = None
@@ -120,19 +120,19 @@ class FakeBackend(ServiceBackend):
         self.calls.append(f"start {name}")
         self._get(name).active = True
 
-    def tracks_enablement(self, name: str) -> bool:
+    def can_hold(self, name: str) -> bool:
         return True
 
-    def is_enabled(self, name: str) -> bool:
-        return self._get(name).enabled
+    def is_held(self, name: str) -> bool:
+        return self._get(name).held
 
-    def disable(self, name: str) -> None:
-        self.calls.append(f"disable {name}")
-        self._get(name).enabled = False
+    def hold(self, name: str) -> None:
+        self.calls.append(f"hold {name}")
+        self._get(name).held = True
 
-    def enable(self, name: str) -> None:
-        self.calls.append(f"enable {name}")
-        self._get(name).enabled = True
+    def release(self, name: str) -> None:
+        self.calls.append(f"release {name}")
+        self._get(name).held = False
 
     def running_jobs(self, name: str) -> list[str]:
         return [f"{name}-run"] if self._get(name).running_job else []

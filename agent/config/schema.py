@@ -47,6 +47,11 @@ class AgentSection(FrozenModel):
     drift_check_seconds: float = Field(default=2.0, gt=0, le=60, description="how often a settled box looks at its local steps "
                                        "(HAProxy map, service manager, flag file) for drift; costs Consul nothing")
 
+    @property
+    def holds_dir(self) -> Path:
+        """Where the worker and scheduler backends keep hold markers; the box's hold drop-ins name it."""
+        return self.state_dir / "holds"
+
     @field_validator("roles")
     @classmethod
     def _no_duplicate_roles(cls, roles: list[Role]) -> list[Role]:

@@ -14,9 +14,10 @@ Nth call to the service manager and is SIGKILLed there, for every N:
   killed again at call N of the cancel; a restarted agent finishes.
 
 After every window: exactly ``alpha`` and ``beta`` run (and, with systemd,
-exactly what was enabled is enabled), ``gamma`` was never started, and the
-journal of completed calls shows no service stopped, started, disabled or
-enabled twice. The test prints how many kill points it tried.
+exactly what was enabled is enabled: the agent never touches unit files),
+``gamma`` was never started nor stopped, no hold marker is left, and the
+journal of completed calls shows no service stopped, started, held or
+released twice. The test prints how many kill points it tried.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class Sweep:
         doc = agent_doc(self.consul.address, env, f"{self.kind}-{self.role}", [self.role], self.workdir / f"state-{n}",
                         **{self.role: self.box.table(self.role)})
         doc["agent"]["retry_max_seconds"] = 0.5
-        self.box.reset()
+        self.box.reset(Path(doc["agent"]["state_dir"]) / "holds")
         return doc, self.workdir / f"journal-{n}"
 
     def put(self, doc: dict, value: str) -> int:
@@ -117,7 +118,7 @@ class Sweep:
     def assert_entered(self) -> None:
         assert self.box.running() == set(), f"{self.kind} {self.role}: still running in maintenance: {self.box.running()}"
 
-    def assert_back(self, journal: Path, where: str) -> None:
+    def assert_back(self, journal: Path, where: str, holds_dir: Path) -> None:
         running = self.box.running()
         assert running == RAN_BEFORE, f"{self.kind} {self.role} {where}: running {sorted(running)}, ran before {sorted(RAN_BEFORE)}"
         if isinstance(self.box, SystemdBox):
@@ -125,9 +126,17 @@ class Sweep:
         done = Counter(_normalise(line) for line in (journal.read_text().splitlines() if journal.exists() else []))
         twice = {action: n for action, n in done.items() if n > 1}
         assert not twice, f"{self.kind} {self.role} {where}: actions ran twice: {twice}"
-        assert not [a for a in done if a.endswith(" gamma")], f"{self.kind} {self.role} {where}: gamma was touched: {done}"
+        assert not [a for a in done if a in ("start gamma", "stop gamma")], f"{self.kind} {self.role} {where}: gamma was touched: {done}"
+        left = sorted(str(p.relative_to(holds_dir)) for p in holds_dir.rglob("*") if p.is_file()) if holds_dir.exists() else []
+        assert not left, f"{self.kind} {self.role} {where}: hold markers left after the window: {left}"
+        for name in ("alpha", "beta", "gamma"):
+            assert done[f"hold {name}"] == done[f"release {name}"], f"{self.kind} {self.role} {where}: {name} held/released {done}"
         for name in RAN_BEFORE:
             assert done[f"start {name}"] <= done[f"stop {name}"], f"{self.kind} {self.role} {where}: {name} started without being stopped"
+
+
+def holds_of(doc: dict) -> Path:
+    return Path(doc["agent"]["state_dir"]) / "holds"
 
 
 def _normalise(line: str) -> str:
@@ -149,7 +158,7 @@ def enter_and_leave(sweep: Sweep, kill_at: int, entering: bool = True, leaving: 
     index = sweep.put(doc, "active")
     leaving = leaving and sweep.crash_at(doc, journal, kill_at, State.ACTIVE, index, "leaving")
     sweep.restart_until(doc, journal, State.ACTIVE, index)
-    sweep.assert_back(journal, f"killed at call {kill_at} entering and leaving")
+    sweep.assert_back(journal, f"killed at call {kill_at} entering and leaving", holds_of(doc))
     return entering, leaving
 
 
@@ -161,7 +170,7 @@ def cancel(sweep: Sweep, partial: int, kill_at: int) -> bool:
     index = sweep.put(doc, "active")
     cancelling = sweep.crash_at(doc, journal, kill_at, State.ACTIVE, index, "cancelling")
     sweep.restart_until(doc, journal, State.ACTIVE, index)
-    sweep.assert_back(journal, f"killed at call {partial} entering, then at call {kill_at} cancelling")
+    sweep.assert_back(journal, f"killed at call {partial} entering, then at call {kill_at} cancelling", holds_of(doc))
     return cancelling
 
 
@@ -253,7 +262,7 @@ def test_sigterm_while_a_backend_call_hangs_exits_in_time_and_the_restart_conver
             sweep.assert_entered()
             index = sweep.put(doc, "active")
             sweep.restart_until(doc, journal, State.ACTIVE, index)
-            sweep.assert_back(journal, f"SIGTERM at call {kill_at} entering")
+            sweep.assert_back(journal, f"SIGTERM at call {kill_at} entering", holds_of(doc))
             print(f"SIGTERM at call {kill_at} (hanging): exited after {took:.1f}s")
     finally:
         spawner.close()

@@ -124,34 +124,35 @@ def systemd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeSystemd:
         "report.service": {"active": "inactive", "enabled": "static"},
         "cleanup.timer": {"active": "active", "enabled": "enabled", "triggers": "cleanup.service"},
         "cleanup.service": {"active": "inactive", "enabled": "static"},
-    })
+    }, holds_dir=tmp_path / "state" / "holds")
 
 
-def test_job_re_enabled_by_hand_in_the_window_is_disabled_again(systemd: FakeSystemd, consul_server: ConsulAgentProcess,
-                                                                environment: str, tmp_path: Path) -> None:
+def test_job_started_by_hand_in_the_window_is_stopped_again(systemd: FakeSystemd, consul_server: ConsulAgentProcess,
+                                                            environment: str, tmp_path: Path) -> None:
     scheduler = {"backend": "systemd", "jobs": ["*.timer"], "drain_timeout_seconds": 5, "timeout_seconds": 20}
     agent = start_agent(_doc(consul_server, environment, "scheduler-1", ["scheduler"], tmp_path / "state", scheduler=scheduler))
     try:
         _enter(consul_server, environment, "scheduler-1")
-        assert {name: u["enabled"] for name, u in systemd.units().items() if name.endswith(".timer")} == {
-            "report.timer": "disabled", "cleanup.timer": "disabled"}
+        assert systemd.held() == {"report.timer", "cleanup.timer"}
+        assert {name: u["active"] for name, u in systemd.units().items() if name.endswith(".timer")} == {
+            "report.timer": "inactive", "cleanup.timer": "inactive"}
 
         systemctl = str(systemd.directory / "systemctl")
-        assert subprocess.run([systemctl, "enable", "--now", "report.timer"], timeout=10).returncode == 0
         assert subprocess.run([systemctl, "start", "report.timer"], timeout=10).returncode == 0
         systemd.forget_calls()
         started = time.monotonic()
-        wait_until(lambda: systemd.units()["report.timer"] == {**systemd.units()["report.timer"], "enabled": "disabled", "active": "inactive"},
-                   BOUND, what="report.timer disabled and stopped again")
+        wait_until(lambda: systemd.units()["report.timer"]["active"] == "inactive", BOUND, what="report.timer stopped again")
         assert time.monotonic() - started < BOUND
-        assert {"disable report.timer", "stop report.timer"} <= set(systemd.calls())
-        assert not any(c.endswith("cleanup.timer") and c.split()[0] in ("disable", "stop") for c in systemd.calls())
+        assert "stop report.timer" in systemd.calls()
+        assert not any(c.endswith("cleanup.timer") and c.split()[0] == "stop" for c in systemd.calls())
         wait_until(lambda: _repairs(agent, "scheduler", "scheduler-jobs") == 1.0, BOUND, what="the repair counted")
 
         left = consul_server.kv_put(f"maintenance/{environment}/desired", "active")
         wait_for_status(consul_server.address, environment, "scheduler-1", state="active", intent_index=left, timeout=30)
-        assert {name: u["enabled"] for name, u in systemd.units().items() if name.endswith(".timer")} == {
-            "report.timer": "enabled", "cleanup.timer": "enabled"}
+        assert systemd.held() == set()
+        assert {name: (u["active"], u["enabled"]) for name, u in systemd.units().items() if name.endswith(".timer")} == {
+            "report.timer": ("active", "enabled"), "cleanup.timer": ("active", "enabled")}
+        assert not [c for c in systemd.calls() if c.split()[0] in ("enable", "disable")], "unit files are never touched"
     finally:
         agent.stop()
 

@@ -43,7 +43,7 @@ def test_enter_stops_workers_and_exit_starts_exactly_those_that_ran(supervisord:
     before = supervisord.running()
     assert supervisord.states()["gamma:gamma"] == "STOPPED"
     pids = supervisord.pids()
-    step = WorkerServicesStep(SupervisorBackend(supervisord.unix_url, timeout=20), WORKERS)
+    step = WorkerServicesStep(SupervisorBackend(supervisord.unix_url, tmp_path / "holds", timeout=20), WORKERS)
     ctx = step_context(tmp_path / "state.json")
 
     assert not step.check(ctx, Mode.MAINTENANCE)
@@ -60,8 +60,8 @@ def test_enter_stops_workers_and_exit_starts_exactly_those_that_ran(supervisord:
     assert ctx.memory.path.exists() and step_context(tmp_path / "state.json").notes(step) == {}
 
 
-def test_group_and_glob_names_expand_to_their_processes(supervisord: Supervisord) -> None:
-    backend = SupervisorBackend(supervisord.unix_url, timeout=20)
+def test_group_and_glob_names_expand_to_their_processes(supervisord: Supervisord, tmp_path: Path) -> None:
+    backend = SupervisorBackend(supervisord.unix_url, tmp_path / "holds", timeout=20)
     assert backend.expand(["pool"]) == ["pool:pool_a", "pool:pool_b"]
     assert backend.expand(["pool:pool_b", "al*"]) == ["pool:pool_b", "alpha:alpha"]
     with pytest.raises(BackendError, match="no program or group 'nosuch'"):
@@ -69,7 +69,7 @@ def test_group_and_glob_names_expand_to_their_processes(supervisord: Supervisord
 
 
 def test_a_group_is_stopped_and_restarted_as_a_whole(supervisord: Supervisord, tmp_path: Path) -> None:
-    step = WorkerServicesStep(SupervisorBackend(supervisord.unix_url, timeout=20), ["pool"])
+    step = WorkerServicesStep(SupervisorBackend(supervisord.unix_url, tmp_path / "holds", timeout=20), ["pool"])
     converge(step, step_context(tmp_path / "s.json"), Mode.MAINTENANCE)
     assert {supervisord.states()[n] for n in ("pool:pool_a", "pool:pool_b")} == {"STOPPED"}
     assert "alpha:alpha" in supervisord.running()
@@ -81,13 +81,13 @@ def test_crash_midway_then_a_restarted_agent_restores_the_same_set(supervisord: 
     """A stop that times out interrupts entering; a new step over the same state file converges."""
     before = supervisord.running()
     services = ["alpha", "stubborn", "beta", "gamma"]
-    impatient = WorkerServicesStep(SupervisorBackend(supervisord.unix_url, timeout=1), services)
+    impatient = WorkerServicesStep(SupervisorBackend(supervisord.unix_url, tmp_path / "holds", timeout=1), services)
     with pytest.raises(StepError) as failed:
         impatient.apply(step_context(tmp_path / "state.json"))
     assert "stopProcess(stubborn:stubborn) timed out after 1s" in failed.value.detail
     assert "alpha:alpha" not in supervisord.running() and "beta:beta" in supervisord.running()
 
-    restarted = WorkerServicesStep(SupervisorBackend(supervisord.unix_url, timeout=20), services)
+    restarted = WorkerServicesStep(SupervisorBackend(supervisord.unix_url, tmp_path / "holds", timeout=20), services)
     ctx = step_context(tmp_path / "state.json")
     snapshot = ctx.notes(restarted)["snapshot"]
     assert {r["name"] for r in snapshot if r["active"]} == {"alpha:alpha", "stubborn:stubborn", "beta:beta"}
@@ -109,8 +109,8 @@ def _converged(step: WorkerServicesStep, ctx: StepContext) -> bool:
     return True
 
 
-def test_failed_start_names_the_program_and_its_output(supervisord: Supervisord) -> None:
-    backend = SupervisorBackend(supervisord.unix_url, timeout=20)
+def test_failed_start_names_the_program_and_its_output(supervisord: Supervisord, tmp_path: Path) -> None:
+    backend = SupervisorBackend(supervisord.unix_url, tmp_path / "holds", timeout=20)
     with pytest.raises(BackendError) as failed:
         backend.start("crasher:crasher")
     assert "startProcess(crasher:crasher) failed" in failed.value.detail
@@ -119,22 +119,22 @@ def test_failed_start_names_the_program_and_its_output(supervisord: Supervisord)
 
 def test_supervisord_not_running_is_a_step_error_naming_the_socket(tmp_path: Path) -> None:
     url = f"unix://{tmp_path}/absent.sock"
-    step = WorkerServicesStep(SupervisorBackend(url, timeout=2), ["alpha"])
+    step = WorkerServicesStep(SupervisorBackend(url, tmp_path / "holds", timeout=2), ["alpha"])
     with pytest.raises(StepError) as failed:
         step.check(step_context(tmp_path / "s.json"), Mode.MAINTENANCE)
     assert f"supervisord at {url} is not reachable" in failed.value.detail
 
 
-def test_http_with_credentials_and_a_wrong_password(supervisord: Supervisord) -> None:
-    good = SupervisorBackend(supervisord.http_url, username=HTTP_USER, password=HTTP_PASSWORD, timeout=10)
+def test_http_with_credentials_and_a_wrong_password(supervisord: Supervisord, tmp_path: Path) -> None:
+    good = SupervisorBackend(supervisord.http_url, tmp_path / "holds", username=HTTP_USER, password=HTTP_PASSWORD, timeout=10)
     assert good.run_state("alpha:alpha") is RunState.RUNNING
-    bad = SupervisorBackend(supervisord.http_url, username=HTTP_USER, password="wrong", timeout=10)
+    bad = SupervisorBackend(supervisord.http_url, tmp_path / "holds", username=HTTP_USER, password="wrong", timeout=10)
     with pytest.raises(BackendError, match="HTTP 401"):
         bad.run_state("alpha:alpha")
 
 
 def test_scheduler_programs_are_stopped_and_started_again(supervisord: Supervisord, tmp_path: Path) -> None:
-    step = SchedulerJobsStep(SupervisorBackend(supervisord.unix_url, timeout=20), ["beta", "gamma"], drain_timeout=5, on_drain_timeout="stop")
+    step = SchedulerJobsStep(SupervisorBackend(supervisord.unix_url, tmp_path / "holds", timeout=20), ["beta", "gamma"], drain_timeout=5, on_drain_timeout="stop")
     started = time.monotonic()
     converge(step, step_context(tmp_path / "s.json"), Mode.MAINTENANCE)
     assert time.monotonic() - started < 5, "supervisor programs have no separate run to drain"
@@ -149,7 +149,7 @@ def test_a_program_still_stopping_when_the_window_is_cancelled_is_started_once_i
     restarted meanwhile, must not count it as running: it is started once it has stopped,
     and the snapshot is kept until it is observed RUNNING."""
     assert "started" in supervisord.ctl("start", "slowstop").stdout
-    step = WorkerServicesStep(SupervisorBackend(supervisord.unix_url, timeout=1), ["slowstop"])
+    step = WorkerServicesStep(SupervisorBackend(supervisord.unix_url, tmp_path / "holds", timeout=1), ["slowstop"])
     entering = step_context(tmp_path / "s.json")
     with pytest.raises(StepError, match="timed out"):
         step.apply(entering)
@@ -173,7 +173,7 @@ def test_a_program_still_stopping_when_the_window_is_cancelled_is_started_once_i
 
 def test_entering_waits_for_a_program_that_is_still_stopping(supervisord: Supervisord, tmp_path: Path) -> None:
     assert "started" in supervisord.ctl("start", "slowstop").stdout
-    step = WorkerServicesStep(SupervisorBackend(supervisord.unix_url, timeout=1), ["slowstop"])
+    step = WorkerServicesStep(SupervisorBackend(supervisord.unix_url, tmp_path / "holds", timeout=1), ["slowstop"])
     ctx = step_context(tmp_path / "s.json")
     with pytest.raises(StepError, match="timed out"):
         step.apply(ctx)

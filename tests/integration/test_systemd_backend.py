@@ -1,10 +1,9 @@
-"""The systemd backend and the worker/scheduler steps through a stand-in ``systemctl``.
+"""The systemd backend and the worker/scheduler steps through a recording stand-in ``systemctl`` (fast tests only).
 
-systemd is not PID 1 on the machines that run these tests (containers, CI), so
-a real ``systemctl`` cannot be used. Instead each test writes a small
-``systemctl`` script into a temp dir, puts it first on PATH, and the script
-appends every call line to ``calls.log`` and keeps unit state in ``units.json``.
-The tests assert the exact command lines the agent runs.
+These assert the exact command lines the agent runs, and failures and hangs
+that are hard to provoke in a real systemd. The same procedure under the real
+systemd, D-Bus and polkit, installed as an operator installs it, is
+``tests/integration/test_real_box_*.py``.
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ def systemd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeSystemd:
 
 
 def test_glob_expansion_uses_list_units_and_list_unit_files(systemd: FakeSystemd) -> None:
-    backend = SystemdBackend()
+    backend = SystemdBackend(systemd.holds_dir)
     assert backend.expand(["billpay-worker@*.service", "ledger-sync.service"]) == [
         "billpay-worker@1.service", "billpay-worker@2.service", "billpay-worker@3.service", "ledger-sync.service",
     ]
@@ -49,35 +48,61 @@ def test_glob_expansion_uses_list_units_and_list_unit_files(systemd: FakeSystemd
     ]
 
 
-def test_enter_stops_and_disables_exit_restores_exactly_what_was_there(systemd: FakeSystemd, tmp_path: Path) -> None:
-    step = WorkerServicesStep(SystemdBackend(), ["billpay-worker@*.service", "ledger-sync.service"])
+def test_enter_holds_and_stops_exit_releases_and_restores_exactly_what_was_there(systemd: FakeSystemd, tmp_path: Path) -> None:
+    step = WorkerServicesStep(SystemdBackend(systemd.holds_dir), ["billpay-worker@*.service", "ledger-sync.service"])
     converge(step, step_context(tmp_path / "state.json"), Mode.MAINTENANCE)
     changes = [c for c in systemd.calls() if c.split()[0] in ("stop", "start", "enable", "disable")]
-    assert changes == [
-        "disable billpay-worker@1.service", "stop billpay-worker@1.service",
-        "disable billpay-worker@2.service", "stop billpay-worker@2.service",
-        "stop ledger-sync.service",
-    ]
-    assert "is-active billpay-worker@3.service" in systemd.calls()
-    assert "is-enabled billpay-worker@3.service" in systemd.calls()
+    assert changes == ["stop billpay-worker@1.service", "stop billpay-worker@2.service", "stop ledger-sync.service"]
+    assert systemd.held() == {"billpay-worker@1.service", "billpay-worker@2.service", "billpay-worker@3.service", "ledger-sync.service"}, \
+        "every unit is held, also one that was off (it would start at boot otherwise)"
+    assert "show --property=DropInPaths --value billpay-worker@3.service" in systemd.calls(), "a hold is checked to be effective"
+    assert all(call.startswith("--no-ask-password ") for call in systemd.raw_calls())
     units = systemd.units()
     assert {units[u]["active"] for u in units if u != "other.service"} == {"inactive"}
 
     systemd.forget_calls()
     converge(step, step_context(tmp_path / "state.json", Mode.ACTIVE, 43), Mode.ACTIVE)
     changes = [c for c in systemd.calls() if c.split()[0] in ("stop", "start", "enable", "disable")]
-    assert changes == [
-        "start ledger-sync.service",
-        "enable billpay-worker@2.service", "start billpay-worker@2.service",
-        "enable billpay-worker@1.service", "start billpay-worker@1.service",
-    ]
+    assert changes == ["start ledger-sync.service", "start billpay-worker@2.service", "start billpay-worker@1.service"]
+    assert systemd.held() == set()
     after = systemd.units()
     assert after["billpay-worker@3.service"] == _unit("inactive", "disabled"), "stopped before the window: stays stopped"
-    assert after["ledger-sync.service"] == _unit("active", "disabled"), "was not enabled: is not enabled afterwards"
+    assert after["ledger-sync.service"] == _unit("active", "disabled"), "its enabled state is never touched"
+    assert after["billpay-worker@1.service"] == _unit(), "its enabled state is never touched"
+
+
+def test_a_unit_without_the_hold_drop_in_is_not_stopped_unheld(systemd: FakeSystemd, tmp_path: Path) -> None:
+    units = systemd.units()
+    units["ledger-sync.service"]["hold_drop_in"] = False
+    systemd.set_units(units)
+    step = WorkerServicesStep(SystemdBackend(systemd.holds_dir), ["ledger-sync.service"])
+    with pytest.raises(StepError) as failed:
+        step.apply(step_context(tmp_path / "s.json"))
+    assert "cannot hold ledger-sync.service: systemd has no maintenance-agent-hold.conf drop-in loaded" in failed.value.detail
+    assert "maintenance-agent install-files" in failed.value.detail
+    assert "stop ledger-sync.service" not in systemd.calls() and systemd.held() == set()
+
+
+def test_a_drop_in_for_another_state_dir_is_refused(systemd: FakeSystemd, tmp_path: Path) -> None:
+    step = WorkerServicesStep(SystemdBackend(tmp_path / "elsewhere" / "holds"), ["ledger-sync.service"])
+    with pytest.raises(StepError, match=r"does not say `ConditionPathExists=!.*/elsewhere/holds/systemd/%n`"):
+        step.apply(step_context(tmp_path / "s.json"))
+    assert "stop ledger-sync.service" not in systemd.calls()
+
+
+def test_a_refusal_by_polkit_names_the_action_the_verb_and_the_unit(systemd: FakeSystemd, tmp_path: Path) -> None:
+    units = systemd.units()
+    units["ledger-sync.service"]["fail"] = {"stop": "Failed to stop ledger-sync.service: Access denied"}
+    systemd.set_units(units)
+    step = WorkerServicesStep(SystemdBackend(systemd.holds_dir), ["ledger-sync.service"])
+    with pytest.raises(StepError) as failed:
+        step.apply(step_context(tmp_path / "s.json"))
+    assert failed.value.detail.startswith(
+        "polkit refused org.freedesktop.systemd1.manage-units, verb stop, unit ledger-sync.service, to this agent's user")
 
 
 def test_a_unit_that_does_not_exist_is_a_step_error(systemd: FakeSystemd, tmp_path: Path) -> None:
-    step = WorkerServicesStep(SystemdBackend(), ["billpay-wrker.service"])
+    step = WorkerServicesStep(SystemdBackend(systemd.holds_dir), ["billpay-wrker.service"])
     with pytest.raises(StepError) as failed:
         step.apply(step_context(tmp_path / "s.json"))
     assert "unit billpay-wrker.service does not exist" in failed.value.detail
@@ -87,10 +112,10 @@ def test_a_failing_stop_carries_the_command_and_its_output(systemd: FakeSystemd,
     units = systemd.units()
     units["ledger-sync.service"]["fail"] = {"stop": "Job for ledger-sync.service canceled."}
     systemd.set_units(units)
-    step = WorkerServicesStep(SystemdBackend(), ["ledger-sync.service"])
+    step = WorkerServicesStep(SystemdBackend(systemd.holds_dir), ["ledger-sync.service"])
     with pytest.raises(StepError) as failed:
         step.apply(step_context(tmp_path / "s.json"))
-    assert failed.value.detail == "`systemctl stop ledger-sync.service` exited with 1: Job for ledger-sync.service canceled."
+    assert failed.value.detail == "`systemctl --no-ask-password stop ledger-sync.service` exited with 1: Job for ledger-sync.service canceled."
     assert not step.check(step_context(tmp_path / "s.json"), Mode.MAINTENANCE)
 
 
@@ -98,8 +123,8 @@ def test_a_stop_that_hangs_is_killed_at_the_timeout(systemd: FakeSystemd, tmp_pa
     units = systemd.units()
     units["ledger-sync.service"].update(fail={"stop": "never"}, hang=30)
     systemd.set_units(units)
-    step = WorkerServicesStep(SystemdBackend(timeout=1), ["ledger-sync.service"])
-    with pytest.raises(StepError, match=r"`systemctl stop ledger-sync.service` timed out after 1s"):
+    step = WorkerServicesStep(SystemdBackend(systemd.holds_dir, timeout=1), ["ledger-sync.service"])
+    with pytest.raises(StepError, match=r"`systemctl --no-ask-password stop ledger-sync.service` timed out after 1s"):
         step.apply(step_context(tmp_path / "s.json"))
 
 
@@ -111,13 +136,13 @@ def test_timer_jobs_drain_then_stop_the_running_service(systemd: FakeSystemd, tm
         "cleanup.service": _unit("inactive", "static"),
     })
     now = [1000.0]
-    step = SchedulerJobsStep(SystemdBackend(), ["*.timer"], drain_timeout=60, on_drain_timeout="stop", clock=lambda: now[0])
+    step = SchedulerJobsStep(SystemdBackend(systemd.holds_dir), ["*.timer"], drain_timeout=60, on_drain_timeout="stop", clock=lambda: now[0])
     with pytest.raises(StepPending) as pending:
         step.apply(step_context(tmp_path / "s.json"))
     assert pending.value.blocked_on.startswith("draining billpay-report.timer (billpay-report.service)")
-    assert "disable billpay-report.timer" in systemd.calls() and "stop billpay-report.timer" in systemd.calls()
+    assert "stop billpay-report.timer" in systemd.calls() and systemd.held() == {"billpay-report.timer", "cleanup.timer"}
     assert "show --property=Triggers --value billpay-report.timer" in systemd.calls()
-    assert "disable cleanup.timer" not in systemd.calls()
+    assert "stop cleanup.timer" not in systemd.calls()
 
     now[0] += 61
     systemd.forget_calls()
@@ -128,7 +153,7 @@ def test_timer_jobs_drain_then_stop_the_running_service(systemd: FakeSystemd, tm
     systemd.forget_calls()
     converge(step, step_context(tmp_path / "s.json", Mode.ACTIVE, 43), Mode.ACTIVE)
     changes = [c for c in systemd.calls() if c.split()[0] in ("stop", "start", "enable", "disable")]
-    assert changes == ["enable billpay-report.timer", "start billpay-report.timer"]
+    assert changes == ["start billpay-report.timer"] and systemd.held() == set()
     assert systemd.units()["cleanup.timer"] == _unit("inactive", "disabled", triggers="cleanup.service")
 
 
@@ -137,4 +162,4 @@ def test_unexpected_run_state_answer_is_an_error(systemd: FakeSystemd) -> None:
     units["other.service"]["active"] = "bogus"
     systemd.set_units(units)
     with pytest.raises(BackendError, match="unexpected state of other.service"):
-        SystemdBackend().run_state("other.service")
+        SystemdBackend(systemd.holds_dir).run_state("other.service")

@@ -35,20 +35,20 @@ def _worker(services: dict[str, FakeService], clock: Clock, on_drift: str = "rep
 
 
 def test_worker_drift_in_the_window_names_what_runs_and_apply_repairs_it(tmp_path: Path) -> None:
-    services = {"billing": FakeService(), "mailer": FakeService(active=False, enabled=False)}
+    services = {"billing": FakeService(), "mailer": FakeService(active=False, held=True)}
     step = _worker(services, Clock())
     ctx = step_context(tmp_path / "s.json")
     converge(step, ctx, Mode.MAINTENANCE)
     assert step.drift(ctx, Mode.MAINTENANCE) == []
     services["billing"].active = True  # started by hand
-    services["mailer"].enabled = True  # enabled by a configuration-management run
-    assert step.drift(ctx, Mode.MAINTENANCE) == ["billing running", "mailer enabled"]
+    services["mailer"].held = False  # its hold removed by hand
+    assert step.drift(ctx, Mode.MAINTENANCE) == ["billing running", "mailer not held"]
     step.apply(ctx)
-    assert step.drift(ctx, Mode.MAINTENANCE) == [] and not services["billing"].active and not services["mailer"].enabled
+    assert step.drift(ctx, Mode.MAINTENANCE) == [] and not services["billing"].active and services["mailer"].held
 
 
 def test_after_the_window_what_ran_before_is_held_for_the_hold_only_and_nothing_else(tmp_path: Path) -> None:
-    services = {"billing": FakeService(), "mailer": FakeService(active=False, enabled=False)}
+    services = {"billing": FakeService(), "mailer": FakeService(active=False, held=True)}
     clock = Clock()
     step = _worker(services, clock)
     converge(step, step_context(tmp_path / "s.json"), Mode.MAINTENANCE)
@@ -72,7 +72,7 @@ def test_the_next_window_snapshots_afresh_over_what_ran_before(tmp_path: Path) -
     step = _worker(services, Clock())
     converge(step, step_context(tmp_path / "s.json"), Mode.MAINTENANCE)
     converge(step, step_context(tmp_path / "s.json", Mode.ACTIVE, index=43), Mode.ACTIVE)
-    services["mailer"].active = services["mailer"].enabled = False  # retired between the windows
+    services["mailer"].active, services["mailer"].held = False, True  # retired between the windows
     ctx = step_context(tmp_path / "s.json", index=44)
     converge(step, ctx, Mode.MAINTENANCE)
     assert {r["name"] for r in ctx.notes(step)["snapshot"] if r["active"]} == {"billing"}
@@ -80,14 +80,14 @@ def test_the_next_window_snapshots_afresh_over_what_ran_before(tmp_path: Path) -
     assert not services["mailer"].active
 
 
-def test_scheduler_drift_names_a_job_re_enabled_or_running(tmp_path: Path) -> None:
+def test_scheduler_drift_names_a_job_released_or_running(tmp_path: Path) -> None:
     jobs = {"report": FakeService(), "cleanup": FakeService()}
     step = SchedulerJobsStep(FakeBackend(jobs), list(jobs), drain_timeout=60, on_drain_timeout="stop", clock=Clock())
     ctx = step_context(tmp_path / "s.json")
     converge(step, ctx, Mode.MAINTENANCE)
-    jobs["report"].enabled = True
+    jobs["report"].held = False
     jobs["cleanup"].running_job = True
-    assert step.drift(ctx, Mode.MAINTENANCE) == ["report enabled", "cleanup running (cleanup-run)"]
+    assert step.drift(ctx, Mode.MAINTENANCE) == ["report not held", "cleanup running (cleanup-run)"]
 
 
 class DriftingStep(RecordingStep):

@@ -1,4 +1,4 @@
-"""SchedulerJobsStep: disable, drain within the timeout, then stop or keep waiting; restart survives."""
+"""SchedulerJobsStep: hold, drain within the timeout, then stop or keep waiting; restart survives."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class Clock:
 
 
 def _jobs() -> dict[str, FakeService]:
-    return {"report": FakeService(running_job=True), "cleanup": FakeService(), "off": FakeService(active=False, enabled=False)}
+    return {"report": FakeService(running_job=True), "cleanup": FakeService(), "off": FakeService(active=False, held=True)}
 
 
 def _step(backend: FakeBackend, clock: Clock, action: Literal["stop", "wait"] = "stop") -> SchedulerJobsStep:
@@ -38,7 +38,7 @@ def test_a_running_job_may_finish_within_the_drain_timeout(tmp_path: Path) -> No
         step.apply(step_context(tmp_path / "s.json"))
     assert pending.value.blocked_on == "draining report (report-run) (60s left of 60s)"
     assert pending.value.recheck_after == 5
-    assert not jobs["report"].enabled and not jobs["cleanup"].enabled
+    assert jobs["report"].held and jobs["cleanup"].held
     assert not step.check(step_context(tmp_path / "s.json"), Mode.MAINTENANCE)
 
     clock.now += 30
@@ -71,12 +71,12 @@ def test_after_the_drain_timeout_wait_keeps_reporting(tmp_path: Path) -> None:
     assert jobs["report"].running_job
 
 
-def test_leaving_enables_only_what_was_enabled(tmp_path: Path) -> None:
+def test_leaving_releases_only_what_the_window_held(tmp_path: Path) -> None:
     jobs, clock = _jobs(), Clock()
     jobs["report"].running_job = False
     step = _step(FakeBackend(jobs), clock)
     converge(step, step_context(tmp_path / "s.json"), Mode.MAINTENANCE)
     converge(step, step_context(tmp_path / "s.json", Mode.ACTIVE, 43), Mode.ACTIVE)
-    assert jobs["report"].enabled and jobs["cleanup"].enabled and jobs["report"].active
-    assert not jobs["off"].enabled and not jobs["off"].active
+    assert not jobs["report"].held and not jobs["cleanup"].held and jobs["report"].active
+    assert jobs["off"].held and not jobs["off"].active, "held before the window: stays held"
     assert step_context(tmp_path / "s.json").notes(step) == {}

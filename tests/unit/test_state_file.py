@@ -15,7 +15,7 @@ from tests.fakes import RecordingStep, make_reconciler, read, settle
 
 GOOD_MAINTENANCE = {
     "machine": {"state": "maintenance", "since": "2026-01-01T00:00:00+00:00", "intent_index": 7, "progress": {"worker": "maintenance"}},
-    "step:worker-services": {"snapshot": [{"name": "alpha", "active": True, "enabled": False}], "intent_index": 7},
+    "step:worker-services": {"snapshot": [{"name": "alpha", "active": True, "held": False}], "intent_index": 7},
     "session": "0b6c5b7e-0000-0000-0000-000000000000",
 }
 

@@ -20,7 +20,7 @@ NAMES = ["a", "b", "c", "d"]
 def _box() -> dict[str, FakeService]:
     return {
         "a": FakeService(), "b": FakeService(), "c": FakeService(),
-        "d": FakeService(active=False, enabled=False),
+        "d": FakeService(active=False, held=True),
     }
 
 
@@ -106,7 +106,7 @@ def test_a_window_abandoned_midway_leaves_no_snapshot_for_the_next_one(tmp_path:
     converge(step, back, Mode.ACTIVE)
     assert _running(services) == {"a", "b", "c"} and step.check(back, Mode.ACTIVE)
 
-    services["c"].active = services["c"].enabled = False  # retired between windows
+    services["c"].active, services["c"].held = False, True  # retired between windows
     converge(step, step_context(tmp_path / "s.json", Mode.MAINTENANCE, 50), Mode.MAINTENANCE)
     converge(step, step_context(tmp_path / "s.json", Mode.ACTIVE, 51), Mode.ACTIVE)
     assert _running(services) == {"a", "b"}

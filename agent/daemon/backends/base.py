@@ -55,7 +55,7 @@ def truncate(text: str, limit: int = OUTPUT_LIMIT) -> str:
 
 
 class ServiceBackend(abc.ABC):
-    """Stop, start, disable and enable services or jobs of one service manager."""
+    """Stop, start, hold and release services or jobs of one service manager."""
 
     #: Short name used in logs and errors ("systemd", "supervisor", "command").
     kind: str = ""
@@ -80,24 +80,25 @@ class ServiceBackend(abc.ABC):
         """Start the service; starting a running one is fine."""
 
     @abc.abstractmethod
-    def tracks_enablement(self, name: str) -> bool:
-        """True when the manager has an 'enabled' state separate from 'running' for ``name``
+    def can_hold(self, name: str) -> bool:
+        """True when the manager can keep ``name`` from starting on its own (at boot, by a timer) while held.
 
-        (systemd: whether it starts at boot / the timer is installed). When False,
-        ``is_enabled`` is always False and ``disable``/``enable`` do nothing.
+        systemd and supervisor: a hold marker that the box's files honour (``backends.holds``);
+        the command backend: its configured ``disable``/``enable`` commands. When False, ``is_held``
+        is always False and ``hold``/``release`` do nothing.
         """
 
     @abc.abstractmethod
-    def is_enabled(self, name: str) -> bool:
-        """True when the service would start again on its own (boot, timer installed)."""
+    def is_held(self, name: str) -> bool:
+        """True when ``name`` is kept from starting on its own."""
 
     @abc.abstractmethod
-    def disable(self, name: str) -> None:
-        """Keep the service from starting again on its own (survives a reboot)."""
+    def hold(self, name: str) -> None:
+        """Keep ``name`` from starting on its own until ``release`` (survives a reboot); raises when the hold would not hold."""
 
     @abc.abstractmethod
-    def enable(self, name: str) -> None:
-        """Undo ``disable``."""
+    def release(self, name: str) -> None:
+        """Undo ``hold``."""
 
     @abc.abstractmethod
     def running_jobs(self, name: str) -> list[str]:

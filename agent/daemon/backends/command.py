@@ -2,7 +2,9 @@
 
 Each service has its own ``stop`` / ``start`` / ``status`` commands (and
 optionally ``is_enabled`` / ``disable`` / ``enable`` and, for jobs,
-``running`` / ``stop_running``). A command that fails raises ``BackendError``
+``running`` / ``stop_running``). A window's hold is ``disable``, its release
+``enable``; a service that was disabled before the window stays so (the step
+remembers). A command that fails raises ``BackendError``
 with the exact command line, exit code and output.
 """
 
@@ -58,19 +60,20 @@ class CommandBackend(ServiceBackend):
     def start(self, name: str) -> None:
         self._run_ok(name, "start", self._table(name).start)
 
-    def tracks_enablement(self, name: str) -> bool:
+    def can_hold(self, name: str) -> bool:
         return self._table(name).is_enabled is not None
 
-    def is_enabled(self, name: str) -> bool:
+    def is_held(self, name: str) -> bool:
+        """Held is "not enabled": whatever the service manager behind the commands calls it (a Windows service's start type)."""
         command = self._table(name).is_enabled
-        return command is not None and self._yes_no(name, "is_enabled", command)
+        return command is not None and not self._yes_no(name, "is_enabled", command)
 
-    def disable(self, name: str) -> None:
+    def hold(self, name: str) -> None:
         command = self._table(name).disable
         if command is not None:
             self._run_ok(name, "disable", command)
 
-    def enable(self, name: str) -> None:
+    def release(self, name: str) -> None:
         command = self._table(name).enable
         if command is not None:
             self._run_ok(name, "enable", command)

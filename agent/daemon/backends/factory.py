@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from agent.config.roles import SchedulerSection, WorkerSection
 from agent.daemon.backends.base import ServiceBackend
 from agent.daemon.backends.command import CommandBackend
@@ -9,10 +11,11 @@ from agent.daemon.backends.supervisor import SupervisorBackend
 from agent.daemon.backends.systemd import SystemdBackend
 
 
-def build_backend(section: WorkerSection | SchedulerSection) -> ServiceBackend:
+def build_backend(section: WorkerSection | SchedulerSection, holds_dir: Path) -> ServiceBackend:
+    """``holds_dir``: ``<state_dir>/holds``, where the systemd and supervisor backends keep their hold markers."""
     if section.backend == "systemd":
-        return SystemdBackend(systemctl=section.systemctl, timeout=section.timeout_seconds)
+        return SystemdBackend(holds_dir, systemctl=section.systemctl, timeout=section.timeout_seconds)
     if section.backend == "supervisor":
         conn = section.supervisor
-        return SupervisorBackend(conn.url, username=conn.username, password=conn.password, timeout=section.timeout_seconds)
+        return SupervisorBackend(conn.url, holds_dir, username=conn.username, password=conn.password, timeout=section.timeout_seconds)
     return CommandBackend(section.commands, timeout=section.timeout_seconds, inactive_exit_codes=section.inactive_exit_codes)

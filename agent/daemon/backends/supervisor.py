@@ -4,9 +4,13 @@ Talks to ``[unix_http_server]`` (``unix:///path.sock``) or
 ``[inet_http_server]`` (``http://host:port``), with basic auth when
 configured, and a timeout on every call. Names are programs (``billpay``),
 groups (``workers``), ``group:process`` or globs over those; they expand to
-``group:process`` names. supervisor has no "enabled" state apart from
-"running", so stopping is all that keeps a program down (until supervisord
-itself restarts with ``autostart=true``).
+``group:process`` names.
+
+supervisor has no "enabled" state apart from "running": a program with
+``autostart=true`` starts whenever supervisord starts. A window's hold is a
+marker per ``group:process`` (``backends.holds``); on a box installed with
+``install-files``, supervisor.service runs ``maintenance-agent supervisor-holds``
+before supervisord, which turns ``autostart`` off for exactly the held programs.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import http.client
 import socket
 import xmlrpc.client
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from agent.daemon.backends.base import BackendError, RunState, ServiceBackend, truncate
+from agent.daemon.backends.holds import HoldMarkers
 
 RUN_STATES = {
     "RUNNING": RunState.RUNNING,
@@ -72,8 +78,10 @@ class _TimeoutTransport(xmlrpc.client.Transport):
 class SupervisorBackend(ServiceBackend):
     kind = "supervisor"
 
-    def __init__(self, url: str, username: str | None = None, password: str | None = None, timeout: float = 60.0):
+    def __init__(self, url: str, holds_dir: Path, username: str | None = None, password: str | None = None, timeout: float = 60.0):
+        """``holds_dir``: ``<state_dir>/holds``; this backend's markers are in its ``supervisor/``."""
         self.url = url
+        self.markers = HoldMarkers(holds_dir / "supervisor")
         self.timeout = timeout
         self._username = username
         self._password = password
@@ -145,17 +153,18 @@ class SupervisorBackend(ServiceBackend):
             return f"(unavailable: {exc.detail})"
         return truncate(str(tail[0]), 1000) if tail and tail[0] else "(empty)"
 
-    def tracks_enablement(self, name: str) -> bool:
-        return False
+    def can_hold(self, name: str) -> bool:
+        return True
 
-    def is_enabled(self, name: str) -> bool:
-        return False
+    def is_held(self, name: str) -> bool:
+        return self.markers.is_held(name)
 
-    def disable(self, name: str) -> None:
-        """supervisor has no enabled state: a stopped program stays stopped until supervisord restarts."""
+    def hold(self, name: str) -> None:
+        """A marker that ``maintenance-agent supervisor-holds`` (supervisor.service's start hook) reads: no autostart."""
+        self.markers.hold(name)
 
-    def enable(self, name: str) -> None:
-        """See ``disable``."""
+    def release(self, name: str) -> None:
+        self.markers.release(name)
 
     def running_jobs(self, name: str) -> list[str]:
         return []

@@ -1,17 +1,27 @@
-"""Drive systemd units (services and timers) through ``systemctl``.
+"""Drive systemd units (services and timers) through ``systemctl``, as an unprivileged user.
 
-Stopping for a window is ``systemctl stop`` plus ``systemctl disable`` for
-units that were enabled, so a reboot mid-window does not start them again;
-leaving re-enables and starts exactly what the step remembered. A timer's
-running job is the unit it triggers (``systemctl show -p Triggers``).
+The agent only ever starts and stops units (polkit's ``manage-units``, which
+names the unit and the verb, so the box's rule allows exactly the configured
+units). A window's hold is a marker file that the unit's drop-in
+(``ConditionPathExists=!…/%n``, written by ``install-files``) honours; the
+agent never enables, disables or masks anything (``backends.holds``). Before a
+unit is held, its drop-in is checked to be loaded and to name this agent's
+marker directory: a hold that would not survive a reboot is refused, not
+trusted. A timer's running job is the unit it triggers (``show -p Triggers``).
+
+A call polkit refuses is reported as such, naming the action, the verb and the
+unit: ``systemctl`` says so only in words ("Access denied", "Interactive
+authentication required"), so that is what is read.
 """
 
 from __future__ import annotations
 
 import fnmatch
 from collections.abc import Sequence
+from pathlib import Path
 
 from agent.daemon.backends.base import BackendError, RunState, ServiceBackend
+from agent.daemon.backends.holds import SYSTEMD_HOLD_DROP_IN, HoldMarkers, systemd_hold_condition
 from agent.daemon.backends.run import CommandResult, run_command
 
 RUN_STATES = {
@@ -20,8 +30,7 @@ RUN_STATES = {
     "deactivating": RunState.STOPPING,
     "inactive": RunState.STOPPED, "failed": RunState.STOPPED,
 }
-ENABLED_STATES = frozenset({"enabled", "enabled-runtime"})
-NOT_ENABLED_STATES = frozenset({"disabled", "static", "masked", "masked-runtime", "indirect", "generated", "transient", "linked", "linked-runtime", "alias"})
+POLKIT_REFUSALS = ("Access denied", "Interactive authentication required")
 
 
 def is_glob(name: str) -> bool:
@@ -31,16 +40,25 @@ def is_glob(name: str) -> bool:
 class SystemdBackend(ServiceBackend):
     kind = "systemd"
 
-    def __init__(self, systemctl: str = "systemctl", timeout: float = 60.0):
+    def __init__(self, holds_dir: Path, systemctl: str = "systemctl", timeout: float = 60.0):
+        """``holds_dir``: ``<state_dir>/holds``, the directory the units' hold drop-ins name."""
+        self.holds_dir = holds_dir
+        self.markers = HoldMarkers(holds_dir / "systemd")
         self.systemctl = systemctl
         self.timeout = timeout
 
     def _run(self, *args: str) -> CommandResult:
-        return run_command([self.systemctl, *args], timeout=self.timeout)
+        return run_command([self.systemctl, "--no-ask-password", *args], timeout=self.timeout)
 
     def _run_ok(self, *args: str) -> CommandResult:
         result = self._run(*args)
         if result.returncode != 0:
+            refused = next((words for words in POLKIT_REFUSALS if words in result.stderr), None)
+            if refused and args[0] in ("start", "stop"):
+                raise BackendError(
+                    f"polkit refused org.freedesktop.systemd1.manage-units, verb {args[0]}, unit {args[-1]}, to this agent's user "
+                    f"(systemctl: {refused}): the rule `maintenance-agent install-files` writes allows exactly the configured "
+                    f"units; is {args[-1]} in the config, and were the files installed from this config? {result.failure()}")
             raise BackendError(result.failure())
         return result
 
@@ -77,23 +95,36 @@ class SystemdBackend(ServiceBackend):
     def start(self, name: str) -> None:
         self._run_ok("start", name)
 
-    def tracks_enablement(self, name: str) -> bool:
+    def can_hold(self, name: str) -> bool:
         return True
 
-    def is_enabled(self, name: str) -> bool:
-        result = self._run("is-enabled", name)
-        state = result.stdout.strip()
-        if state in ENABLED_STATES:
-            return True
-        if state in NOT_ENABLED_STATES:
-            return False
-        raise BackendError(result.failure(f"cannot tell whether {name} is enabled"))
+    def is_held(self, name: str) -> bool:
+        return self.markers.is_held(name)
 
-    def disable(self, name: str) -> None:
-        self._run_ok("disable", name)
+    def hold(self, name: str) -> None:
+        if not self.markers.is_held(name):
+            self._check_hold_drop_in(name)
+        self.markers.hold(name)
 
-    def enable(self, name: str) -> None:
-        self._run_ok("enable", name)
+    def release(self, name: str) -> None:
+        self.markers.release(name)
+
+    def _check_hold_drop_in(self, name: str) -> None:
+        """Refuse a hold systemd would not honour: the unit's drop-in must be loaded and name this marker directory."""
+        paths = self._run_ok("show", "--property=DropInPaths", "--value", name).stdout.split()
+        drop_in = next((Path(p) for p in paths if Path(p).name == SYSTEMD_HOLD_DROP_IN), None)
+        fix = "run `maintenance-agent install-files` as root with this config, then `systemctl daemon-reload`"
+        if drop_in is None:
+            raise BackendError(f"cannot hold {name}: systemd has no {SYSTEMD_HOLD_DROP_IN} drop-in loaded for it, so it would "
+                               f"start again at boot mid-window: {fix}")
+        condition = systemd_hold_condition(self.holds_dir)
+        try:
+            lines = [line.strip() for line in drop_in.read_text().splitlines()]
+        except OSError as exc:
+            raise BackendError(f"cannot hold {name}: cannot read its drop-in {drop_in}: {exc.strerror or exc}") from None
+        if condition not in lines:
+            raise BackendError(f"cannot hold {name}: its drop-in {drop_in} does not say `{condition}` (installed for another "
+                               f"state_dir?): {fix}")
 
     def running_jobs(self, name: str) -> list[str]:
         if not name.endswith(".timer"):

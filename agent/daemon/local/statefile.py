@@ -80,9 +80,12 @@ def _notes_problem(notes: Any) -> str | None:
     if not isinstance(snapshot, list):
         return "snapshot is not a list"
     for record in snapshot:
+        if isinstance(record, dict) and "enabled" in record and "held" not in record:
+            return (f"snapshot record {record!r} was written by an agent that disabled units instead of holding them: "
+                    "enable again what it disabled, then confirm the reset")
         if not (isinstance(record, dict) and isinstance(record.get("name"), str)
-                and isinstance(record.get("active"), bool) and isinstance(record.get("enabled"), bool)):
-            return f"snapshot record {record!r} is not {{name, active, enabled}}"
+                and isinstance(record.get("active"), bool) and isinstance(record.get("held"), bool)):
+            return f"snapshot record {record!r} is not {{name, active, held}}"
     return None
 
 

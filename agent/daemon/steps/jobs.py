@@ -1,22 +1,24 @@
 """The scheduler role's step: disable every scheduled job, let running ones finish (bounded).
 
-Entering snapshots which jobs were enabled/active (once per window), disables
-and stops their triggers (systemd timers, supervisor programs, commands),
-then waits for runs already in progress: ``StepPending("draining <job>")``
-until they finish or ``drain_timeout_seconds`` passes. The drain's start is
-kept in the notes, so an agent restart does not grant a fresh timeout. After
-the timeout, ``on_drain_timeout = "stop"`` stops the runs, ``"wait"`` keeps
-waiting and says it is overdue. Leaving enables exactly what was enabled.
+Entering snapshots which jobs were active (once per window), holds and stops
+their triggers (systemd timers, supervisor programs, commands), then waits for
+runs already in progress: ``StepPending("draining <job>")`` until they finish
+or ``drain_timeout_seconds`` passes. The drain's start is kept in the notes,
+so an agent restart does not grant a fresh timeout. After the timeout,
+``on_drain_timeout = "stop"`` stops the runs, ``"wait"`` keeps waiting and
+says it is overdue. Leaving releases the holds and starts exactly what was
+active.
 
 Drift, as for the worker's services: in maintenance no configured job may be
-enabled, active or running (a timer re-enabled by hand is drift); after the
-window, what was enabled before stays enabled for ``hold_after_window`` seconds.
+active, running or released (a timer started by hand is drift); after the
+window, what was active before stays so for ``hold_after_window`` seconds.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Literal
 
 from agent.config.roles import SchedulerSection
@@ -35,8 +37,8 @@ class SchedulerJobsStep(SnapshottedUnitsStep):
     role = Role.SCHEDULER
     repairs_drift = True
     local_check = True
-    restore_verb = "enabling"
-    not_restored_yet = "what was enabled before the window is not restored yet"
+    restore_verb = "re-enabling"
+    not_restored_yet = "what was active before the window is not restored yet"
     missing_after = "before the window"
 
     def __init__(
@@ -63,9 +65,9 @@ class SchedulerJobsStep(SnapshottedUnitsStep):
         self.hold_after_window = hold_after_window
 
     @classmethod
-    def from_config(cls, section: SchedulerSection) -> SchedulerJobsStep:
+    def from_config(cls, section: SchedulerSection, holds_dir: Path) -> SchedulerJobsStep:
         return cls(
-            build_backend(section), section.jobs, drain_timeout=section.drain_timeout_seconds,
+            build_backend(section, holds_dir), section.jobs, drain_timeout=section.drain_timeout_seconds,
             on_drain_timeout=section.on_drain_timeout, drain_poll=section.drain_poll_seconds,
             on_drift=section.drift, hold_after_window=section.hold_after_window_seconds,
         )
@@ -74,7 +76,7 @@ class SchedulerJobsStep(SnapshottedUnitsStep):
         return self.jobs
 
     def _snapshot_log(self, ctx: StepContext, snapshot: list[quiesce.ServiceRecord]) -> None:
-        ctx.log.info("jobs snapshot taken", step=self.name, enabled=[r["name"] for r in snapshot if r["enabled"] or r["active"]])
+        ctx.log.info("jobs snapshot taken", step=self.name, active=[r["name"] for r in snapshot if r["active"]])
 
     def _quiet_in_window(self) -> bool:
         names = self.backend.expand(self.jobs)
@@ -100,7 +102,7 @@ class SchedulerJobsStep(SnapshottedUnitsStep):
     def _disable_all(self, ctx: StepContext) -> list[str]:
         names, up = self._quiesce_snapshotted(ctx)
         if up:
-            raise BackendError(f"still enabled or active after disabling ({self.backend.kind}): {quiesce.describe(up)}")
+            raise BackendError(f"still active or not held after disabling ({self.backend.kind}): {quiesce.describe(up)}")
         return names
 
     def _running(self, names: list[str]) -> dict[str, list[str]]:
@@ -145,4 +147,4 @@ def build_scheduler_steps(config: AgentConfig) -> list[Step]:
     """The scheduler role's steps, in entering order (empty without a [scheduler] table)."""
     if config.scheduler is None:
         return []
-    return [SchedulerJobsStep.from_config(config.scheduler)]
+    return [SchedulerJobsStep.from_config(config.scheduler, config.agent.holds_dir)]

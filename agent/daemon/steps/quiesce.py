@@ -1,9 +1,14 @@
-"""Remember how a set of services looked before maintenance, stop them, restore exactly that.
+"""Remember how a set of services looked before maintenance, hold and stop them, restore exactly that.
 
 Shared by the worker step (services) and the scheduler step (jobs). The
-snapshot is a JSON list of ``{"name", "active", "enabled"}`` records kept in
-the step's notes: taken once per window, before anything is stopped, so a
-re-run after a crash never mistakes the half-stopped box for its normal state.
+snapshot is a JSON list of ``{"name", "active", "held"}`` records kept in the
+step's notes: taken once per window, before anything is stopped, so a re-run
+after a crash never mistakes the half-stopped box for its normal state.
+
+Order matters for a power cut at any moment: a service is held (it will not
+start on its own, at boot or by a timer) *before* it is stopped, and released
+before it is started again. What was already held before the window (a
+service disabled through the command backend) stays held.
 """
 
 from __future__ import annotations
@@ -18,43 +23,38 @@ from agent.daemon.backends.base import BackendError, RunState, ServiceBackend
 class ServiceRecord(TypedDict):
     name: str
     active: bool
-    enabled: bool
+    #: Held before the window (the command backend's "disabled"): the window's end leaves it held.
+    held: bool
+
+
+def record_of(backend: ServiceBackend, name: str, active: bool | None = None) -> ServiceRecord:
+    """How ``name`` looks now (``active`` given: a name found only mid-window, which is never started again)."""
+    running = backend.run_state(name).up_or_coming if active is None else active
+    return ServiceRecord(name=name, active=running, held=backend.can_hold(name) and backend.is_held(name))
 
 
 def take_snapshot(backend: ServiceBackend, names: Sequence[str]) -> list[ServiceRecord]:
     """What each (expanded) service looks like now; one that is on its way up counts as running."""
-    return [
-        ServiceRecord(
-            name=name,
-            active=backend.run_state(name).up_or_coming,
-            enabled=backend.tracks_enablement(name) and backend.is_enabled(name),
-        )
-        for name in backend.expand(names)
-    ]
+    return [record_of(backend, name) for name in backend.expand(names)]
 
 
 def snapshot_from_notes(notes: dict[str, Any]) -> list[ServiceRecord] | None:
     raw = notes.get("snapshot")
     if raw is None:
         return None
-    return [ServiceRecord(name=str(r["name"]), active=bool(r["active"]), enabled=bool(r["enabled"])) for r in raw]
-
-
-def union(first: Sequence[str], second: Sequence[str]) -> list[str]:
-    """Both lists' names, each once, in order of first appearance."""
-    return list(dict.fromkeys([*first, *second]))
+    return [ServiceRecord(name=str(r["name"]), active=bool(r["active"]), held=bool(r["held"])) for r in raw]
 
 
 def quiesce(backend: ServiceBackend, names: Sequence[str], heartbeat: Callable[[], None] = lambda: None) -> None:
-    """Disable (where the manager has that notion) and stop every service; idempotent.
+    """Hold (where the manager can) and then stop every service; idempotent.
 
     A service already ``STOPPING`` is not asked again: ``still_up`` keeps
     reporting it until it has stopped.
     """
     for name in names:
         heartbeat()
-        if backend.tracks_enablement(name) and backend.is_enabled(name):
-            backend.disable(name)
+        if backend.can_hold(name) and not backend.is_held(name):
+            backend.hold(name)
             heartbeat()
         if backend.run_state(name).up_or_coming:
             heartbeat()
@@ -62,14 +62,14 @@ def quiesce(backend: ServiceBackend, names: Sequence[str], heartbeat: Callable[[
 
 
 def still_up(backend: ServiceBackend, names: Sequence[str]) -> dict[str, str]:
-    """Services not yet down, each with why ("running", "starting", "stopping", "enabled"); empty when ``quiesce`` holds."""
+    """Services not yet down, each with why ("running", "starting", "stopping", "not held"); empty when ``quiesce`` holds."""
     up: dict[str, str] = {}
     for name in names:
         state = backend.run_state(name)
         if state is not RunState.STOPPED:
             up[name] = state.value
-        elif backend.tracks_enablement(name) and backend.is_enabled(name):
-            up[name] = "enabled"
+        elif backend.can_hold(name) and not backend.is_held(name):
+            up[name] = "not held"
     return up
 
 
@@ -82,16 +82,21 @@ def describe(reasons: dict[str, str]) -> str:
     return ", ".join(f"{name} ({why})" for name, why in reasons.items())
 
 
+def _release_due(backend: ServiceBackend, record: ServiceRecord) -> bool:
+    """Held now by the window, not from before it."""
+    return not record["held"] and backend.can_hold(record["name"]) and backend.is_held(record["name"])
+
+
 def restore(backend: ServiceBackend, snapshot: Sequence[ServiceRecord], heartbeat: Callable[[], None] = lambda: None) -> None:
-    """Enable and start again exactly what the snapshot says was enabled/running, last stopped first.
+    """Release what the window held, then start again exactly what the snapshot says was running, last stopped first.
 
     A service still ``STOPPING`` (a stop that outlasted its timeout, or an agent
     killed mid-stop) is left to finish stopping: it is started on a later pass.
     """
     for record in reversed(snapshot):
         heartbeat()
-        if record["enabled"] and not backend.is_enabled(record["name"]):
-            backend.enable(record["name"])
+        if _release_due(backend, record):
+            backend.release(record["name"])
             heartbeat()
         if record["active"] and backend.run_state(record["name"]) is RunState.STOPPED:
             heartbeat()
@@ -108,19 +113,19 @@ def not_restored(backend: ServiceBackend, snapshot: Sequence[ServiceRecord]) -> 
         state = backend.run_state(record["name"]) if record["active"] else None
         if state is not None and state is not RunState.RUNNING:
             missing[record["name"]] = "not running" if state is RunState.STOPPED else state.value
-        elif record["enabled"] and not backend.is_enabled(record["name"]):
-            missing[record["name"]] = "not enabled"
+        elif _release_due(backend, record):
+            missing[record["name"]] = "still held"
     return missing
 
 
 def describe_up(backend: ServiceBackend, names: Sequence[str]) -> list[str]:
-    """What ``still_up`` finds, said the way an operator reads a drift: "billing running", "nightly.timer running, enabled"."""
+    """What ``still_up`` finds, said the way an operator reads a drift: "billing running", "nightly.timer running, not held"."""
     found = []
     for name in names:
         state = backend.run_state(name)
         up = [] if state is RunState.STOPPED else [state.value]
-        if backend.tracks_enablement(name) and backend.is_enabled(name):
-            up.append("enabled")
+        if backend.can_hold(name) and not backend.is_held(name):
+            up.append("not held")
         if up:
             found.append(f"{name} {', '.join(up)}")
     return found
@@ -137,12 +142,12 @@ def held_after_window(notes: dict[str, Any], now: float, hold: float) -> list[Se
 
 def after_window_notes(snapshot: Sequence[ServiceRecord], now: float) -> dict[str, Any]:
     """The notes a step keeps once its window's snapshot is restored: what ran before, and since when it is back."""
-    return {"ran_before": [dict(r) for r in snapshot if r["active"] or r["enabled"]], "restored_at": now}
+    return {"ran_before": [dict(r) for r in snapshot if r["active"] or not r["held"]], "restored_at": now}
 
 
 def restore_from_notes(step_name: str, backend: ServiceBackend, notes: dict[str, Any], verb: str,
                        heartbeat: Callable[[], None] = lambda: None) -> bool:
-    """Bring back what the snapshot in ``notes`` says ran (or was enabled) before the window.
+    """Bring back what the snapshot in ``notes`` says ran (and was not held) before the window.
 
     Returns False when there is no snapshot (nothing was ever stopped), True once
     everything is observed back; raises ``StepPending`` while a service is still

@@ -1,8 +1,8 @@
 """The worker role's step: stop every worker service for the window, restart what ran before.
 
-Entering takes a snapshot of which services were running (and enabled) into
-the step's notes in the state file — once per window — and then stops and
-disables them. Leaving starts exactly the snapshot's running services again,
+Entering takes a snapshot of which services were running into the step's
+notes in the state file — once per window — and then holds them (so nothing
+starts them at boot mid-window) and stops them. Leaving starts exactly the snapshot's running services again,
 so a service that was stopped before the window stays stopped, also across
 agent restarts. The snapshot is cleared only once the restore fully holds.
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Literal
 
 from agent.config.roles import WorkerSection
@@ -53,8 +54,8 @@ class WorkerServicesStep(SnapshottedUnitsStep):
         self.clock = clock
 
     @classmethod
-    def from_config(cls, section: WorkerSection) -> WorkerServicesStep:
-        return cls(build_backend(section), section.services, on_drift=section.drift, hold_after_window=section.hold_after_window_seconds)
+    def from_config(cls, section: WorkerSection, holds_dir: Path) -> WorkerServicesStep:
+        return cls(build_backend(section, holds_dir), section.services, on_drift=section.drift, hold_after_window=section.hold_after_window_seconds)
 
     def units(self) -> list[str]:
         return self.services
@@ -74,11 +75,11 @@ class WorkerServicesStep(SnapshottedUnitsStep):
         except BackendError as exc:
             raise StepError(self.name, exc.detail) from None
         if up:
-            raise StepError(self.name, f"still running or enabled after stopping ({self.backend.kind}): {quiesce.describe(up)}")
+            raise StepError(self.name, f"still running or not held after stopping ({self.backend.kind}): {quiesce.describe(up)}")
 
 
 def build_worker_steps(config: AgentConfig) -> list[Step]:
     """The worker role's steps, in entering order (empty without a [worker] table)."""
     if config.worker is None:
         return []
-    return [WorkerServicesStep.from_config(config.worker)]
+    return [WorkerServicesStep.from_config(config.worker, config.agent.holds_dir)]

@@ -21,7 +21,7 @@ from agent.daemon.steps.base import Step, StepContext
 
 
 class SnapshottedUnitsStep(Step):
-    #: "starting" / "enabling": what a restore does, in its messages.
+    #: "starting" / "re-enabling": what a restore does, in its messages.
     restore_verb = ""
     #: The drift while a window's snapshot is not restored yet, and the words after each unit missing after the window.
     not_restored_yet = ""
@@ -80,15 +80,21 @@ class SnapshottedUnitsStep(Step):
         return [f"{name} ({why})" for name, why in quiesce.not_restored(self.backend, self._held(ctx)).items()]
 
     def _quiesce_snapshotted(self, ctx: StepContext) -> tuple[list[str], dict[str, str]]:
-        """Snapshot once, then stop (and disable) the snapshot's units and what the globs match now; what is still up."""
+        """Snapshot once, then hold and stop the snapshot's units and what the globs match now; what is still up."""
         notes = ctx.notes(self)
         snapshot = quiesce.snapshot_from_notes(notes)
         if snapshot is None:
             snapshot = quiesce.take_snapshot(self.backend, self.units())
             ctx.save_notes(self, {"snapshot": snapshot, "intent_index": ctx.intent.index})
             self._snapshot_log(ctx, snapshot)
-        # Also what a glob matches only now (started after the snapshot): stopped, never restored.
-        names = quiesce.union([r["name"] for r in snapshot], self.backend.expand(self.units()))
+        # What a glob matches only now (started after the snapshot) joins the snapshot before it is touched:
+        # held and stopped, never started again, and released at the end like the rest.
+        known = {r["name"] for r in snapshot}
+        late = [quiesce.record_of(self.backend, name, active=False) for name in self.backend.expand(self.units()) if name not in known]
+        if late:
+            snapshot = [*snapshot, *late]
+            ctx.save_notes(self, {**ctx.notes(self), "snapshot": snapshot})
+        names = [r["name"] for r in snapshot]
         quiesce.quiesce(self.backend, names, ctx.heartbeat)
         up = quiesce.still_up(self.backend, names)
         if quiesce.only_finishing(up):
