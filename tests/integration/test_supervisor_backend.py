@@ -134,7 +134,8 @@ def test_http_with_credentials_and_a_wrong_password(supervisord: Supervisord, tm
 
 
 def test_scheduler_programs_are_stopped_and_started_again(supervisord: Supervisord, tmp_path: Path) -> None:
-    step = SchedulerJobsStep(SupervisorBackend(supervisord.unix_url, tmp_path / "holds", timeout=20), ["beta", "gamma"], drain_timeout=5, on_drain_timeout="stop")
+    backend = SupervisorBackend(supervisord.unix_url, tmp_path / "holds", timeout=20)
+    step = SchedulerJobsStep(backend, ["beta", "gamma"], drain_timeout=5, on_drain_timeout="stop")
     started = time.monotonic()
     converge(step, step_context(tmp_path / "s.json"), Mode.MAINTENANCE)
     assert time.monotonic() - started < 5, "supervisor programs have no separate run to drain"
