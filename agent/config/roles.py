@@ -8,11 +8,13 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from agent.config.fields import FrozenModel, HttpUrlText
+from agent.core.holds import systemd_name_problem
 
 
 class SmokeCheck(FrozenModel):
@@ -105,6 +107,15 @@ class _ServiceManagerTable(FrozenModel):
     #: Bounded so that an operator stopping a service on another day is not overruled.
     hold_after_window_seconds: float = Field(default=900.0, ge=0, le=7 * 24 * 3600)
 
+    @staticmethod
+    def _holdable(names: list[str], info: ValidationInfo) -> list[str]:
+        """With systemd, every name must be one a hold drop-in can cover exactly (``agent.core.holds``)."""
+        if info.data.get("backend") == "systemd":
+            problems = [p for p in map(systemd_name_problem, names) if p]
+            if problems:
+                raise ValueError("; ".join(problems))
+        return names
+
     def _check_commands(self, names: list[str], what: str) -> None:
         if len(set(names)) != len(names):
             raise ValueError(f"a name is listed twice in {what}")
@@ -125,6 +136,11 @@ class WorkerSection(_ServiceManagerTable):
 
     services: Annotated[list[str], Field(min_length=1)]
 
+    @field_validator("services")
+    @classmethod
+    def _services_holdable(cls, names: list[str], info: ValidationInfo) -> list[str]:
+        return cls._holdable(names, info)
+
     @model_validator(mode="after")
     def _commands_match(self) -> WorkerSection:
         self._check_commands(self.services, "services")
@@ -138,6 +154,11 @@ class SchedulerSection(_ServiceManagerTable):
     drain_timeout_seconds: float = Field(default=600.0, ge=0, le=24 * 3600)
     drain_poll_seconds: float = Field(default=5.0, gt=0, le=600)
     on_drain_timeout: Literal["stop", "wait"] = "stop"
+
+    @field_validator("jobs")
+    @classmethod
+    def _jobs_holdable(cls, names: list[str], info: ValidationInfo) -> list[str]:
+        return cls._holdable(names, info)
 
     @model_validator(mode="after")
     def _commands_match(self) -> SchedulerSection:
@@ -158,8 +179,10 @@ class EdgeSection(FrozenModel):
     new state. Both lists are required: an unverified switch is not a switch.
     """
 
-    admin_socket: Path = Path("/run/haproxy/admin.sock")
-    map_file: Path = Path("/etc/haproxy/maintenance/maintenance.map")
+    #: The runtime API socket the agent talks to: the shipped haproxy.cfg gives it one of its own, level operator.
+    admin_socket: Path = Path("/run/haproxy/maintenance-agent.sock")
+    #: The map HAProxy reads at start and reload; the agent rewrites it atomically, so it lives in the agent's state dir.
+    map_file: Path = Path("/var/lib/maintenance-agent/haproxy/maintenance.map")
     socket_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     default_message: str = Field(default="We are doing planned maintenance and will be back shortly.", min_length=1, max_length=500)
     message_max_chars: int = Field(default=500, ge=20, le=2000)

@@ -71,4 +71,12 @@ def test_mistakes_are_refused_with_their_key_path() -> None:
         scheduler={"backend": "command", "jobs": ["export"], "commands": {"export": {"stop": "a", "start": "b", "status": "c", "running": "d"}}})
     assert "is_enabled, disable and enable go together" in _problems(
         worker={"backend": "command", "services": ["a"], "commands": {"a": {"stop": "x", "start": "y", "status": "z", "disable": "q"}}})
-    assert "worker.drain_timeout_seconds: unknown key" in _problems(worker={"backend": "systemd", "services": ["a"], "drain_timeout_seconds": 5})
+    assert "worker.drain_timeout_seconds: unknown key" in _problems(worker={"backend": "systemd", "services": ["a.service"], "drain_timeout_seconds": 5})
+
+
+def test_systemd_names_must_be_holdable_by_a_drop_in() -> None:
+    problems = _problems(worker={"backend": "systemd", "services": ["billing", "*worker*.service", "ledger@*.service", "billpay-*.service"]})
+    assert "worker.services: 'billing': expected a unit name with its type, e.g. 'billing-worker.service'" in problems
+    assert "'*worker*.service': a systemd glob must be 'PREFIX-*.TYPE', 'TEMPLATE@*.TYPE' or '*.TYPE'" in problems
+    assert "'ledger@*.service':" not in problems and "'billpay-*.service':" not in problems
+    _config(scheduler={"backend": "systemd", "jobs": ["*.timer", "nightly.timer"]})

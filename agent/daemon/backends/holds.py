@@ -15,7 +15,8 @@ until the window ends and the agent removes its marker.
 A marker is written atomically and its directory fsynced before the agent
 stops anything, and removed (directory fsynced) before it starts anything,
 so a power cut at any point leaves either a held, stopped unit or a released
-one. ``docs/holds.md`` says why this is safe and what an operator sees.
+one. ``docs/holds.md`` says why this is safe and what an operator sees;
+``agent.core.holds`` names the paths both sides use.
 """
 
 from __future__ import annotations
@@ -27,14 +28,6 @@ from pathlib import Path
 
 from agent.clients.files import atomic_write
 from agent.daemon.backends.base import BackendError
-
-#: The drop-in ``install-files`` puts on every configured systemd unit, by this file name.
-SYSTEMD_HOLD_DROP_IN = "maintenance-agent-hold.conf"
-
-
-def systemd_hold_condition(holds_dir: Path) -> str:
-    """The one line of the systemd drop-in: the unit starts only while no marker names it (``%n``: the full unit name)."""
-    return f"ConditionPathExists=!{holds_dir / 'systemd'}/%n"
 
 
 class HoldMarkers:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from agent.core.holds import supervisor_markers
 from agent.daemon.backends.base import BackendError, RunState, ServiceBackend, truncate
 from agent.daemon.backends.holds import HoldMarkers
 
@@ -81,7 +82,7 @@ class SupervisorBackend(ServiceBackend):
     def __init__(self, url: str, holds_dir: Path, username: str | None = None, password: str | None = None, timeout: float = 60.0):
         """``holds_dir``: ``<state_dir>/holds``; this backend's markers are in its ``supervisor/``."""
         self.url = url
-        self.markers = HoldMarkers(holds_dir / "supervisor")
+        self.markers = HoldMarkers(supervisor_markers(holds_dir))
         self.timeout = timeout
         self._username = username
         self._password = password

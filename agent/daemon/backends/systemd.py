@@ -20,8 +20,9 @@ import fnmatch
 from collections.abc import Sequence
 from pathlib import Path
 
+from agent.core.holds import SYSTEMD_HOLD_DROP_IN, is_glob, systemd_hold_condition, systemd_markers
 from agent.daemon.backends.base import BackendError, RunState, ServiceBackend
-from agent.daemon.backends.holds import SYSTEMD_HOLD_DROP_IN, HoldMarkers, systemd_hold_condition
+from agent.daemon.backends.holds import HoldMarkers
 from agent.daemon.backends.run import CommandResult, run_command
 
 RUN_STATES = {
@@ -33,17 +34,13 @@ RUN_STATES = {
 POLKIT_REFUSALS = ("Access denied", "Interactive authentication required")
 
 
-def is_glob(name: str) -> bool:
-    return any(ch in name for ch in "*?[")
-
-
 class SystemdBackend(ServiceBackend):
     kind = "systemd"
 
     def __init__(self, holds_dir: Path, systemctl: str = "systemctl", timeout: float = 60.0):
         """``holds_dir``: ``<state_dir>/holds``, the directory the units' hold drop-ins name."""
         self.holds_dir = holds_dir
-        self.markers = HoldMarkers(holds_dir / "systemd")
+        self.markers = HoldMarkers(systemd_markers(holds_dir))
         self.systemctl = systemctl
         self.timeout = timeout
 
