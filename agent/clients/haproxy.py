@@ -105,12 +105,13 @@ class HAProxyRuntime:
         except FileNotFoundError:
             raise AdminSocketMissing(
                 f"HAProxy admin socket {path} is missing: is HAProxy running, with "
-                f"`stats socket {path} mode 660 level admin` in its global section?"
+                f"`stats socket {path} mode 660 level operator group maintenance-agent` in its global section "
+                "(deploy/haproxy/haproxy.cfg)?"
             ) from None
         except PermissionError:
             raise AdminSocketDenied(
-                f"permission denied on HAProxy admin socket {path}: run the agent as root or in the "
-                "socket's group (e.g. `stats socket ... mode 660 group haproxy` and add the agent's user to it)"
+                f"permission denied on HAProxy admin socket {path}: give the agent's group the socket "
+                "(`stats socket ... mode 660 level operator group maintenance-agent` in haproxy.cfg, then reload HAProxy)"
             ) from None
         except ConnectionRefusedError:
             raise HAProxyDown(

@@ -15,6 +15,7 @@ the foreground (``-db``) and is stopped by its PID, also when a test fails.
 
 from __future__ import annotations
 
+import grp
 import http.client
 import os
 import shutil
@@ -106,6 +107,8 @@ class HAProxyUnderTest:
         self.front_port = front_port or free_port()
         self.maint_dir = self.workdir / "maintenance"
         self.admin_socket = self.workdir / "admin.sock"
+        #: The agent's own socket (level operator, the agent's group), as the shipped haproxy.cfg has it.
+        self.agent_socket = self.workdir / "agent.sock"
         self.config_path = self.workdir / "haproxy.cfg"
         self.bypass_secrets = bypass_secrets
         self.process: ManagedProcess | None = None
@@ -135,7 +138,10 @@ class HAProxyUnderTest:
         return {
             **os.environ,
             "MAINT_DIR": str(self.maint_dir),
+            "MAINT_MAP": str(self.map_file),
             "ADMIN_SOCK": str(self.admin_socket),
+            "AGENT_SOCK": str(self.agent_socket),
+            "AGENT_GROUP": grp.getgrgid(os.getgid()).gr_name,
             "FRONT_BIND": f"127.0.0.1:{self.front_port}",
             "BACKEND_APP": f"127.0.0.1:{self.backend_port}",
         }
@@ -239,7 +245,7 @@ def edge_section(hap: HAProxyUnderTest, base_url: str | None = None, **overrides
     """An [edge] config for ``hap``; ``base_url`` points verification elsewhere (e.g. at the bare backend)."""
     base = base_url or hap.url("")
     doc: dict[str, object] = {
-        "admin_socket": str(hap.admin_socket),
+        "admin_socket": str(hap.agent_socket),
         "map_file": str(hap.map_file),
         "socket_timeout_seconds": 2.0,
         "verify_attempts": 2,

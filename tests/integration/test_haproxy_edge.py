@@ -241,7 +241,7 @@ def test_haproxy_down_names_the_socket_and_the_fix(tmp_path: Path, hap: HAProxyU
     hap.stop()  # HAProxy 2.6 leaves its socket file behind when it stops
     with pytest.raises(StepError) as err:
         converge(step, ctx, Mode.MAINTENANCE)
-    assert f"HAProxy admin socket {hap.admin_socket} exists but nothing listens" in err.value.detail
+    assert f"HAProxy admin socket {hap.agent_socket} exists but nothing listens" in err.value.detail
     assert "systemctl start haproxy" in err.value.detail
 
 
@@ -266,7 +266,7 @@ def test_missing_admin_socket_says_how_to_configure_it(tmp_path: Path, hap: HAPr
     with pytest.raises(StepError) as err:
         converge(step, context(tmp_path, maintenance()), Mode.MAINTENANCE)
     assert f"HAProxy admin socket {missing} is missing" in err.value.detail
-    assert f"stats socket {missing} mode 660 level admin" in err.value.detail
+    assert f"stats socket {missing} mode 660 level operator group maintenance-agent" in err.value.detail
 
 
 def test_map_not_loaded_in_running_config(tmp_path: Path, hap: HAProxyUnderTest) -> None:

@@ -208,7 +208,8 @@ def base_config(**edge_doc: object) -> dict[str, object]:
 def test_edge_config_and_builder() -> None:
     config = from_mapping(base_config(verify_maintenance=[CHECK], verify_active=[CHECK]))
     assert isinstance(config, AgentConfig) and config.edge is not None
-    assert config.edge.admin_socket == Path("/run/haproxy/admin.sock")
+    assert config.edge.admin_socket == Path("/run/haproxy/maintenance-agent.sock")
+    assert config.edge.map_file == Path("/var/lib/maintenance-agent/haproxy/maintenance.map")
     steps = build_edge_steps(config)
     assert [type(s) for s in steps] == [EdgeTrafficStep] and steps[0].repairs_drift is True
 
