@@ -130,7 +130,8 @@ class MetricsSection(FrozenModel):
 
 
 class LogSection(FrozenModel):
-    format: Literal["auto", "json", "console"] = "auto"
+    #: auto: journald's native fields under systemd, JSON lines off a terminal, readable lines on one.
+    format: Literal["auto", "journal", "json", "console"] = "auto"
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
