@@ -61,6 +61,54 @@ def confirm_state_reset(config_path: Path) -> None:
         sys.exit(1)
 
 
+@cli.command("install-files")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_CONFIG, show_default=True,
+              help="the box's config, at the path the unit will name")
+@click.option("--root", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="where the box's / is: / on the box itself, a directory to inspect the files first")
+@click.option("--executable", type=click.Path(path_type=Path), default=None,
+              help="the installed maintenance-agent command (default: the one running, e.g. /opt/maintenance-agent/bin/maintenance-agent)")
+@click.option("--supervisor-config", type=click.Path(path_type=Path), default=Path("/etc/supervisor/supervisord.conf"), show_default=True)
+@click.option("--supervisor-include-dir", type=click.Path(path_type=Path), default=Path("/etc/supervisor/conf.d"), show_default=True)
+def install_files(config_path: Path, root: Path, executable: Path | None, supervisor_config: Path, supervisor_include_dir: Path) -> None:
+    """Write everything this box needs besides the package and its config, made from the config.
+
+    The agent's unit and drop-ins, the sysusers line, the polkit rule for exactly
+    the configured units, the hold drop-ins, supervisor's hook, the edge's first
+    map file. Refuses a config that does not validate. Run as root, again after
+    changing the config's units; then `systemd-sysusers` and `systemctl daemon-reload`.
+    """
+    from pathlib import PurePosixPath
+
+    from agent.install.files import Layout, box_files, install
+
+    config = _load_or_exit(config_path)
+    command = executable or _installed_command()
+    layout = Layout(PurePosixPath(config_path.absolute()), PurePosixPath(command), PurePosixPath(supervisor_config),
+                    PurePosixPath(supervisor_include_dir))
+    try:
+        report = install(box_files(config, layout), root)
+    except (OSError, ValueError) as exc:
+        click.echo(f"install-files: {exc}", err=True)
+        sys.exit(1)
+    for line in report:
+        click.echo(line)
+
+
+@cli.command("supervisor-holds")
+@click.option("--markers", type=click.Path(path_type=Path), required=True, help="the agent's supervisor hold markers")
+@click.option("--supervisor-config", type=click.Path(path_type=Path, exists=True, dir_okay=False), required=True)
+@click.option("--output", type=click.Path(path_type=Path), required=True, help="the file supervisord includes")
+def supervisor_holds(markers: Path, supervisor_config: Path, output: Path) -> None:
+    """Before supervisord starts (supervisor.service's ExecStartPre, as root): no autostart for held programs."""
+    from agent.install.supervisor_holds import write_holds
+
+    held, ignored = write_holds(markers, supervisor_config, output)
+    click.echo(f"supervisor-holds: {len(held)} program(s) held for a maintenance window: {', '.join(held) or 'none'}", err=True)
+    if ignored:
+        click.echo(f"supervisor-holds: ignored markers naming no program of {supervisor_config}: {', '.join(ignored)}", err=True)
+
+
 @cli.command("run")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_CONFIG, show_default=True)
 def run(config_path: Path) -> None:
@@ -103,6 +151,14 @@ def _exit_now(log: object, code: int, deadline: float = 0.0) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _installed_command() -> Path:
+    """The ``maintenance-agent`` command being run, as the unit must name it (``python -m agent``: the venv's one)."""
+    invoked = Path(sys.argv[0])
+    if invoked.name == "maintenance-agent":
+        return invoked.absolute()
+    return Path(sys.executable).parent / "maintenance-agent"
 
 
 def _load_or_exit(config_path: Path) -> AgentConfig:
