@@ -62,14 +62,14 @@ set -e
 disk=$BOX_DISK root=$BOX_DISK/root
 mount --make-rprivate /
 mkdir -p "$disk/upper" "$disk/work" "$root"
-mount -t overlay overlay -o "lowerdir=$BOX_LOWER,upperdir=$disk/upper,workdir=$disk/work" "$root"
+mount -t overlay overlay -o "lowerdir=/,upperdir=$disk/upper,workdir=$disk/work" "$root"
 mkdir -p "$root/etc/systemd/boxunits" "$root/oldroot"
 rm -rf "$root/etc/systemd/boxunits"/*
 cp "$BOX_BOOT"/units/* "$root/etc/systemd/boxunits/"
 mount -t tmpfs -o mode=755,nosuid,size=4m dev "$root/dev"
 for node in null zero full random urandom tty; do touch "$root/dev/$node"; mount --bind "/dev/$node" "$root/dev/$node"; done
 mkdir -p "$root/dev/pts" "$root/dev/shm"
-ln -s /proc/self/fd "$root/dev/fd"
+ln -s /proc/self/fd "$root/dev/fd"; ln -s pts/ptmx "$root/dev/ptmx"
 ln -s /proc/self/fd/0 "$root/dev/stdin"; ln -s /proc/self/fd/1 "$root/dev/stdout"; ln -s /proc/self/fd/2 "$root/dev/stderr"
 touch "$root/dev/console"; mount --bind "$BOX_BOOT/console.log" "$root/dev/console"
 echo "$BOX_NAME" > "$root/etc/hostname"
@@ -79,7 +79,7 @@ mount -t proc proc /proc
 umount -l /oldroot
 rmdir /oldroot
 exec env -i container=maintenance-box PATH=/usr/sbin:/usr/bin:/sbin:/bin SYSTEMD_UNIT_PATH=/etc/systemd/boxunits:/etc/systemd/system \
-  /usr/lib/systemd/systemd --system --unit=box.target --log-target=journal-or-kmsg --log-level=info
+  /usr/lib/systemd/systemd --system --unit=box.target --log-target=journal-or-kmsg --log-level=${BOX_LOG_LEVEL:-info}
 """
 
 
@@ -120,7 +120,8 @@ class SystemdBox:
     def __init__(self, name: str, units: Sequence[str] = (), workdir: Path | None = None, layers: Sequence[Path] = ()):
         """``units``: Debian units (by name) the box may start besides D-Bus, polkit and journald, e.g. ``haproxy.service``.
 
-        ``layers``: directories laid over the machine's root (first wins), e.g. a prepared ``/opt`` tree.
+        ``layers``: directory trees copied onto the box's disk before its first boot, e.g. a prepared ``/opt`` tree
+        (an overlay layer cannot live inside the machine's root, which is the lower layer).
         """
         for tool in ("unshare", "nsenter", "runuser"):
             require_binary(tool)
@@ -154,7 +155,7 @@ class SystemdBox:
         self._write_boot_files()
         procs_files = [str(p / "cgroup.procs") for p in self._make_cgroups()]
         env = {"PATH": BOX_PATH, "BOX_BOOT": str(self.boot_dir), "BOX_DISK": str(self.disk), "BOX_NAME": self.name,
-               "BOX_LOWER": ":".join([*(str(p) for p in self.layers), "/"])}
+               "BOX_LOG_LEVEL": os.environ.get("BOX_LOG_LEVEL", "info")}
         assert self.holder is not None
         self.launcher = subprocess.Popen(
             ["nsenter", "-t", str(self.holder.pid), "-m", "--", "sh", str(self.boot_dir / "enter.sh"), *procs_files],
@@ -273,6 +274,8 @@ class SystemdBox:
             folder = upper / relative
             folder.mkdir(parents=True, exist_ok=True)
             os.setxattr(folder, "trusted.overlay.opaque", b"y")
+        for layer in self.layers:
+            shutil.copytree(layer, upper, symlinks=True, dirs_exist_ok=True)
 
     def _write_boot_files(self) -> None:
         units = self.boot_dir / "units"

@@ -1,0 +1,100 @@
+"""A worker box under the real systemd, D-Bus and polkit, installed as an operator installs it.
+
+Plain services, template instances and a unit that was off before the window;
+the agent's user may start and stop exactly those units and nothing else; a
+power cut mid-window starts none of them; every unit's enabled state is the
+same after the window as before.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from demo.harness.consul import ConsulAgentProcess
+from tests.fixtures.real_box import AgentBox, booted_box, box_layer, box_wheels, put_intent, recording_unit  # noqa: F401
+
+_boxes = itertools.count(1)
+WORKERS = ("billing-worker.service", "ledger@1.service", "ledger@2.service", "reports.service")
+RAN_BEFORE = {"billing-worker.service", "ledger@1.service", "ledger@2.service"}
+
+
+@pytest.fixture
+def worker_box(box_layer: Path, consul_server: ConsulAgentProcess, environment: str) -> Iterator[AgentBox]:
+    for box in booted_box(f"worker{next(_boxes)}", box_layer):
+        for name in ("billing-worker.service", "ledger@.service", "reports.service", "other.service"):
+            box.write(f"/etc/systemd/system/{name}", recording_unit(name))
+        box.systemctl("daemon-reload")
+        box.systemctl("enable", "--now", "billing-worker.service", "ledger@1.service", "ledger@2.service")
+        box.systemctl("enable", "reports.service", "other.service")  # enabled, but off before the window
+        agent_box = AgentBox(box, consul_server.address, environment, box.name)
+        agent_box.install(agent_box.config(["worker"], worker={"backend": "systemd", "services": [
+            "billing-worker.service", "ledger@*.service", "reports.service"], "timeout_seconds": 30}))
+        agent_box.wait_status(state="active")
+        yield agent_box
+
+
+def test_a_window_holds_and_stops_the_workers_and_restores_exactly_what_ran(worker_box: AgentBox) -> None:
+    enabled_before = worker_box.enabled(*WORKERS, "other.service")
+    on = put_intent(worker_box.consul_address, worker_box.environment, "maintenance")
+    worker_box.wait_status(state="maintenance", intent_index=on)
+    assert worker_box.active(*WORKERS) == dict.fromkeys(WORKERS, "inactive")
+    assert worker_box.held() == set(WORKERS), "every configured unit is held, also the one that was off"
+    assert worker_box.enabled(*WORKERS, "other.service") == enabled_before, "unit files are never touched"
+    status = worker_box.box.systemctl("status", "billing-worker.service", check=False).stdout
+    worker_box.box.systemctl("start", "billing-worker.service")  # an operator trying by hand: the hold holds
+    assert worker_box.active("billing-worker.service") == {"billing-worker.service": "inactive"}
+    shown = worker_box.box.systemctl("status", "billing-worker.service", check=False).stdout
+    assert "maintenance-agent-hold.conf" in status
+    assert "ConditionPathExists=!/var/lib/maintenance-agent/holds/systemd/billing-worker.service was not met" in shown
+
+    off = put_intent(worker_box.consul_address, worker_box.environment, "active")
+    worker_box.wait_status(state="active", intent_index=off)
+    assert {u for u, state in worker_box.active(*WORKERS).items() if state == "active"} == RAN_BEFORE
+    assert worker_box.held() == set()
+    assert worker_box.enabled(*WORKERS, "other.service") == enabled_before
+    assert "reports.service" not in worker_box.starts(), "off before the window: stays off"
+
+
+def test_the_agents_user_may_start_and_stop_exactly_its_units_and_nothing_else(worker_box: AgentBox) -> None:
+    for allowed in ("stop billing-worker.service", "start billing-worker.service", "stop ledger@7.service"):
+        code, said = worker_box.as_agent(*allowed.split())
+        assert code == 0, f"{allowed}: {said}"
+    for refused in ("start other.service", "stop polkit.service", "restart billing-worker.service", "enable billing-worker.service",
+                    "disable billing-worker.service", "mask polkit.service", "enable other.service", "daemon-reload",
+                    "set-environment X=1", "reboot"):
+        code, said = worker_box.as_agent(*refused.split())
+        assert code != 0, f"the agent's user could {refused}: {said}"
+    assert worker_box.enabled("other.service", "billing-worker.service") == {"other.service": "enabled", "billing-worker.service": "enabled"}
+    assert worker_box.box.systemctl("is-enabled", "polkit.service", check=False).stdout.strip() != "masked"
+
+
+def test_a_power_cut_mid_window_starts_no_held_unit_and_the_agent_reports_maintenance_again(worker_box: AgentBox) -> None:
+    on = put_intent(worker_box.consul_address, worker_box.environment, "maintenance")
+    worker_box.wait_status(state="maintenance", intent_index=on)
+    starts = len(worker_box.starts())
+    worker_box.box.power_cut()
+    worker_box.box.boot()
+    worker_box.wait_active()
+    worker_box.wait_status(state="maintenance", intent_index=on)
+    after = worker_box.starts()[starts:]
+    assert "other.service" in after, "the boot started the box's enabled units..."
+    assert [u for u in after if u in WORKERS] == [], "...but no held one"
+    assert worker_box.active(*WORKERS) == dict.fromkeys(WORKERS, "inactive")
+
+    off = put_intent(worker_box.consul_address, worker_box.environment, "active")
+    worker_box.wait_status(state="active", intent_index=off)
+    assert {u for u, state in worker_box.active(*WORKERS).items() if state == "active"} == RAN_BEFORE
+
+
+def test_a_refused_systemctl_call_names_the_polkit_action_and_the_unit(worker_box: AgentBox) -> None:
+    worker_box.box.run("rm", "/etc/polkit-1/rules.d/50-maintenance-agent.rules")
+    worker_box.box.systemctl("restart", "polkit")
+    on = put_intent(worker_box.consul_address, worker_box.environment, "maintenance")
+    failing = worker_box.wait_until_status(lambda s: s["intent_index"] == on and "polkit refused" in (s.get("error") or ""))
+    assert failing["state"] == "entering"
+    assert "org.freedesktop.systemd1.manage-units, verb stop, unit " in failing["error"], failing["error"]
+    assert worker_box.active("billing-worker.service") == {"billing-worker.service": "active"}, "refused: nothing stopped"
