@@ -109,12 +109,17 @@ def _edge_files(config: AgentConfig) -> list[BoxFile]:
     if config.edge is None:
         return []
     map_file = PurePosixPath(config.edge.map_file)
-    files = [BoxFile(map_file, render_map_file({"state": "off"}, INITIAL_MAP_HEADER).decode(), mode=0o640, only_if_missing=True)]
+    files = [BoxFile(map_file, initial_map_text(), mode=0o640, only_if_missing=True)]
     if not map_file.is_relative_to(PurePosixPath(config.agent.state_dir)):
         files.append(BoxFile(SYSTEMD_DIR / "maintenance-agent.service.d" / "edge-map.conf",
                              "# Written by `maintenance-agent install-files`: the map file lives outside the state directory.\n"
                              f"[Service]\nReadWritePaths={map_file.parent}\n"))
     return files
+
+
+def initial_map_text() -> str:
+    """The edge's map before the agent ever ran: maintenance off, so HAProxy can start."""
+    return render_map_file({"state": "off"}, INITIAL_MAP_HEADER).decode()
 
 
 def install(files: list[BoxFile], root: Path) -> list[str]:

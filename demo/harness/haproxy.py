@@ -28,6 +28,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from agent.config.roles import EdgeSection
+from agent.install.files import initial_map_text
 from demo.harness.processes import PROJECT, ManagedProcess, free_port, require_binary, wait_until
 
 SHIPPED = PROJECT / "deploy" / "haproxy"
@@ -124,6 +125,7 @@ class HAProxyUnderTest:
 
     def _prepare(self, internal_cidrs: tuple[str, ...]) -> None:
         shutil.copytree(SHIPPED / "maintenance", self.maint_dir, dirs_exist_ok=True)
+        self.map_file.write_text(initial_map_text())  # what install-files writes on an edge box
         (self.maint_dir / "internal.cidr").write_text("\n".join(internal_cidrs) + "\n")
         (self.maint_dir / "bypass.secrets").write_text("\n".join(self.bypass_secrets) + "\n")
         text = (SHIPPED / "haproxy.cfg").read_text()

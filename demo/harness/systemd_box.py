@@ -41,9 +41,29 @@ from demo.harness.processes import require_binary, wait_until
 VENDOR_UNITS = ("/lib/systemd/system", "/usr/lib/systemd/system")
 BASE_UNITS = ("dbus.socket", "dbus.service", "polkit.service", "systemd-journald.service", "systemd-journald.socket",
               "systemd-journald-dev-log.socket", "systemd-journal-flush.service")
+#: The box's own tmpfiles set-up (/run/haproxy, /run/dbus... as at a Debian boot), limited to the box's own
+#: /run, /var and /tmp: Debian's unit would also act on /dev and the shared kernel.
+TMPFILES_UNIT = """[Unit]
+Description=Create the box's volatile files and directories (tmpfiles.d, /run /var /tmp only)
+DefaultDependencies=no
+After=systemd-journald.service
+Before=sysinit.target dbus.socket
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=systemd-tmpfiles --create --boot --prefix=/run --prefix=/var --prefix=/tmp
+SuccessExitStatus=DATAERR CANTCREAT
+"""
 STUB_TARGETS = ("sysinit", "basic", "sockets", "timers", "paths", "slices", "local-fs", "swap", "network", "network-online",
                 "network-pre", "nss-lookup", "nss-user-lookup", "remote-fs", "time-set", "time-sync", "multi-user",
                 "graphical", "shutdown", "umount", "final", "emergency", "rescue", "getty")
+#: The boot order of a real Debian box, so units wanted by timers.target or sockets.target start at boot too.
+STUB_CHAIN = {
+    "basic": "Requires=sysinit.target\nWants=sockets.target timers.target paths.target slices.target\n"
+             "After=sysinit.target sockets.target timers.target paths.target slices.target\n",
+    "multi-user": "Requires=basic.target\nAfter=basic.target\n",
+}
 #: Directories the box sees empty although the machine's have content (opaque in the overlay's upper layer).
 EMPTY_IN_BOX = ("etc/systemd/system", "tmp", "var/tmp", "etc/polkit-1/rules.d", "var/lib/maintenance-agent",
                 "etc/maintenance-agent", "opt/maintenance-agent", "var/log/journal")
@@ -209,7 +229,13 @@ class SystemdBox:
         return result
 
     def systemctl(self, *args: str, user: str | None = None, check: bool = True, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        return self.run("systemctl", "--no-pager", *args, user=user, check=check, timeout=timeout)
+        """``systemctl`` in the box; a failure to start something says what the units' journal says."""
+        try:
+            return self.run("systemctl", "--no-pager", *args, user=user, check=check, timeout=timeout)
+        except BoxError as exc:
+            units = [a for a in args[1:] if not a.startswith("-")]
+            journal = self.run("journalctl", "--no-pager", "-n", "25", *(f"--unit={u}" for u in units), check=False).stdout
+            raise BoxError(f"{exc}\n-- journal of {', '.join(units)}:\n{journal}") from None
 
     def unit_property(self, unit: str, prop: str) -> str:
         return self.systemctl("show", f"--property={prop}", "--value", unit).stdout.strip()
@@ -284,11 +310,13 @@ class SystemdBox:
         (self.boot_dir / "enter.sh").write_text(ENTER)
         (self.boot_dir / "inner.sh").write_text(INNER)
         (self.boot_dir / "console.log").touch()
-        base = " ".join(BASE_UNITS)
+        (units / "systemd-tmpfiles-setup.service").write_text(TMPFILES_UNIT)
+        base = " ".join((*BASE_UNITS, "systemd-tmpfiles-setup.service"))
         (units / "box.target").write_text(f"[Unit]\nDescription=the box\nDefaultDependencies=no\nWants={base} multi-user.target\n"
                                           f"After={base} multi-user.target\nAllowIsolate=yes\n")
         for target in STUB_TARGETS:
-            (units / f"{target}.target").write_text(f"[Unit]\nDescription={target} (stub of the box)\nDefaultDependencies=no\n")
+            (units / f"{target}.target").write_text(f"[Unit]\nDescription={target} (stub of the box)\nDefaultDependencies=no\n"
+                                                    f"{STUB_CHAIN.get(target, '')}")
         for unit in self.units:
             source = next((Path(d) / unit for d in VENDOR_UNITS if (Path(d) / unit).is_file()), None)
             if source is None:

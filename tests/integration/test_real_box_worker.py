@@ -8,33 +8,9 @@ same after the window as before.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from demo.harness.consul import ConsulAgentProcess
-from tests.fixtures.real_box import AgentBox, booted_box, box_layer, box_wheels, put_intent, recording_unit  # noqa: F401
-
-_boxes = itertools.count(1)
-WORKERS = ("billing-worker.service", "ledger@1.service", "ledger@2.service", "reports.service")
-RAN_BEFORE = {"billing-worker.service", "ledger@1.service", "ledger@2.service"}
-
-
-@pytest.fixture
-def worker_box(box_layer: Path, consul_server: ConsulAgentProcess, environment: str) -> Iterator[AgentBox]:
-    for box in booted_box(f"worker{next(_boxes)}", box_layer):
-        for name in ("billing-worker.service", "ledger@.service", "reports.service", "other.service"):
-            box.write(f"/etc/systemd/system/{name}", recording_unit(name))
-        box.systemctl("daemon-reload")
-        box.systemctl("enable", "--now", "billing-worker.service", "ledger@1.service", "ledger@2.service")
-        box.systemctl("enable", "reports.service", "other.service")  # enabled, but off before the window
-        agent_box = AgentBox(box, consul_server.address, environment, box.name)
-        agent_box.install(agent_box.config(["worker"], worker={"backend": "systemd", "services": [
-            "billing-worker.service", "ledger@*.service", "reports.service"], "timeout_seconds": 30}))
-        agent_box.wait_status(state="active")
-        yield agent_box
+from tests.fixtures.real_box import RAN_BEFORE, WORKERS, AgentBox, box_layer, box_wheels, put_intent, worker_box  # noqa: F401
 
 
 def test_a_window_holds_and_stops_the_workers_and_restores_exactly_what_ran(worker_box: AgentBox) -> None:
@@ -72,6 +48,7 @@ def test_the_agents_user_may_start_and_stop_exactly_its_units_and_nothing_else(w
     assert worker_box.box.systemctl("is-enabled", "polkit.service", check=False).stdout.strip() != "masked"
 
 
+@pytest.mark.slow
 def test_a_power_cut_mid_window_starts_no_held_unit_and_the_agent_reports_maintenance_again(worker_box: AgentBox) -> None:
     on = put_intent(worker_box.consul_address, worker_box.environment, "maintenance")
     worker_box.wait_status(state="maintenance", intent_index=on)
@@ -90,6 +67,7 @@ def test_a_power_cut_mid_window_starts_no_held_unit_and_the_agent_reports_mainte
     assert {u for u, state in worker_box.active(*WORKERS).items() if state == "active"} == RAN_BEFORE
 
 
+@pytest.mark.slow
 def test_a_refused_systemctl_call_names_the_polkit_action_and_the_unit(worker_box: AgentBox) -> None:
     worker_box.box.run("rm", "/etc/polkit-1/rules.d/50-maintenance-agent.rules")
     worker_box.box.systemctl("restart", "polkit")
