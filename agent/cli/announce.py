@@ -25,6 +25,7 @@ from agent.core.model import Intent, Mode
 
 if TYPE_CHECKING:  # imported where used: only a command that notifies partners pays for pydantic and requests
     from agent.config.partners import NoticesSection
+    from agent.partners.delivery import Delivery
     from agent.partners.dispatch import NoticeDispatcher
     from agent.partners.ical import CalendarWindow
     from agent.partners.notices import Notice
@@ -175,3 +176,43 @@ def announce(settings: Settings, notices: NoticesSection | None, ics_path: Path 
             click.echo(_describe(line))
     failed = any(p["state"] in ("failed", "not-sent") for p in doc["partners"])
     raise SystemExit(EXIT_NOT_YET if failed else EXIT_OK)
+
+
+def _latest_window(deliveries: list[tuple[int, Delivery]]) -> int:
+    """The intent index the newest window's notices start from (its announce, on or start), 0 when none."""
+    openings = [index for index, d in deliveries if d.event.split("-", 1)[0] in ("announce", "on", "start")]
+    return max(openings, default=0)
+
+
+@click.command("notices", short_help="What each partner and the team's chat were told, per channel.")
+@click.option("--all", "show_all", is_flag=True, help="Every delivery kept, not only the latest window's.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def notices_command(settings: Settings, show_all: bool, as_json: bool) -> None:
+    """Per partner and channel (webhook, email, chat): delivered, failed or still sending, with every attempt counted.
+
+    Exit 0 when every delivery shown was delivered, 1 when one failed or is still sending.
+    """
+    from agent.partners.delivery import Delivery, as_dict
+
+    prefix = f"{settings.prefix}/{settings.env()}/notices/"
+    found: list[tuple[int, Delivery]] = []
+    for key, read in sorted(settings.gateway().list_prefix(prefix).items()):
+        try:
+            found.append((int(key[len(prefix):].split("-", 1)[0]), Delivery.from_json(read.value or b"")))
+        except (ValueError, TypeError, KeyError):
+            continue
+    since = 0 if show_all else _latest_window(found)
+    shown = [as_dict(d) | {"intent_index": index} for index, d in found if index >= since]
+    shown.sort(key=lambda row: (row["intent_index"], row["event"], row["partner"], row["channel"]))
+    if as_json:
+        click.echo(json.dumps({"deliveries": shown}, indent=2, sort_keys=True))
+    elif not shown:
+        click.echo("no notices sent" + ("" if show_all else " for the latest window (--all shows every one kept)"))
+    else:
+        for row in shown:
+            who = "team chat" if row["partner"] == "_team" else row["partner"]
+            unanswered = f", {row['unanswered']} unanswered" if row["unanswered"] else ""
+            click.echo(f"{row['notice']:<28} {who:<12} {row['channel']:<8} {row['state']:<10} "
+                       f"{row['attempts']} attempt(s){unanswered}; last: {row['last'] or '-'} (by {row['claimed_by']})")
+    raise SystemExit(EXIT_OK if all(row["state"] == "delivered" for row in shown) else EXIT_NOT_YET)

@@ -9,7 +9,6 @@ from pydantic import Field, field_validator
 from agent.config.fields import FrozenModel, HttpUrlText
 from agent.core.selectors import SelectorError, parse_selector
 
-
 GatedRole = Literal["edge", "web"]
 
 

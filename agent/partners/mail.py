@@ -109,7 +109,9 @@ def compose(notice: Notice, partner: PartnerSection, section: NoticesSection, en
     """The whole message (RFC 5322, CRLF line ends) for ``partner``: text first, the invitation as its alternative."""
     smtp = section.smtp
     assert smtp is not None
-    message = EmailMessage(policy=SMTP)
+    # Headers unfolded up to SMTP's own limit: Python folds a long subject right after "Subject:", which some clients show
+    # with a leading blank.
+    message = EmailMessage(policy=SMTP.clone(max_line_length=998))
     message["Subject"] = subject(notice, section, entry)
     message["From"] = smtp.sender
     message["To"] = ", ".join(partner.email)
@@ -148,9 +150,9 @@ class SmtpSender:
     def send_once(self, data: bytes, recipients: list[str]) -> Outcome:
         """One SMTP transaction; a refusal of every recipient with a 5xx is hopeless, anything else is retried."""
         smtp = self.smtp
-        session = smtplib.SMTP(timeout=smtp.timeout_seconds)
+        session: smtplib.SMTP | None = None
         try:
-            session.connect(smtp.host, smtp.port)
+            session = smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout_seconds)
             session.ehlo()
             if smtp.starttls:
                 session.starttls(context=ssl.create_default_context(cafile=str(smtp.ca_file) if smtp.ca_file else None))
@@ -166,10 +168,11 @@ class SmtpSender:
         except smtplib.SMTPResponseException as exc:
             reply = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
             return Outcome(status=exc.smtp_code, error=f"SMTP {exc.smtp_code} ({type(exc).__name__}): {' '.join(reply.split())[:200]}")
-        except (smtplib.SMTPException, OSError) as exc:
+        except (smtplib.SMTPException, OSError, ValueError) as exc:
             return Outcome(error=short(exc))
         finally:
-            _close(session)
+            if session is not None:
+                _close(session)
         return Outcome(status=250)
 
 

@@ -12,8 +12,8 @@ import structlog
 
 from agent.config.partners import NoticesSection, PartnerSection
 from agent.core.model import Intent, Mode, State
-from agent.partners.dispatch import NoticeDispatcher
 from agent.partners.delivery import Delivery
+from agent.partners.dispatch import NoticeDispatcher
 from agent.partners.notices import notice_for, sign, verify
 from agent.partners.webhook import WebhookSender
 from tests.fakes import FakeGateway
