@@ -55,7 +55,7 @@ def blocked_text(environment: str, node: str, intent_index: int, state: str, why
 
 
 def overrun_text(environment: str, window_index: int, ends_at: datetime, node: str, state: str) -> str:
-    return (f"{_ICON['overrun']} *{environment}* window {window_index} passed its announced end ({_at(ends_at)}); "
+    return (f"{_ICON['overrun']} *{environment}* window {window_index} overrun: past its announced end ({_at(ends_at)}); "
             f"{node} is still {state}")
 
 

@@ -12,6 +12,7 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from demo.harness.processes import wait_until
 from tests.fixtures.alertmanager import alertmanager
 from tests.fixtures.maintctl import maintctl
 from tests.fixtures.prometheus import PrometheusServer, prometheus
+from tests.fixtures.webhooks import webhook_receiver
 from tests.fixtures.windows import WindowFleet, window_fleet
 
 RULES = """groups:
@@ -93,22 +95,26 @@ def _edge(fleet: WindowFleet) -> dict:
 
 def test_traffic_waits_for_critical_alerts_and_an_unreachable_prometheus_holds_until_overridden(
         consul_server: ConsulAgentProcess, environment: str, tmp_path: Path) -> None:
-    with exporter() as (lag, port), alertmanager(tmp_path / "am") as am:
+    with exporter() as (lag, port), alertmanager(tmp_path / "am") as am, webhook_receiver() as chat:
         (tmp_path / "prom").mkdir()
         (tmp_path / "prom" / "rules.yml").write_text(RULES)
         with prometheus(tmp_path / "prom", _config(port, environment)) as prom:
             gate = {"url": prom.url, "selector": 'severity="critical"', "recheck_seconds": 0.3, "timeout_seconds": 2}
             silence = {"url": am.url, "lease_seconds": 600, "renew_seconds": 60,
                        "matchers": [{"name": "alertname", "value": "WorkerStopped"}]}
-            with window_fleet(consul_server, environment, tmp_path / "fleet", alert_gate=gate, alertmanager=silence) as fleet:
+            team = {"chat": {"url": chat.url, "blocked_after_seconds": 0.5}, "attempts": 2, "backoff_seconds": 0.1}
+            with window_fleet(consul_server, environment, tmp_path / "fleet", alert_gate=gate, alertmanager=silence, notices=team) as fleet:
                 fleet.add("edge-1", ["edge"])
                 fleet.add("worker-1", ["worker"])
                 fleet.wait_states("active")
                 lag.lag = 300
                 wait_until(lambda: _firing(prom) == {"ReplicaLagging", "WorkerStopped"}, 20, what="both alerts firing in Prometheus")
 
-                on = consul_server.kv_put(f"maintenance/{environment}/desired", json.dumps({"mode": "maintenance", "reason": "SQL-B"}))
+                ends = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+                on = consul_server.kv_put(f"maintenance/{environment}/desired", json.dumps({"mode": "maintenance", "reason": "SQL-B",
+                                                                                             "ends_at": ends}))
                 fleet.wait_states("maintenance", intent_index=on)  # the gate never holds a window's entry
+                wait_until(lambda: any("overrun" in t for t in _chat(chat)), 10, what="the overrun told to the team")
                 off = consul_server.kv_put(f"maintenance/{environment}/desired", "active")
                 held = wait_until(lambda: "ReplicaLagging" in (_edge(fleet).get("blocked_on") or "") and _edge(fleet), 15,
                                   what="the edge held by the lagging replica")
@@ -116,6 +122,8 @@ def test_traffic_waits_for_critical_alerts_and_an_unreachable_prometheus_holds_u
                 assert fleet.status("worker-1")["state"] == "active", "the roles before the edge came back"  # type: ignore[index]
                 waited = maintctl(consul_server, environment, "wait", "--timeout", "1s")
                 assert waited.exit_code == 1 and "ReplicaLagging" in waited.output, waited.output
+                wait_until(lambda: any("edge-1 has been exiting and blocked" in t and "ReplicaLagging" in t for t in _chat(chat)), 10,
+                           what="the block told to the team")
 
                 lag.lag = 5  # the replica caught up: the rule stops firing, the gate opens at its next look
                 fleet.wait_states("active", intent_index=off, timeout=20)
@@ -133,3 +141,10 @@ def test_traffic_waits_for_critical_alerts_and_an_unreachable_prometheus_holds_u
                 fleet.wait_states("active", intent_index=off, timeout=15)
                 log = (tmp_path / "fleet" / "agents.log").read_text()
     assert "alert gate overridden for this window" in log and "Prometheus down with SQL-B" in log
+    texts = _chat(chat)
+    assert len([t for t in texts if "overrun" in t]) == 1, "two boxes saw it, the team hears it once"
+    assert len([t for t in texts if "maintenance started" in t]) == 2 and len([t for t in texts if "maintenance ended" in t]) == 2
+
+
+def _chat(receiver: object) -> list[str]:
+    return [r.doc["text"] for r in receiver.delivered()]  # type: ignore[attr-defined]
