@@ -97,15 +97,7 @@ class Agent:
         if self.notifier.watchdog_interval:
             resync = min(resync, self.notifier.watchdog_interval)
         self.windows = EntryScheduler(wake=self._wake, log=self.log, start_gauge=self.metrics.window_start)
-        # Edge boxes see the actual start and end first: they tell partners and the team's chat (claimed once per
-        # recipient and channel in Consul). Any box with [notices.chat] tells the chat when it is stuck or the window overruns.
-        chat = config.notices.chat
-        self.tells_window = Role.EDGE in config.agent.roles and bool(config.notices.partners or chat)
-        self.notices = (NoticeDispatcher(self.gateway, prefix, config.agent.environment, self.node, config.notices, self.log)
-                        if self.tells_window or chat else None)
-        self.team = (TeamWatch(self.notices, config.agent.environment, self.node, chat.blocked_after_seconds,
-                               box=lambda: (self.reconciler.status(), self.reconciler.intent))
-                     if chat and self.notices else None)
+        self.tells_window, self.notices, self.team = self._tellers(config, prefix)
         self.peers = PeerView(self.gateway, config.agent.environment, f"{prefix}/status", wake=self._wake, wait=config.consul.wait_seconds,
                               settings=self.settings, node=self.node)
         self.silence = self._silence_lease(config, prefix)
@@ -133,6 +125,18 @@ class Agent:
         self.watcher = KeyWatcher(self.gateway, self.desired_key, self.reconciler.on_watch_event,
                                   wait=config.consul.wait_seconds, consistent=True, name=f"watch:{self.node}",
                                   reconnect=self.settings.consul_reconnect, reads=self.settings.intent_reads)
+
+    def _tellers(self, config: AgentConfig, prefix: str) -> tuple[bool, NoticeDispatcher | None, TeamWatch | None]:
+        """Edge boxes see the actual start and end first: they tell partners and the team's chat (claimed once per
+        recipient and channel in Consul). Any box with [notices.chat] tells the chat when it is stuck or the window overruns."""
+        chat = config.notices.chat
+        tells_window = Role.EDGE in config.agent.roles and bool(config.notices.partners or chat)
+        if not (tells_window or chat):
+            return False, None, None
+        notices = NoticeDispatcher(self.gateway, prefix, config.agent.environment, self.node, config.notices, self.log)
+        team = (TeamWatch(notices, config.agent.environment, self.node, chat.blocked_after_seconds,
+                          box=lambda: (self.reconciler.status(), self.reconciler.intent)) if chat else None)
+        return tells_window, notices, team
 
     def _silence_lease(self, config: AgentConfig, prefix: str) -> SilenceLease | None:
         """Edge boxes (first in, last out) hold the Alertmanager silence lease of a window."""
