@@ -128,10 +128,11 @@ def test_traffic_waits_for_critical_alerts_and_an_unreachable_prometheus_holds_u
                 lag.lag = 5  # the replica caught up: the rule stops firing, the gate opens at its next look
                 fleet.wait_states("active", intent_index=off, timeout=20)
 
-                on = consul_server.kv_put(f"maintenance/{environment}/desired", "maintenance")
-                fleet.wait_states("maintenance", intent_index=on)
+                assert maintctl(consul_server, environment, "on", "--reason", "SQL-B again", "--for", "30m").exit_code == 0
+                fleet.wait_states("maintenance")
                 prom.stop()  # no answer is not "nothing fires"
-                off = consul_server.kv_put(f"maintenance/{environment}/desired", "active")
+                assert maintctl(consul_server, environment, "off", "--reason", "done").exit_code == 0
+                off = json.loads(maintctl(consul_server, environment, "status", "--json").stdout)["desired"]["modify_index"]
                 stuck = wait_until(lambda: "unreachable" in (_edge(fleet).get("error") or "") and _edge(fleet), 15,
                                    what="the edge holding on an unreachable Prometheus")
                 assert stuck["state"] == "exiting" and "cannot tell whether alerts fire" in stuck["error"]
@@ -141,7 +142,9 @@ def test_traffic_waits_for_critical_alerts_and_an_unreachable_prometheus_holds_u
                 fleet.wait_states("active", intent_index=off, timeout=15)
                 wait_until(lambda: len([t for t in _chat(chat) if "maintenance ended" in t]) == 2, 10, what="the second end told to the team")
                 log = (tmp_path / "fleet" / "agents.log").read_text()
+                history = json.loads(maintctl(consul_server, environment, "history", "--json").stdout)
     assert "alert gate overridden for this window" in log and "Prometheus down with SQL-B" in log
+    assert [(o["by"], o["reason"]) for o in history[0]["alert_gate_overrides"]] == [("alice", "Prometheus down with SQL-B")]
     texts = _chat(chat)
     assert len([t for t in texts if "overrun" in t]) == 1, "two boxes saw it, the team hears it once"
     assert len([t for t in texts if "maintenance started" in t]) == 2
