@@ -35,11 +35,24 @@ def maintctl(fleet: DemoFleet, *args: str) -> int:
     return subprocess.run([sys.executable, "-m", "agent.cli.maintctl", *argv[1:]], check=False).returncode
 
 
-def show_traffic(fleet: DemoFleet, title: str) -> None:
+FIXED = len("GET /api/payments") + len("status") + len("Retry-After") + 5 * 3 + 1
+"""The request, status and Retry-After columns with every column's padding and border: what the caller and body share."""
+
+
+def traffic_table(title: str, width: int) -> Table:
+    """What each kind of caller gets. The status and ``Retry-After`` are the point of the demo: they keep their room at
+    any width; the caller's name wraps (at least 14 columns) and the body gets the rest, cut with an ellipsis."""
     table = Table(title=title, show_lines=False)
-    for column in ("who", "request", "status", "Retry-After"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("answer (start of the body)", no_wrap=True, overflow="ellipsis", max_width=60)
+    table.add_column("who", min_width=14, ratio=1)
+    table.add_column("request", no_wrap=True)
+    table.add_column("status", no_wrap=True, justify="right")
+    table.add_column("Retry-After", no_wrap=True, justify="right")
+    table.add_column("answer", no_wrap=True, overflow="ellipsis", max_width=max(12, min(60, width - FIXED - 14)))
+    return table
+
+
+def show_traffic(fleet: DemoFleet, title: str) -> None:
+    table = traffic_table(title, console.width)
     probes = [
         ("browser", "/", None, {}),
         ("admin user", "/admin/", None, {}),
@@ -56,8 +69,9 @@ def show_traffic(fleet: DemoFleet, title: str) -> None:
 
 def show_boxes(fleet: DemoFleet) -> None:
     table = Table(title="on the boxes")
-    for column in ("box", "what", "now"):
-        table.add_column(column)
+    table.add_column("box", no_wrap=True)
+    table.add_column("what")
+    table.add_column("now", ratio=1)
     for name, box in fleet.boxes.items():
         if "web" in box.roles:
             table.add_row(name, "Consul node maintenance", "on" if fleet.node_in_maintenance(name) else "off")
@@ -76,7 +90,7 @@ def main() -> None:
     console.print(Panel.fit("maintenance-agent demo: 1 edge, 2 web, 2 worker, 1 scheduler on loopback\n"
                             f"files and logs: {workdir}", style="bold"))
     started = time.monotonic()
-    with console.status("starting Consul (server + 6 client agents), HAProxy, 2 web apps, 3 supervisord, 6 agents..."):
+    with console.status("starting Consul (7 agents), HAProxy, 2 web apps, 3 supervisord, 6 agents..."):
         fleet = DemoFleet(workdir).start()
     try:
         console.print(f"fleet up in {time.monotonic() - started:.1f} s")

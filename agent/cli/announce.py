@@ -24,12 +24,11 @@ from agent.core.errors import ConfigError
 from agent.core.model import Intent, Mode
 
 if TYPE_CHECKING:  # imported where used: only a command that notifies partners pays for pydantic and requests
-    from concurrent.futures import Future
-
     from agent.config.partners import NoticesSection
-    from agent.ops.ical import CalendarWindow
+    from agent.partners.delivery import Delivery
     from agent.partners.dispatch import NoticeDispatcher
-    from agent.partners.notices import Delivery, Notice
+    from agent.partners.ical import CalendarWindow
+    from agent.partners.notices import Notice
 
 
 def _load_option(ctx: click.Context, param: click.Parameter, value: Path | None) -> NoticesSection | None:
@@ -53,7 +52,7 @@ def load_notices(path: Path) -> NoticesSection:
 
     from pydantic import ValidationError
 
-    from agent.config.partners import NoticesSection
+    from agent.config.partners import NoticesSection, name_partners
 
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -64,7 +63,8 @@ def load_notices(path: Path) -> NoticesSection:
     try:
         return NoticesSection.model_validate(doc["notices"])
     except ValidationError as exc:
-        raise ConfigError(str(path), [f"notices.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]) from None
+        raise ConfigError(str(path), [f"{name_partners(('notices', *e['loc']), doc)}: {e['msg'].removeprefix('Value error, ')}"
+                                      for e in exc.errors()]) from None
 
 
 class _QuietLog:
@@ -82,34 +82,33 @@ def _dispatcher(settings: Settings, section: NoticesSection) -> NoticeDispatcher
 
 
 def send_and_report(settings: Settings, section: NoticesSection, notice: Notice) -> list[dict[str, Any]]:
-    """Send ``notice`` to every partner that wants it, wait, and say what happened to each."""
-    from agent.partners.notices import Delivery
+    """Send ``notice`` to every partner (each channel) and the team's chat that want it, wait, and say what happened to each."""
+    from agent.partners.delivery import Delivery
 
     dispatcher = _dispatcher(settings, section)
-    kind = notice.event.split("-", 1)[0]
-    wanted = [p.name for p in section.partners if kind in p.events]
     try:
-        futures: list[Future[Delivery | None]] = dispatcher.send(notice)
-        results = [f.result() for f in futures]
+        sendings = dispatcher.send(notice)
+        results = [(s, s.result.result()) for s in sendings]
     finally:
         dispatcher.stop()
-    out: list[dict[str, str | int | None]] = []
-    for name, result in zip(wanted, results, strict=True):
+    out: list[dict[str, Any]] = []
+    for sending, result in results:
+        line: dict[str, Any] = {"partner": sending.recipient, "channel": sending.channel}
         if result is None:
-            existing = settings.gateway().get_key(dispatcher.key(f"{notice.intent_index}-{notice.event}", name))
+            existing = settings.gateway().get_key(dispatcher.key(f"{notice.intent_index}-{notice.event}", sending.recipient, sending.channel))
             earlier = Delivery.from_json(existing.value) if existing.value else None
-            out.append({"partner": name, "state": "already-claimed",
-                        "by": earlier.claimed_by if earlier else None, "earlier_state": earlier.state if earlier else None})
+            line.update({"state": "already-claimed" if earlier else "not-sent",
+                         "by": earlier.claimed_by if earlier else None, "earlier_state": earlier.state if earlier else None})
         else:
-            last = result.attempts[-1] if result.attempts else None
-            out.append({"partner": name, "state": result.state, "attempts": len(result.attempts),
-                        "last_error": last.error if last else None})
+            last = result.last
+            line.update({"state": result.state, "attempts": len(result.attempts), "last_error": last.error if last else None})
+        out.append(line)
     return out
 
 
 def notify_on_flip(settings: Settings, section: NoticesSection | None, event: str, intent: Intent, window: Intent | None) -> None:
     """After ``on``/``off`` wrote ``intent``: tell the partners that want ``event`` (when configured)."""
-    if section is None or not section.partners:
+    if section is None or not (section.partners or section.chat):
         return
     notice = _dispatcher(settings, section).notice(event, intent, window)
     for line in send_and_report(settings, section, notice):
@@ -117,14 +116,17 @@ def notify_on_flip(settings: Settings, section: NoticesSection | None, event: st
 
 
 def _describe(line: dict[str, Any]) -> str:
+    who = "team chat" if line["partner"] == "_team" else f"partner {line['partner']} ({line['channel']})"
     if line["state"] == "already-claimed":
-        return f"partner {line['partner']}: already notified by {line['by']} ({line['earlier_state']})"
+        return f"{who}: already notified by {line['by']} ({line['earlier_state']})"
+    if line["state"] == "not-sent":
+        return f"{who}: not sent (Consul refused the claim or the notice could not be prepared)"
     error = f", last error: {line['last_error']}" if line.get("last_error") and line["state"] != "delivered" else ""
-    return f"partner {line['partner']}: {line['state']} after {line['attempts']} attempt(s){error}"
+    return f"{who}: {line['state']} after {line['attempts']} attempt(s){error}"
 
 
 def calendar_window(settings: Settings, intent: Intent, section: NoticesSection, now: datetime, impact: str) -> CalendarWindow:
-    from agent.ops.ical import CalendarWindow
+    from agent.partners.ical import CalendarWindow
 
     if intent.ends_at is None:
         raise OperatorError("the intent has no ends_at: a calendar entry needs the announced end")
@@ -145,7 +147,7 @@ def calendar_window(settings: Settings, intent: Intent, section: NoticesSection,
 def announce(settings: Settings, notices: NoticesSection | None, ics_path: Path | None, again: bool, as_json: bool) -> None:
     """Tell partners about the current window: signed webhook notices and/or an .ics file."""
     from agent.config.partners import NoticesSection
-    from agent.ops.ical import to_ics
+    from agent.partners.ical import to_ics
 
     if notices is None and ics_path is None:
         raise click.UsageError("nothing to do: give --notices FILE (or MAINTCTL_NOTICES) and/or --ics FILE")
@@ -172,5 +174,45 @@ def announce(settings: Settings, notices: NoticesSection | None, ics_path: Path 
             click.echo(f"wrote {ics_path}")
         for line in doc["partners"]:
             click.echo(_describe(line))
-    failed = any(p["state"] == "failed" for p in doc["partners"])
+    failed = any(p["state"] in ("failed", "not-sent") for p in doc["partners"])
     raise SystemExit(EXIT_NOT_YET if failed else EXIT_OK)
+
+
+def _latest_window(deliveries: list[tuple[int, Delivery]]) -> int:
+    """The intent index the newest window's notices start from (its announce, on or start), 0 when none."""
+    openings = [index for index, d in deliveries if d.event.split("-", 1)[0] in ("announce", "on", "start")]
+    return max(openings, default=0)
+
+
+@click.command("notices", short_help="What each partner and the team's chat were told, per channel.")
+@click.option("--all", "show_all", is_flag=True, help="Every delivery kept, not only the latest window's.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def notices_command(settings: Settings, show_all: bool, as_json: bool) -> None:
+    """Per partner and channel (webhook, email, chat): delivered, failed or still sending, with every attempt counted.
+
+    Exit 0 when every delivery shown was delivered, 1 when one failed or is still sending.
+    """
+    from agent.partners.delivery import Delivery, as_dict
+
+    prefix = f"{settings.prefix}/{settings.env()}/notices/"
+    found: list[tuple[int, Delivery]] = []
+    for key, read in sorted(settings.gateway().list_prefix(prefix).items()):
+        try:
+            found.append((int(key[len(prefix):].split("-", 1)[0]), Delivery.from_json(read.value or b"")))
+        except (ValueError, TypeError, KeyError):
+            continue
+    since = 0 if show_all else _latest_window(found)
+    shown = [as_dict(d) | {"intent_index": index} for index, d in found if index >= since]
+    shown.sort(key=lambda row: (row["intent_index"], row["event"], row["partner"], row["channel"]))
+    if as_json:
+        click.echo(json.dumps({"deliveries": shown}, indent=2, sort_keys=True))
+    elif not shown:
+        click.echo("no notices sent" + ("" if show_all else " for the latest window (--all shows every one kept)"))
+    else:
+        for row in shown:
+            who = "team chat" if row["partner"] == "_team" else row["partner"]
+            unanswered = f", {row['unanswered']} unanswered" if row["unanswered"] else ""
+            click.echo(f"{row['notice']:<28} {who:<12} {row['channel']:<8} {row['state']:<10} "
+                       f"{row['attempts']} attempt(s){unanswered}; last: {row['last'] or '-'} (by {row['claimed_by']})")
+    raise SystemExit(EXIT_OK if all(row["state"] == "delivered" for row in shown) else EXIT_NOT_YET)

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from agent import __version__
-from agent.cli.announce import announce, notices_option, notify_on_flip
+from agent.cli.alert_gate import alert_gate
+from agent.cli.announce import announce, notices_command, notices_option, notify_on_flip
 from agent.cli.errors import EXIT_NOT_YET, EXIT_OK
 from agent.cli.history_plan import history, plan_command
 from agent.cli.options import (
@@ -365,6 +366,8 @@ def wait(settings: Settings, timeout: timedelta, fail_fast: bool, as_json: bool)
 
 
 cli.add_command(announce)
+cli.add_command(notices_command)
+cli.add_command(alert_gate)
 cli.add_command(history)
 cli.add_command(plan_command)
 

@@ -1,4 +1,4 @@
-"""Alertmanager's v2 silence API: the three calls the silence lease needs, each with a timeout."""
+"""Alertmanager's v2 API: the silence calls the lease needs and the alert list the alert gate reads, each with a timeout."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def parse_time(text: str) -> datetime:
 
 
 class AlertmanagerClient:
-    """The three calls of Alertmanager's v2 API the lease needs; every failure is an ``AlertmanagerError``."""
+    """The calls of Alertmanager's v2 API the lease and the alert gate need; every failure is an ``AlertmanagerError``."""
 
     def __init__(self, url: str, timeout: float = 5.0):
         self.url = url.rstrip("/")
@@ -47,6 +47,18 @@ class AlertmanagerClient:
         if response.status_code != 200:
             raise AlertmanagerError(f"Alertmanager refused the silence: HTTP {response.status_code} {response.text[:200]}")
         return str(response.json()["silenceID"])
+
+    def silence_start(self, silence_id: str) -> str:
+        """The silence's ``startsAt`` as Alertmanager holds it.
+
+        Alertmanager moves a new silence's start to its own clock when the one asked for is already past, and
+        extends an active silence in place only when the start it is sent has the same second: the lease
+        must extend with Alertmanager's start, not with the one it asked for.
+        """
+        response = self._request("GET", f"/api/v2/silence/{silence_id}")
+        if response.status_code != 200:
+            raise AlertmanagerError(f"Alertmanager: HTTP {response.status_code} reading silence {silence_id}: {response.text[:200]}")
+        return str(response.json()["startsAt"])
 
     def delete_silence(self, silence_id: str) -> None:
         """Expire the silence now; one that is gone or already expired is fine."""

@@ -22,9 +22,10 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from agent.config.alerts import AlertGateSection
 from agent.config.connection import ConnectionSettingError, ConsulConnection, normalise_address, resolve
 from agent.config.fields import FrozenModel, host_port
-from agent.config.partners import AlertmanagerSection, NoticesSection
+from agent.config.partners import AlertmanagerSection, NoticesSection, name_partners
 from agent.config.roles import (
     EdgeSection,
     HooksSection,
@@ -147,6 +148,7 @@ class AgentConfig(FrozenModel):
     hooks: HooksSection = HooksSection()
     notices: NoticesSection = NoticesSection()
     alertmanager: AlertmanagerSection | None = None
+    alert_gate: AlertGateSection | None = None
 
     @model_validator(mode="after")
     def _role_tables(self) -> AgentConfig:
@@ -154,6 +156,12 @@ class AgentConfig(FrozenModel):
             if role.value in type(self).model_fields and getattr(self, role.value) is None and role is not Role.WEB:
                 raise ValueError(f"role {role.value!r} is listed in agent.roles but there is no [{role.value}] table")
         return self
+
+    def gated_roles(self) -> list[Role]:
+        """The roles of this box that ask the alert gate before traffic comes back."""
+        if self.alert_gate is None:
+            return []
+        return [r for r in self.agent.roles if r.value in self.alert_gate.roles]
 
     @property
     def env_prefix(self) -> str:
@@ -179,7 +187,7 @@ def from_mapping(doc: Mapping[str, Any], source: str = "<config>") -> AgentConfi
     try:
         config = AgentConfig.model_validate(doc)
     except ValidationError as exc:
-        raise ConfigError(source, [_describe(err) for err in exc.errors()]) from None
+        raise ConfigError(source, [_describe(err, doc) for err in exc.errors()]) from None
     try:
         config.consul.connection()
     except ConnectionSettingError as exc:
@@ -187,8 +195,8 @@ def from_mapping(doc: Mapping[str, Any], source: str = "<config>") -> AgentConfi
     return config
 
 
-def _describe(err: ErrorDetails) -> str:
-    path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+def _describe(err: ErrorDetails, doc: Mapping[str, Any]) -> str:
+    path = name_partners(err["loc"], doc) or "(top level)"
     kind = err["type"]
     if kind == "extra_forbidden":
         return f"{path}: unknown key"

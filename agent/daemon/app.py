@@ -33,6 +33,7 @@ from agent.daemon.watches.watcher import KeyWatcher
 from agent.daemon.watches.windows import EntryScheduler
 from agent.partners.dispatch import NoticeDispatcher
 from agent.partners.silences import SilenceLease, fleet_is_back, matchers_for
+from agent.partners.team import TeamWatch
 
 STOP_GRACE_SECONDS = 8.0
 """How long a stop waits for the backend call in flight before abandoning it (docs/reliability.md)."""
@@ -96,9 +97,7 @@ class Agent:
         if self.notifier.watchdog_interval:
             resync = min(resync, self.notifier.watchdog_interval)
         self.windows = EntryScheduler(wake=self._wake, log=self.log, start_gauge=self.metrics.window_start)
-        # Edge boxes see the actual start and end first: they tell partners (claimed once per partner in Consul).
-        self.notices = (NoticeDispatcher(self.gateway, prefix, config.agent.environment, self.node, config.notices, self.log)
-                        if Role.EDGE in config.agent.roles and config.notices.partners else None)
+        self.tells_window, self.notices, self.team = self._tellers(config, prefix)
         self.peers = PeerView(self.gateway, config.agent.environment, f"{prefix}/status", wake=self._wake, wait=config.consul.wait_seconds,
                               settings=self.settings, node=self.node)
         self.silence = self._silence_lease(config, prefix)
@@ -127,6 +126,18 @@ class Agent:
                                   wait=config.consul.wait_seconds, consistent=True, name=f"watch:{self.node}",
                                   reconnect=self.settings.consul_reconnect, reads=self.settings.intent_reads)
 
+    def _tellers(self, config: AgentConfig, prefix: str) -> tuple[bool, NoticeDispatcher | None, TeamWatch | None]:
+        """Edge boxes see the actual start and end first: they tell partners and the team's chat (claimed once per
+        recipient and channel in Consul). Any box with [notices.chat] tells the chat when it is stuck or the window overruns."""
+        chat = config.notices.chat
+        tells_window = Role.EDGE in config.agent.roles and bool(config.notices.partners or chat)
+        if not (tells_window or chat):
+            return False, None, None
+        notices = NoticeDispatcher(self.gateway, prefix, config.agent.environment, self.node, config.notices, self.log)
+        team = (TeamWatch(notices, config.agent.environment, self.node, chat.blocked_after_seconds,
+                          box=lambda: (self.reconciler.status(), self.reconciler.intent)) if chat else None)
+        return tells_window, notices, team
+
     def _silence_lease(self, config: AgentConfig, prefix: str) -> SilenceLease | None:
         """Edge boxes (first in, last out) hold the Alertmanager silence lease of a window."""
         am = config.alertmanager
@@ -142,7 +153,7 @@ class Agent:
         """The reconciler's transition hook: the silence first (before the window's first step), then the notices."""
         if self.silence:
             self.silence.on_transition(source, dest, intent)
-        if self.notices:
+        if self.notices and self.tells_window:
             self.notices.on_transition(source, dest, intent)
 
     def _wake(self) -> None:
@@ -192,6 +203,8 @@ class Agent:
             self.windows.every("alert-silence", self.config.alertmanager.renew_seconds, self.silence.tick)
         if self.notices:
             self.notices.resume()
+        if self.team and self.config.notices.chat:
+            self.windows.every("team-chat", min(15.0, max(0.5, self.config.notices.chat.blocked_after_seconds / 4)), self.team.tick)
         self.reconciler.start()
         self.drift.start()
         self.watcher.start()

@@ -49,6 +49,8 @@ class WindowRecord:
     closed: Request | None = None
     active_reached: str | None = None
     releases: tuple[Request, ...] = ()
+    #: Operators who let traffic back without the alert gate (``maintctl alert-gate override``), with their reasons.
+    alert_gate_overrides: tuple[Request, ...] = ()
     key: str = field(default="", compare=False)
     modify_index: int = field(default=0, compare=False)
 
@@ -110,6 +112,7 @@ class WindowRecord:
             closed=Request(**closed) if closed else None,
             active_reached=doc.get("active_reached"),
             releases=tuple(Request(**r) for r in doc.get("releases", ())),
+            alert_gate_overrides=tuple(Request(**r) for r in doc.get("alert_gate_overrides", ())),
             key=key, modify_index=modify_index,
         )
 
@@ -173,6 +176,11 @@ class HistoryStore:
             if record.closed is not None or not record.is_open:
                 return None
             return replace(record, closed=request)
+        return self.update_latest(change)
+
+    def record_override(self, request: Request) -> WindowRecord | None:
+        def change(record: WindowRecord) -> WindowRecord | None:
+            return replace(record, alert_gate_overrides=(*record.alert_gate_overrides, request)) if record.is_open else None
         return self.update_latest(change)
 
     def record_release(self, request: Request) -> WindowRecord | None:

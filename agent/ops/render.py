@@ -51,6 +51,7 @@ def history_view(records: list[WindowRecord], now: datetime, tz: tzinfo, width: 
     for record in records:
         duration, overrun = record.duration, record.overrun(now)
         reason = record.opened.reason + (f" (released {', '.join(r.node for r in record.releases)})" if record.releases else "")
+        reason += f" (alert gate overridden by {', '.join(r.by for r in record.alert_gate_overrides)})" if record.alert_gate_overrides else ""
         row: dict[str, RenderableType] = {
             "opened": _when(record.opened.at, tz, None, wide), "by": record.opened.by, "reason": reason,
             "planned": format_duration(record.planned),

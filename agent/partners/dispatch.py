@@ -1,13 +1,15 @@
-"""Exactly one notice per event per partner, even with several senders, and never on the decision thread.
+"""Exactly one notice per event per recipient and channel, even with several senders, and never on the decision thread.
 
 Every edge box sees the actual start and end of a window, so each would send
-the same notice. Instead each (event, partner) is *claimed* in Consul with a
-check-and-set create (``cas=0`` succeeds for exactly one writer) under
-``<prefix>/<env>/notices/<intent index>-<event>/<partner>``; the winner
-delivers and keeps the delivery log (attempts, status, last error, the signed
-body) in that same key, the others log that it is taken. ``maintctl
-announce``/``on``/``off`` use the same claims, so a second operator running
-``announce`` does not notify partners twice (``--again`` makes a new event).
+the same notice. Instead each (event, recipient, channel) is *claimed* in
+Consul with a check-and-set create (``cas=0`` succeeds for exactly one writer)
+under ``<prefix>/<env>/notices/<intent index>-<event>/<recipient>/<channel>``
+(channel ``webhook``, ``email``, or ``chat`` for the team, recipient ``_team``);
+the winner delivers and keeps the delivery log (every attempt, recorded
+before it is sent; state; the body sent) in that same key, the others log that
+it is taken. ``maintctl announce``/``on``/``off`` use the same claims, so a
+second operator running ``announce`` does not notify partners twice
+(``--again`` makes a new event).
 
 The ``end`` notice is sent for the intent that closed the window, but it
 speaks of the window: when it started, its announced end, reason and
@@ -16,10 +18,10 @@ identity. The ``start`` therefore records the window under
 so the ``end`` names it even if the agent that sends it restarted meanwhile
 or is not the one that saw the start.
 
-Deliveries run on a small thread pool with per-attempt timeouts, so a partner
-that never answers delays nothing but its own notice. A delivery cut short
-by a restart stays ``sending`` in its key and is resumed by the claimant's
-next start.
+Each channel has its own small thread pool and every attempt a timeout, so a
+partner that never answers, or an SMTP relay that is down or slow, delays
+nothing but its own notices. A delivery cut short by a restart stays
+``sending`` in its key and is resumed by the claimant's next start.
 """
 
 from __future__ import annotations
@@ -28,21 +30,38 @@ import json
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from agent.clients.consul import ConsulKV
-from agent.config.partners import NoticesSection, PartnerSection
+from agent.config.partners import NoticesSection, PartnerSection, mailbox
 from agent.core.errors import MaintenanceAgentError
 from agent.core.model import Intent, Mode, State
-from agent.partners.notices import Delivery, Notice, WebhookSender, notice_for
+from agent.partners.calendar_state import CalendarLedger
+from agent.partners.chat import TEAM, ChatSender, payload, where, window_text
+from agent.partners.delivery import Delivery
+from agent.partners.mail import SmtpSender, compose
+from agent.partners.notices import Notice, notice_for
+from agent.partners.webhook import WebhookSender
 
 AGENT_EVENTS = ("start", "end")
 """The events agents send; ``announce``, ``on`` and ``off`` come from maintctl."""
 
+CHANNELS = ("webhook", "email", "chat")
+
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Sending:
+    """One delivery under way: to whom, how, and its result (None: claimed by another sender, or not sent)."""
+
+    recipient: str
+    channel: str
+    result: Future[Delivery | None]
 
 
 class NoticeDispatcher:
@@ -56,27 +75,39 @@ class NoticeDispatcher:
         self.section = section
         self.log = log
         self.clock = clock
+        self.calendar = CalendarLedger(gateway, f"{env_prefix}/calendar")
         self._stop = threading.Event()
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"notices:{sender_name}")
+        self._pools = {c: ThreadPoolExecutor(max_workers=workers if c == "webhook" else 2, thread_name_prefix=f"{c}:{sender_name}")
+                       for c in CHANNELS}
         # Recording a window and reading it for its end, in the order the transitions came.
         self._window_line = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"notices-window:{sender_name}")
-        self._sender = WebhookSender(section.timeout_seconds, section.attempts, section.backoff_seconds,
-                                     section.backoff_max_seconds, stop=self._stop)
+        retry = (section.attempts, section.backoff_seconds, section.backoff_max_seconds)
+        self._webhooks = WebhookSender(section.timeout_seconds, *retry, stop=self._stop)
+        self._mail = SmtpSender(section.smtp, *retry, stop=self._stop) if section.smtp else None
+        chat = section.chat
+        self._chat = ChatSender(chat.resolved_url, chat.timeout_seconds, *retry, stop=self._stop) if chat else None
 
-    def key(self, event_id: str, partner: str) -> str:
-        """Where the claim and delivery log of one event (``<intent index>-<event>``) for one partner live."""
-        return f"{self.prefix}/{event_id}/{partner}"
+    def key(self, event_id: str, recipient: str, channel: str = "webhook") -> str:
+        """Where the claim and delivery log of one event (``<intent index>-<event>``) to one recipient over one channel live."""
+        return f"{self.prefix}/{event_id}/{recipient}/{channel}"
 
     # -- sending -------------------------------------------------------------------
 
     def notice(self, event: str, intent: Intent, window: Intent | None = None) -> Notice:
         return notice_for(event, self.environment, intent, self.clock(), self.section.api_impact, window)
 
-    def send(self, notice: Notice) -> list[Future[Delivery | None]]:
-        """Claim and deliver ``notice`` to every partner that wants its kind; returns at once."""
-        kind = notice.event.split("-", 1)[0]
-        partners = [p for p in self.section.partners if kind in p.events]
-        return [self._pool.submit(self._claim_and_deliver, partner, notice) for partner in partners]
+    def send(self, notice: Notice) -> list[Sending]:
+        """Claim and deliver ``notice`` to every partner (each channel) and the team's chat that want its kind; returns at once."""
+        out = [Sending(p.name, channel, self._pools[channel].submit(self._claim_and_deliver, p, channel, notice))
+               for p in self.section.partners if notice.kind in p.events for channel in p.channels()]
+        chat = self.section.chat
+        if chat is not None and notice.kind in chat.events:
+            out.append(Sending(TEAM, "chat", self.post_team(f"{notice.intent_index}-{notice.event}", notice.event, window_text(notice))))
+        return out
+
+    def post_team(self, event_id: str, event: str, text: str) -> Future[Delivery | None]:
+        """Tell the team's chat ``text``, once per ``event_id`` whoever sends it (blocked, overrun, window events)."""
+        return self._pools["chat"].submit(self._claim_and_post, event_id, event, text)
 
     def on_transition(self, source: State, dest: State, intent: Intent | None) -> None:
         """Reconciler hook (edge boxes): the actual start and end of a window. Never blocks."""
@@ -130,57 +161,94 @@ class NoticeDispatcher:
             self.log.warning("cannot list notice deliveries to resume", error=str(exc))
             return []
         futures: list[Future[Delivery | None]] = []
-        partners = {p.name: p for p in self.section.partners}
         for key, read in keys.items():
             try:
                 delivery = Delivery.from_json(read.value or b"")
             except (ValueError, TypeError, KeyError):
                 continue
-            partner = partners.get(delivery.partner)
-            if delivery.claimed_by == self.sender_name and delivery.state == "sending" and partner is not None:
-                self.log.info("resuming a notice delivery", notice=delivery.notice_id, partner=partner.name)
-                futures.append(self._pool.submit(self._deliver, key, partner, delivery))
+            if delivery.claimed_by != self.sender_name or delivery.state != "sending" or delivery.channel not in CHANNELS:
+                continue
+            self.log.info("resuming a notice delivery", notice=delivery.notice_id, partner=delivery.partner, channel=delivery.channel,
+                          attempts=len(delivery.attempts))
+            futures.append(self._pools[delivery.channel].submit(self._deliver, key, delivery))
         return futures
 
     def stop(self) -> None:
         self._stop.set()
         self._window_line.shutdown(wait=False, cancel_futures=True)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for pool in self._pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
 
-    # -- one partner -----------------------------------------------------------------
+    # -- one recipient -------------------------------------------------------------
 
-    def _claim_and_deliver(self, partner: PartnerSection, notice: Notice) -> Delivery | None:
-        key = self.key(f"{notice.intent_index}-{notice.event}", partner.name)
-        delivery = Delivery(notice_id=notice.id, event=notice.event, partner=partner.name, url=partner.url, claimed_by=self.sender_name,
-                            claimed_at=self.clock().isoformat(), body=notice.body().decode())
+    def _claim_and_deliver(self, partner: PartnerSection, channel: str, notice: Notice) -> Delivery | None:
+        try:
+            if channel == "email":
+                body, to = compose(notice, partner, self.section, self.calendar.entry_for(notice)), "mailto:" + ",".join(partner.email)
+            else:
+                body, to = notice.body().decode(), partner.url or ""
+        except MaintenanceAgentError as exc:
+            self.log.error("cannot prepare a partner notice; not sent", notice=notice.id, partner=partner.name, channel=channel, error=str(exc))
+            return None
+        return self._claim(Delivery(notice_id=notice.id, event=notice.event, partner=partner.name, url=to, claimed_by=self.sender_name,
+                                    claimed_at=self.clock().isoformat(), body=body, channel=channel), f"{notice.intent_index}-{notice.event}")
+
+    def _claim_and_post(self, event_id: str, event: str, text: str) -> Delivery | None:
+        assert self.section.chat is not None
+        try:
+            to = where(self.section.chat.resolved_url())
+        except OSError as exc:
+            to = f"chat:? ({exc.strerror})"
+        return self._claim(Delivery(notice_id=f"{self.environment}-{event_id}", event=event, partner=TEAM, url=to, claimed_by=self.sender_name,
+                                    claimed_at=self.clock().isoformat(), body=payload(text), channel="chat"), event_id)
+
+    def _claim(self, delivery: Delivery, event_id: str) -> Delivery | None:
+        key = self.key(event_id, delivery.partner, delivery.channel)
         try:
             claimed = self.gateway.put_key(key, delivery.to_json(), cas=0)
         except MaintenanceAgentError as exc:
-            self.log.error("cannot claim a partner notice; not sent", notice=notice.id, partner=partner.name, error=str(exc))
+            self.log.error("cannot claim a notice; not sent", notice=delivery.notice_id, partner=delivery.partner, channel=delivery.channel,
+                           error=str(exc))
             return None
         if not claimed:
-            self.log.info("partner notice already claimed by another sender", notice=notice.id, partner=partner.name)
+            self.log.info("notice already claimed by another sender", notice=delivery.notice_id, partner=delivery.partner,
+                          channel=delivery.channel)
             return None
-        return self._deliver(key, partner, delivery)
+        return self._deliver(key, delivery)
 
-    def _deliver(self, key: str, partner: PartnerSection, delivery: Delivery) -> Delivery:
-        def record(current: Delivery) -> None:
+    def _deliver(self, key: str, delivery: Delivery) -> Delivery:
+        def record(current: Delivery) -> bool:
             try:
                 self.gateway.put_key(key, current.to_json())
+                return True
             except MaintenanceAgentError as exc:
-                self.log.warning("cannot record a notice attempt", notice=current.notice_id, partner=partner.name, error=str(exc))
+                self.log.warning("cannot record a notice attempt", notice=current.notice_id, partner=current.partner, error=str(exc))
+                return False
 
-        try:
-            secret = partner.resolved_secret()
-        except OSError as exc:
-            delivery.state = "failed"
-            delivery.attempts = []
-            record(delivery)
-            self.log.error("cannot read a partner's secret; notice not sent", partner=partner.name, error=str(exc))
-            return delivery
-        result = self._sender.deliver(delivery, secret, record)
-        last = result.attempts[-1] if result.attempts else None
-        log = self.log.info if result.state == "delivered" else self.log.error
-        log("partner notice " + result.state, notice=result.notice_id, partner=partner.name, attempts=len(result.attempts),
+        result = self._send(delivery, record)
+        last = result.last
+        log = self.log.info if result.state == "delivered" else self.log.error if result.state == "failed" else self.log.warning
+        log("notice " + result.state, notice=result.notice_id, partner=result.partner, channel=result.channel, attempts=len(result.attempts),
             status=last.status if last else None, error=last.error if last else None)
         return result
+
+    def _send(self, delivery: Delivery, record: Callable[[Delivery], bool]) -> Delivery:
+        partner = next((p for p in self.section.partners if p.name == delivery.partner), None)
+        if delivery.channel == "chat" and self._chat is not None:
+            return self._chat.deliver(delivery, record)
+        if delivery.channel == "email" and self._mail is not None and partner is not None and partner.email:
+            return self._mail.deliver(delivery, [mailbox(a) for a in partner.email], record)
+        if delivery.channel == "webhook" and partner is not None:
+            try:
+                secret = partner.resolved_secret()
+            except OSError as exc:
+                self.log.error("cannot read a partner's secret; notice not sent", partner=partner.name, error=str(exc))
+                delivery.state = "failed"
+                record(delivery)
+                return delivery
+            return self._webhooks.deliver(delivery, secret, record)
+        self.log.error("no configuration left for this notice's channel; given up", notice=delivery.notice_id, partner=delivery.partner,
+                       channel=delivery.channel)
+        delivery.state = "failed"
+        record(delivery)
+        return delivery

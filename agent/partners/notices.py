@@ -1,4 +1,4 @@
-"""Partner notices: what a notice says, how it is signed, and how one webhook is delivered.
+"""Partner notices: what a notice says and how a webhook's body is signed.
 
 Partners that integrate directly must be told before a window and when it
 really starts and ends. A notice is a JSON document saying what they will see
@@ -9,10 +9,10 @@ partner's webhook, signed with that partner's secret:
 
 (the scheme Stripe and others use: the timestamp is signed with the body so a
 captured request cannot be replayed later; docs/partners.md shows how to
-verify). A delivery retries with capped, jittered backoff and a timeout per
-attempt, stops early on a 4xx that retrying cannot fix, and reports every
-attempt so the caller can keep a delivery log. Who sends which notice, once,
-is ``agent.partners.dispatch``'s job.
+verify). How one webhook is posted is ``agent.partners.webhook``; email
+(with a calendar invitation) ``agent.partners.mail``; retries and the
+delivery log ``agent.partners.delivery``; who sends which notice, once,
+``agent.partners.dispatch``.
 """
 
 from __future__ import annotations
@@ -20,17 +20,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import requests
-
 from agent.core.model import Intent, Mode
-from agent.core.settings import BackoffPolicy
 
 SIGNATURE_HEADER = "X-Maintenance-Signature"
 EVENT_HEADER = "X-Maintenance-Event"
@@ -76,6 +70,16 @@ class Notice:
     def window_id(self) -> str | None:
         """The window's identity, the same in its announce, on, start, end and off notices."""
         return f"{self.environment}-{self.window_index}" if self.window_index is not None else None
+
+    @property
+    def kind(self) -> str:
+        """The event without its suffix (``announce-1764709203`` is an ``announce``)."""
+        return self.event.split("-", 1)[0]
+
+    @property
+    def withdrawn(self) -> bool:
+        """An ``off`` before the window's announced start: the window is cancelled, not ended."""
+        return self.kind == "off" and self.starts_at is not None and self.starts_at > self.sent_at
 
     @property
     def id(self) -> str:
@@ -146,80 +150,3 @@ def verify(secret: bytes, header: str, body: bytes, now: float, tolerance: float
         return False
     expected = sign(secret, body, timestamp).split("v1=", 1)[1]
     return hmac.compare_digest(expected, parts.get("v1", ""))
-
-
-@dataclass
-class Attempt:
-    at: str
-    status: int | None
-    error: str | None
-    seconds: float
-
-
-@dataclass
-class Delivery:
-    """The delivery log of one notice to one partner (kept in Consul by the dispatcher)."""
-
-    notice_id: str
-    event: str
-    partner: str
-    url: str
-    claimed_by: str
-    claimed_at: str
-    state: str = "sending"  # sending → delivered | failed
-    attempts: list[Attempt] = field(default_factory=list)
-    body: str = ""
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, raw: bytes | str) -> Delivery:
-        doc = json.loads(raw)
-        doc["attempts"] = [Attempt(**a) for a in doc.get("attempts", [])]
-        return cls(**doc)
-
-
-class WebhookSender:
-    """POSTs one signed body to one URL until a 2xx, a hopeless 4xx, the attempts run out, or ``stop`` is set."""
-
-    def __init__(self, timeout: float, attempts: int, backoff: float, backoff_max: float,
-                 stop: threading.Event | None = None, clock: Callable[[], float] = time.time):
-        self.timeout = timeout
-        self.attempts = attempts
-        self.backoff = backoff
-        self.backoff_max = backoff_max
-        self.stop = stop or threading.Event()
-        self.clock = clock
-
-    def deliver(self, delivery: Delivery, secret: bytes, record: Callable[[Delivery], None]) -> Delivery:
-        body = delivery.body.encode()
-        backoff = BackoffPolicy(base=self.backoff, cap=self.backoff_max).start()
-        with requests.Session() as session:
-            while len(delivery.attempts) < self.attempts and not self.stop.is_set():
-                started = time.monotonic()
-                timestamp = int(self.clock())
-                headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(secret, body, timestamp),
-                           EVENT_HEADER: delivery.event, DELIVERY_HEADER: delivery.notice_id,
-                           "User-Agent": "maintenance-agent-notices/1"}
-                status: int | None = None
-                try:
-                    response = session.post(delivery.url, data=body, headers=headers, timeout=self.timeout, allow_redirects=False)
-                    status = response.status_code
-                    error = None if 200 <= status < 300 else f"HTTP {status}: {response.text[:200]}"
-                except requests.RequestException as exc:
-                    error = f"{type(exc).__name__}: {str(exc)[:200]}"
-                at = datetime.fromtimestamp(timestamp, UTC).isoformat()
-                delivery.attempts.append(Attempt(at=at, status=status, error=error, seconds=round(time.monotonic() - started, 3)))
-                if error is None:
-                    delivery.state = "delivered"
-                    break
-                hopeless = status is not None and 400 <= status < 500 and status not in (408, 425, 429)
-                if hopeless or len(delivery.attempts) >= self.attempts:
-                    delivery.state = "failed"
-                    break
-                record(delivery)
-                self.stop.wait(backoff.next())
-        # Interrupted by shutdown, the state stays "sending": the next start of this agent resumes it.
-        record(delivery)
-        return delivery

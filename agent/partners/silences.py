@@ -19,7 +19,15 @@ the fleet to leave).
 Several edge boxes share one silence: its id lives in Consul under
 ``<prefix>/<env>/silence``; creating it is claimed with a check-and-set create
 (``cas=0``), so exactly one box creates it, and any of them extends it
-(extending is idempotent: a POST with the same id).
+(extending is idempotent: a POST with the same id). A claim is taken over only
+when its claimant cannot still be at work (longer than two renewals *and* two
+Alertmanager request timeouts), so a slow creation is not raced by a second box.
+
+Alertmanager extends an active silence in place only when it is sent the
+start it holds, to the second, and it moves a new silence's start to its own
+clock: the record keeps the start Alertmanager reports after every write, never
+the one this box asked for (with the box's own, every extension that crossed a
+second, or a clock a second off, replaced the silence by a new one).
 """
 
 from __future__ import annotations
@@ -131,7 +139,7 @@ class SilenceLease:
 
     def _comment(self, intent: Intent) -> str:
         return (f"maintenance window (intent {intent.index}): expected alerts silenced; a lease renewed every "
-                f"{int(self.renew.total_seconds())}s by the edge agents, ends by itself {int(self.lease.total_seconds())}s "
+                f"{self.renew.total_seconds():g}s by the edge agents, ends by itself {self.lease.total_seconds():g}s "
                 f"after the last renewal")
 
     def _hold(self, intent: Intent) -> None:
@@ -146,18 +154,25 @@ class SilenceLease:
             return
         record = LeaseRecord.from_json(read.value or b"{}")
         due = parse_time(record.ends_at) - now < self.lease - self.renew
-        stuck = not record.id and now - parse_time(record.ends_at) > 2 * self.renew  # a claimant died before creating
-        if due and (record.id or stuck):
-            # Alertmanager extends an active silence in place only if its start stays the same.
+        if due and (record.id or self._abandoned(record, now)):
+            # Alertmanager extends an active silence in place only if its start stays the same (to the second).
             starts = parse_time(record.starts_at) if record.id and record.starts_at else now
             self._put(intent, record.id or None, starts, now, read.modify_index, created=not record.id)
+
+    def _abandoned(self, claim: LeaseRecord, now: datetime) -> bool:
+        """A claim without a silence whose claimant cannot still be creating it (it died between claim and write).
+
+        The claimant's work is one Alertmanager POST and GET and one Consul write: a claim younger than two
+        request timeouts (and two renewals) may just be slow, and taking it over would make a second silence.
+        """
+        patience = max(2 * self.renew, timedelta(seconds=2 * self.client.timeout + 1))
+        return not claim.id and now - parse_time(claim.ends_at) > patience
 
     def _put(self, intent: Intent, silence_id: str | None, starts: datetime, now: datetime, modify_index: int, created: bool) -> None:
         ends = now + self.lease
         new_id = self.client.put_silence(self.matchers, starts, ends, self.created_by, self._comment(intent), silence_id)
-        if new_id != silence_id:
-            starts = now if silence_id else starts  # an expired silence was replaced by a new one starting now
-        record = LeaseRecord(id=new_id, holder=self.node, ends_at=iso_time(ends), intent_index=intent.index, starts_at=iso_time(starts))
+        held_start = self.client.silence_start(new_id)  # Alertmanager's start, which the next extension must repeat
+        record = LeaseRecord(id=new_id, holder=self.node, ends_at=iso_time(ends), intent_index=intent.index, starts_at=held_start)
         if self.gateway.put_key(self.key, record.to_json(), cas=modify_index):
             if created or new_id != silence_id:
                 self.log.info("alerts silenced for the maintenance window", silence_id=new_id, ends_at=record.ends_at)

@@ -89,6 +89,41 @@ def test_silence_is_created_once_extended_and_removed(consul_server: ConsulAgent
         assert [s["status"]["state"] for s in am.silences()] == ["expired"]
 
 
+def test_a_silence_is_extended_in_place_whatever_the_edge_box_clock_says(consul_server: ConsulAgentProcess, environment: str,
+                                                                          tmp_path: Path) -> None:
+    """Alertmanager moves a past start to its own clock and extends in place only with the start it holds (to the
+    second): a box whose clock is 3 s behind (or whose creation crossed a second) must still make one silence."""
+    with alertmanager(tmp_path / "am") as am:
+        box = Box()
+        box.now = datetime.now(UTC) - timedelta(seconds=3)
+        lease = _lease(consul_server, am, environment, "edge-1", box, lease=60, renew=10)
+        lease.tick()
+        created = _record(consul_server, environment)
+        assert created and created["id"]
+        for _ in range(3):
+            box.now += timedelta(seconds=30)
+            lease.tick()
+        assert _record(consul_server, environment)["id"] == created["id"], "extended in place"  # type: ignore[index]
+        assert len(am.silences()) == 1, [(s["id"], s["status"]["state"]) for s in am.silences()]
+
+
+def test_a_slow_claimant_is_not_raced_by_a_second_edge_box(consul_server: ConsulAgentProcess, environment: str, tmp_path: Path) -> None:
+    """A claim whose silence is not written yet belongs to its claimant for two request timeouts, even with a short renewal."""
+    with alertmanager(tmp_path / "am") as am:
+        box = Box()
+        claimed_at = box.now
+        requests.put(f"{consul_server.address}/v1/kv/maintenance/{environment}/silence?cas=0", timeout=5,
+                     data=json.dumps({"id": "", "holder": "edge-1", "ends_at": claimed_at.isoformat(), "intent_index": 50}))
+        edge2 = _lease(consul_server, am, environment, "edge-2", box, lease=60, renew=0.5)
+        box.now = claimed_at + timedelta(seconds=3)  # six renewals, less than two 5 s Alertmanager timeouts: maybe still at work
+        edge2.tick()
+        assert am.silences() == [] and _record(consul_server, environment)["holder"] == "edge-1"  # type: ignore[index]
+        box.now = claimed_at + timedelta(seconds=12)  # the claimant died between claim and write: taken over
+        edge2.tick()
+        record = _record(consul_server, environment)
+        assert record and record["id"] and record["holder"] == "edge-2" and len(am.silences()) == 1
+
+
 def test_a_silence_nobody_extends_ends_on_its_own(consul_server: ConsulAgentProcess, environment: str, tmp_path: Path) -> None:
     with alertmanager(tmp_path / "am") as am:
         box = Box()

@@ -9,7 +9,7 @@ from pathlib import Path
 import icalendar
 import requests
 
-from agent.partners.notices import Delivery
+from agent.partners.delivery import Delivery
 from demo.harness.consul import ConsulAgentProcess
 from demo.harness.processes import wait_until
 from tests.fixtures.maintctl import maintctl, web_fleet
@@ -25,7 +25,7 @@ def _notices(partners: list[dict], **extra: object) -> dict:
 
 
 def _log(consul: ConsulAgentProcess, environment: str, event_id: str, partner: str) -> Delivery | None:
-    r = requests.get(f"{consul.address}/v1/kv/maintenance/{environment}/notices/{event_id}/{partner}?raw", timeout=5)
+    r = requests.get(f"{consul.address}/v1/kv/maintenance/{environment}/notices/{event_id}/{partner}/webhook?raw", timeout=5)
     return Delivery.from_json(r.content) if r.status_code == 200 else None
 
 
@@ -128,7 +128,7 @@ def test_maintctl_announce_sends_once_writes_the_ics_and_on_off_notify_when_conf
         on = maintctl(consul_server, environment, "on", "--reason", "SQL-A patch", "--at", "2030-01-02T21:00:00Z", "--for", "45m",
                       "--message", "Back by 21:45 UTC", "--notices", str(config))
         assert on.exit_code == 0, on.output
-        assert "partner acme: delivered after 1 attempt(s)" in on.stdout
+        assert "partner acme (webhook): delivered after 1 attempt(s)" in on.stdout
         ics = tmp_path / "window.ics"
         first = maintctl(consul_server, environment, "announce", "--notices", str(config), "--ics", str(ics))
         assert first.exit_code == 0, first.output
@@ -161,5 +161,5 @@ def test_maintctl_refuses_a_bad_notices_file_before_writing_anything(consul_serv
     bad.write_text('[notices]\n[[notices.partners]]\nname = "acme"\nurl = "ftp://x"\n')
     with web_fleet(consul_server, environment, tmp_path / "fleet", count=1):
         result = maintctl(consul_server, environment, "on", "--reason", "x", "--notices", str(bad))
-        assert result.exit_code == 2 and "notices.partners.0" in result.output
+        assert result.exit_code == 2 and "notices.partners[acme].url" in result.output, result.output
         assert requests.get(f"{consul_server.address}/v1/kv/maintenance/{environment}/desired", timeout=5).status_code == 404

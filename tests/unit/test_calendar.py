@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import icalendar
 
-from agent.ops.ical import CalendarWindow, fold, to_ics
+from agent.partners.ical import CalendarWindow, fold, to_ics
 
 START = datetime(2026, 12, 2, 22, 0, tzinfo=timezone(timedelta(hours=1)))
 

@@ -12,8 +12,10 @@ import structlog
 
 from agent.config.partners import NoticesSection, PartnerSection
 from agent.core.model import Intent, Mode, State
+from agent.partners.delivery import Delivery
 from agent.partners.dispatch import NoticeDispatcher
-from agent.partners.notices import Delivery, WebhookSender, notice_for, sign, verify
+from agent.partners.notices import notice_for, sign, verify
+from agent.partners.webhook import WebhookSender
 from tests.fakes import FakeGateway
 from tests.fixtures.webhooks import webhook_receiver
 
@@ -59,7 +61,7 @@ def test_sender_retries_with_backoff_until_the_receiver_takes_it() -> None:
     with webhook_receiver(fail_first=2) as receiver:
         logged: list[int] = []
         result = WebhookSender(timeout=2, attempts=5, backoff=0.05, backoff_max=0.2).deliver(
-            _delivery(receiver.url), SECRET, lambda d: logged.append(len(d.attempts)))
+            _delivery(receiver.url), SECRET, lambda d: logged.append(len(d.attempts)) is None)
     assert result.state == "delivered"
     assert [a.status for a in result.attempts] == [500, 500, 200]
     assert "HTTP 500" in (result.attempts[0].error or "")
@@ -70,17 +72,17 @@ def test_sender_retries_with_backoff_until_the_receiver_takes_it() -> None:
 
 def test_sender_gives_up_on_a_hopeless_4xx_and_after_the_attempts() -> None:
     with webhook_receiver(fail_first=99, status_when_failing=401) as receiver:
-        result = WebhookSender(timeout=2, attempts=5, backoff=0.01, backoff_max=0.01).deliver(_delivery(receiver.url), SECRET, lambda d: None)
+        result = WebhookSender(timeout=2, attempts=5, backoff=0.01, backoff_max=0.01).deliver(_delivery(receiver.url), SECRET, lambda d: True)
     assert result.state == "failed" and [a.status for a in result.attempts] == [401]
     with webhook_receiver(fail_first=99) as receiver:
-        result = WebhookSender(timeout=2, attempts=3, backoff=0.01, backoff_max=0.01).deliver(_delivery(receiver.url), SECRET, lambda d: None)
+        result = WebhookSender(timeout=2, attempts=3, backoff=0.01, backoff_max=0.01).deliver(_delivery(receiver.url), SECRET, lambda d: True)
     assert result.state == "failed" and len(result.attempts) == 3
 
 
 def test_a_receiver_that_never_answers_costs_one_timeout_per_attempt() -> None:
     with webhook_receiver(hang=True) as receiver:
         started = time.monotonic()
-        result = WebhookSender(timeout=0.3, attempts=2, backoff=0.01, backoff_max=0.01).deliver(_delivery(receiver.url), SECRET, lambda d: None)
+        result = WebhookSender(timeout=0.3, attempts=2, backoff=0.01, backoff_max=0.01).deliver(_delivery(receiver.url), SECRET, lambda d: True)
         elapsed = time.monotonic() - started
     assert result.state == "failed" and all("Timeout" in (a.error or "") for a in result.attempts)
     assert elapsed < 2.0
@@ -97,14 +99,14 @@ def test_two_senders_deliver_each_event_once_per_partner() -> None:
         boxes = [NoticeDispatcher(gateway, "maintenance/prod", "prod", f"edge-{i}", _section(receiver.url), structlog.get_logger())
                  for i in (1, 2)]
         try:
-            futures = [f for box in boxes for f in box.send(box.notice("start", WINDOW))]
+            futures = [s.result for box in boxes for s in box.send(box.notice("start", WINDOW))]
             results = [f.result(timeout=10) for f in futures]
         finally:
             for box in boxes:
                 box.stop()
     assert len([r for r in results if r is not None]) == 1
     assert len(receiver.delivered()) == 1
-    log = Delivery.from_json(gateway.kv["maintenance/prod/notices/40-start/acme"][0])
+    log = Delivery.from_json(gateway.kv["maintenance/prod/notices/40-start/acme/webhook"][0])
     assert log.state == "delivered" and log.claimed_by in ("edge-1", "edge-2") and len(log.attempts) == 1
 
 
@@ -127,7 +129,7 @@ def test_only_the_agent_events_follow_transitions_and_the_wanted_kinds_are_sent(
                 time.sleep(0.02)
         finally:
             box.stop()
-    assert sorted(gateway.kv) == ["maintenance/prod/notices/40-start/acme", "maintenance/prod/notices/41-end/globex",
+    assert sorted(gateway.kv) == ["maintenance/prod/notices/40-start/acme/webhook", "maintenance/prod/notices/41-end/globex/webhook",
                                   "maintenance/prod/window"]
     assert sorted(r.event for r in receiver.delivered()) == ["end", "start"]
     end = next(r.doc for r in receiver.delivered() if r.event == "end")
@@ -138,9 +140,9 @@ def test_an_interrupted_delivery_is_resumed_by_its_claimant() -> None:
     gateway = FakeGateway()
     with webhook_receiver() as receiver:
         pending = _delivery(receiver.url)
-        gateway.put_key("maintenance/prod/notices/40-start/acme", pending.to_json(), cas=0)
+        gateway.put_key("maintenance/prod/notices/40-start/acme/webhook", pending.to_json(), cas=0)
         someone_elses = Delivery(**{**pending.__dict__, "claimed_by": "edge-2", "notice_id": "prod-39-start"})
-        gateway.put_key("maintenance/prod/notices/39-start/acme", someone_elses.to_json(), cas=0)
+        gateway.put_key("maintenance/prod/notices/39-start/acme/webhook", someone_elses.to_json(), cas=0)
         box = NoticeDispatcher(gateway, "maintenance/prod", "prod", "edge-1", _section(receiver.url), structlog.get_logger())
         try:
             results = [f.result(timeout=10) for f in box.resume()]
@@ -151,7 +153,7 @@ def test_an_interrupted_delivery_is_resumed_by_its_claimant() -> None:
 
 
 def test_partner_config_needs_exactly_one_secret(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="exactly one of secret or secret_file"):
+    with pytest.raises(ValueError, match="needs exactly one of secret or secret_file"):
         PartnerSection(name="acme", url="https://hooks.example/m")
     with pytest.raises(ValueError, match="does not exist"):
         PartnerSection(name="acme", url="https://hooks.example/m", secret_file=tmp_path / "missing")

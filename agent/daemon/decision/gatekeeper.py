@@ -57,6 +57,7 @@ class GateKeeper:
         self.log = log
         self.resync = resync
         self._opened: set[tuple[Role, int, Mode]] = set()  # gates logged open in this transition (cleared by done)
+        self._shown: str | None = None  # the last blocked_on a gate showed (only that is cleared when a gate opens)
 
     def check(self, role: Role, intent: Intent, target: Mode) -> GateCheck:
         """Whether ``role`` may act towards ``target`` now.
@@ -95,6 +96,7 @@ class GateKeeper:
         """``check``, and show what the gate waits for in ``record.blocked_on`` (published when it changes)."""
         gate = self.check(role, intent, target)
         if gate.blocked_on:
+            self._shown = gate.blocked_on
             if self.record.show_blocked(gate.blocked_on):
                 self.log.info("waiting at gate", role=role.value, blocked_on=gate.blocked_on, intent_index=intent.index)
                 self.publish()
@@ -103,7 +105,9 @@ class GateKeeper:
                 self._opened = {k for k in self._opened if k[1] == intent.index}  # a new intent: the old ones are history
                 self._opened.add((role, intent.index, target))
                 self.log.info("gate open", role=role.value, intent_index=intent.index)  # when the fleet let this role act
-            if self.record.show_blocked(None):
+            # Clear only what a gate showed: a step still pending behind an open gate (jobs draining, the alert gate)
+            # keeps its blocked_on, instead of it vanishing and coming back at every look.
+            if self.record.blocked_on is not None and self.record.blocked_on == self._shown and self.record.show_blocked(None):
                 self.publish()
         return gate
 

@@ -4,7 +4,9 @@ Within a role the steps run in list order when entering and in reverse
 order when leaving (so ``web`` turns Consul maintenance off *before* its
 smoke test runs). The flag file and the hooks belong to the box, not to a
 role: they take the place of the box's last role in the entering order, so
-they run after everything else has entered and first when leaving.
+they run after everything else has entered and first when leaving. The
+alert gate ([alert_gate]) is the last step of the roles it gates, so it is the
+first asked when they leave.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from agent.clients.consul import ConsulGateway
 from agent.config.schema import AgentConfig
 from agent.core.model import Role
+from agent.daemon.steps.alert_gate import alert_gate_step
 from agent.daemon.steps.base import Step
 from agent.daemon.steps.consul_maint import NodeMaintenanceStep
 from agent.daemon.steps.haproxy import build_edge_steps
@@ -34,6 +37,8 @@ def build_steps(config: AgentConfig, gateway: ConsulGateway) -> dict[Role, list[
             steps[role] = build_scheduler_steps(config)
         elif role is Role.EDGE:
             steps[role] = build_edge_steps(config)
+    for role in config.gated_roles():  # last in, so first out: before traffic (web: rotation) comes back
+        steps[role] = [*steps[role], alert_gate_step(config, role, gateway)]
     last = [r for r in config.agent.order if r in steps][-1]
     steps[last] = [*steps[last], *build_hook_steps(config, last)]
     return steps

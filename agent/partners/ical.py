@@ -1,10 +1,13 @@
-"""The maintenance window as an iCalendar (RFC 5545) file partners can import, mail or publish.
+"""The maintenance window as iCalendar (RFC 5545): a file partners import, or an invitation mailed to them.
 
 Written by hand rather than with a library so the agent and maintctl need no
-extra runtime dependency: one VEVENT with a stable UID per environment and
-intent, UTC times, escaped text and lines folded at 75 octets with CRLF, as the
-RFC asks. A withdrawn window is the same event with ``STATUS:CANCELLED`` and a
-higher ``SEQUENCE`` (calendar clients then remove it).
+extra runtime dependency: one VEVENT with a stable UID per window, UTC times,
+escaped text and lines folded at 75 octets with CRLF, as the RFC asks. Mailed,
+it is an iTIP (RFC 5546) ``METHOD:REQUEST`` with the organizer and the
+partner's addresses as attendees (no reply asked: ``RSVP=FALSE``), so the
+window sits in their calendar; a moved window is the same UID with a higher
+``SEQUENCE``, and a withdrawn one ``METHOD:CANCEL`` with ``STATUS:CANCELLED``
+(calendar clients then move, resp. remove, the entry).
 """
 
 from __future__ import annotations
@@ -27,6 +30,16 @@ class CalendarWindow:
     sequence: int = 0
     cancelled: bool = False
     url: str = ""
+    #: An invitation (``METHOD:REQUEST``/``CANCEL``) names who sends it and to whom; a file for import does not.
+    organizer: str = ""
+    organizer_name: str = ""
+    attendees: tuple[str, ...] = ()
+
+    @property
+    def method(self) -> str:
+        if self.cancelled:
+            return "CANCEL"
+        return "REQUEST" if self.organizer else "PUBLISH"
 
 
 def escape_text(text: str) -> str:
@@ -52,6 +65,11 @@ def fold(line: str) -> str:
     return "\r\n".join(out)
 
 
+def _param(text: str) -> str:
+    """A parameter value (RFC 5545 §3.2): quoted, without the characters a quoted value cannot hold."""
+    return '"' + "".join(c for c in text if c not in '"\r\n') + '"'
+
+
 def _utc(moment: datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
@@ -65,7 +83,7 @@ def to_ics(window: CalendarWindow, now: datetime) -> str:
         "VERSION:2.0",
         f"PRODID:{PRODID}",
         "CALSCALE:GREGORIAN",
-        f"METHOD:{'CANCEL' if window.cancelled else 'PUBLISH'}",
+        f"METHOD:{window.method}",
         "BEGIN:VEVENT",
         f"UID:{window.uid}",
         f"DTSTAMP:{_utc(now)}",
@@ -79,5 +97,9 @@ def to_ics(window: CalendarWindow, now: datetime) -> str:
     ]
     if window.url:
         lines.append(f"URL:{window.url}")
+    if window.organizer:
+        name = f";CN={_param(window.organizer_name)}" if window.organizer_name else ""
+        lines.append(f"ORGANIZER{name}:mailto:{window.organizer}")
+    lines += [f"ATTENDEE;ROLE=REQ-PARTICIPANT;PARTSTAT=NEEDS-ACTION;RSVP=FALSE:mailto:{a}" for a in window.attendees]
     lines += ["END:VEVENT", "END:VCALENDAR"]
     return "".join(fold(line) + "\r\n" for line in lines)
