@@ -137,7 +137,7 @@ def test_replace_map_refuses_values_with_spaces_before_talking(sock_path: Path) 
 
 
 def test_missing_socket(sock_path: Path) -> None:
-    with pytest.raises(AdminSocketMissing, match=f"{sock_path} is missing.*stats socket {sock_path} mode 660 level admin"):
+    with pytest.raises(AdminSocketMissing, match=f"{sock_path} is missing.*stats socket {sock_path} mode 660 level operator group maintenance-agent"):
         HAProxyRuntime(sock_path).command("show info")
 
 
