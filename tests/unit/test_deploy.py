@@ -16,7 +16,7 @@ def test_unit_file_verifies(tmp_path: Path) -> None:
     unit = (PROJECT / "deploy/systemd/maintenance-agent.service").read_text()
     assert "Type=notify" in unit and "WatchdogSec=" in unit
     target = tmp_path / "maintenance-agent.service"
-    target.write_text(unit.replace("/usr/local/bin/maintenance-agent", executable))
+    target.write_text(unit.replace("/opt/maintenance-agent/bin/maintenance-agent", executable))
     result = subprocess.run([analyze, "verify", str(target)], capture_output=True, text=True, timeout=60)
     problems = [line for line in (result.stdout + result.stderr).splitlines() if "maintenance-agent.service" in line]
     assert result.returncode == 0 and not problems, result.stdout + result.stderr

@@ -9,8 +9,10 @@ from pathlib import Path
 
 from agent.cli.agent_main import cli as agent_cli
 from agent.config.roles import HooksSection, SchedulerSection, WorkerSection
-from agent.config.schema import AgentSection
+from agent.config.schema import AgentSection, load
 from agent.core.model import Role
+from agent.install.polkit import allowed_units, render_rule
+from agent.install.unit import SYSUSERS, agent_unit
 from demo.harness.processes import PROJECT, require_binary
 
 RULE = PROJECT / "deploy/polkit/50-maintenance-agent.rules"
@@ -92,9 +94,21 @@ def _decide(user: str, action: str, unit: str = "", verb: str = "") -> str:
 
 def test_polkit_rule_allows_exactly_the_configured_units_and_verbs() -> None:
     manage = "org.freedesktop.systemd1.manage-units"
-    assert _decide("maintenance-agent", manage, "billing-worker.service", "stop") == "yes"
-    assert _decide("maintenance-agent", manage, "export.timer", "start") == "yes"
-    assert _decide("maintenance-agent", manage, "billing-worker.service", "restart") == "no"
+    assert _decide("maintenance-agent", manage, "billpay-worker@3.service", "stop") == "yes"
+    assert _decide("maintenance-agent", manage, "billpay-ledger-sync.service", "start") == "yes"
+    assert _decide("maintenance-agent", manage, "billpay-worker@3.service", "restart") == "no"
+    assert _decide("maintenance-agent", manage, "billpay-worker@3.timer", "stop") == "no"
     assert _decide("maintenance-agent", manage, "sshd.service", "stop") == "no"
-    assert _decide("maintenance-agent", "org.freedesktop.systemd1.manage-unit-files") == "not handled"
-    assert _decide("someone-else", manage, "billing-worker.service", "stop") == "not handled"
+    assert _decide("maintenance-agent", manage, "xbillpay-ledger-sync.service", "stop") == "no", "anchored"
+    for refused in ("manage-unit-files", "reload-daemon", "set-environment"):
+        assert _decide("maintenance-agent", f"org.freedesktop.systemd1.{refused}") == "no"
+    assert _decide("maintenance-agent", "org.freedesktop.login1.reboot") == "not handled"
+    assert _decide("someone-else", manage, "billpay-worker@3.service", "stop") == "not handled"
+
+
+def test_the_shipped_deploy_files_are_what_install_files_writes() -> None:
+    """deploy/ shows the files for the documented install; install-files writes them from the box's config."""
+    assert UNIT.read_text() == agent_unit()
+    assert (PROJECT / "deploy/systemd/maintenance-agent.sysusers.conf").read_text() == SYSUSERS
+    example = load(PROJECT / "deploy/examples/worker.toml")
+    assert RULE.read_text() == render_rule(allowed_units(example), "/etc/maintenance-agent/config.toml")
