@@ -9,8 +9,9 @@ import time
 
 import pytest
 
+from demo.harness.agent_box import AgentBox, put_intent
 from demo.harness.processes import wait_until
-from tests.fixtures.real_box import RAN_BEFORE, WORKERS, AgentBox, box_layer, box_wheels, put_intent, worker_box  # noqa: F401
+from tests.fixtures.real_box import RAN_BEFORE, WORKERS, box_layer, box_wheels, worker_box  # noqa: F401
 
 UNIT = "maintenance-agent"
 

@@ -9,7 +9,6 @@ haproxy`` mid-window keeps the maintenance answers.
 from __future__ import annotations
 
 import itertools
-import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -17,11 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from bench.figures import record
+from demo.harness.agent_box import AgentBox, edge_config, put_intent, serve_haproxy
 from demo.harness.consul import ConsulAgentProcess
-from demo.harness.haproxy import BACKEND_MARKER, JSON_MARKER, PAGE_MARKER, SHIPPED, LoopbackBackend
+from demo.harness.haproxy import JSON_MARKER, LoopbackBackend
 from demo.harness.processes import free_port, wait_until
 from demo.harness.systemd_box import booted
-from tests.fixtures.real_box import AgentBox, box_layer, box_wheels, put_intent  # noqa: F401
+from tests.fixtures.real_box import box_layer, box_wheels  # noqa: F401
 
 _boxes = itertools.count(1)
 
@@ -40,19 +41,8 @@ def edge_box(box_layer: Path, consul_server: ConsulAgentProcess, environment: st
         with booted(f"edge{next(_boxes)}", units=("haproxy.service",), layers=[box_layer]) as box:
             front = f"http://127.0.0.1:{free_port()}"
             agent_box = AgentBox(box, consul_server.address, environment, box.name)
-            check = {"timeout_seconds": 3}
-            doc = agent_box.config(["edge"], edge={
-                "verify_attempts": 5, "verify_interval_seconds": 0.3,
-                "verify_maintenance": [{"name": "ui", "url": f"{front}/", "expect_status": 503, "expect_body": PAGE_MARKER, **check},
-                                       {"name": "api", "url": f"{front}/api/x", "expect_status": 503, "expect_body": JSON_MARKER, **check}],
-                "verify_active": [{"name": "ui", "url": f"{front}/", "expect_status": 200, "expect_body": BACKEND_MARKER, **check}]})
-            agent_box.install(doc, enable=False)
-            # deploy/haproxy/README.md: the shipped haproxy.cfg and maintenance files; ports in /etc/default/haproxy.
-            shutil.copyfile(SHIPPED / "haproxy.cfg", box.path("/etc/haproxy/haproxy.cfg"))
-            shutil.copytree(SHIPPED / "maintenance", box.path("/etc/haproxy/maintenance"), dirs_exist_ok=True)
-            box.write("/etc/default/haproxy", f"FRONT_BIND={front.removeprefix('http://')}\nBACKEND_APP=127.0.0.1:{backend.port}\n")
-            box.systemctl("enable", "--now", "haproxy")
-            wait_until(lambda: get(f"{front}/")[0] == 200, 30, what="HAProxy in the box answering")
+            agent_box.install(edge_config(agent_box, front), enable=False)
+            serve_haproxy(box, front, backend.port)
             box.systemctl("enable", "--now", "maintenance-agent")
             agent_box.wait_active()
             agent_box.wait_status(state="active")
@@ -77,6 +67,7 @@ def test_the_agent_switches_debians_haproxy_and_a_reload_mid_window_keeps_it(edg
     for path in ("/", "/api/x"):
         assert get(f"{front}{path}")[0] == 503, f"{path} after the reload"
     assert box.status()["error"] is None  # type: ignore[index]
+    record("systemctl reload haproxy mid-window, Debian's haproxy.service in a real box", faults=1, detail="maintenance answers kept")
 
     off = put_intent(box.consul_address, box.environment, "active")
     box.wait_status(state="active", intent_index=off)

@@ -12,11 +12,12 @@ import re
 import shutil
 from pathlib import Path
 
+from demo.harness.agent_box import AgentBox, put_intent, recording_unit
 from demo.harness.agents import to_toml
 from demo.harness.consul import ConsulAgentProcess
 from demo.harness.processes import PROJECT
 from demo.harness.systemd_box import booted
-from tests.fixtures.real_box import AgentBox, box_wheels, put_intent, recording_unit  # noqa: F401
+from tests.fixtures.real_box import box_wheels  # noqa: F401
 
 _boxes = itertools.count(1)
 MARKER = "<!-- install-on-a-box:"
