@@ -37,7 +37,8 @@ class SupervisorPrograms:
 
 def read_programs(main_conf: Path) -> SupervisorPrograms:
     """The ``[program:x]`` and ``[group:g]`` sections of ``main_conf`` and the files its ``[include]`` names."""
-    parser = configparser.RawConfigParser(strict=False, interpolation=None)
+    # supervisor, like this parser with inline_comment_prefixes, takes " ;" after a value as a comment.
+    parser = configparser.RawConfigParser(strict=False, interpolation=None, inline_comment_prefixes=(";",))
     parser.read(main_conf)
     if parser.has_option("include", "files"):
         here = main_conf.parent
