@@ -139,7 +139,7 @@ class DemoFleet:
                 {"name": "api", "url": self.haproxy.url("/api/health"), "expect_status": 200, "expect_body": API_MARKER, "timeout_seconds": 2},
             ]
         if box.supervisor is not None and box.supervisor.sup is not None:
-            connection = {"url": box.supervisor.sup.unix_url}
+            connection = {"url": box.supervisor.sup.unix_url, "holds_check": False}  # supervisord is not systemd's here
             if "worker" in box.roles:
                 doc["worker"] = {"backend": "supervisor", "services": sorted(WORKER_PROGRAMS), "timeout_seconds": 20,
                                  "supervisor": connection}

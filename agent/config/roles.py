@@ -47,6 +47,10 @@ class SupervisorConnection(FrozenModel):
     url: str = "unix:///var/run/supervisor.sock"
     username: str | None = None
     password: str | None = None
+    #: Refuse to hold a program unless supervisor.service's start hook (written by install-files) ran since boot,
+    #: since only that hook keeps held programs down when supervisord starts again. False for a supervisord that
+    #: systemd does not start.
+    holds_check: bool = True
 
     @field_validator("url")
     @classmethod

@@ -15,13 +15,15 @@ glob is refused by the config check.
 from __future__ import annotations
 
 import re
-from pathlib import PurePath
+from pathlib import PurePath, PurePosixPath
 from typing import TypeVar
 
 P = TypeVar("P", bound=PurePath)
 
 #: The file name of the hold drop-in on every configured systemd unit.
 SYSTEMD_HOLD_DROP_IN = "maintenance-agent-hold.conf"
+#: What supervisor.service's start hook (``maintenance-agent supervisor-holds``) writes and supervisord includes.
+SUPERVISOR_HOLDS_FILE = PurePosixPath("/run/maintenance-agent-supervisor/holds.conf")
 UNIT_TYPES = ("service", "timer", "socket", "path", "target", "mount")
 _UNIT_NAME = re.compile(r"^[A-Za-z0-9:_.\\@-]+\.(" + "|".join(UNIT_TYPES) + r")$")
 _JS_SPECIAL = frozenset("\\^$.|+(){}/")

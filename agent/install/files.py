@@ -27,14 +27,13 @@ from pathlib import Path, PurePosixPath
 from agent.clients.files import atomic_write
 from agent.clients.haproxy import render_map_file
 from agent.config.schema import AgentConfig
-from agent.core.holds import SYSTEMD_HOLD_DROP_IN, supervisor_markers, systemd_drop_in_dir, systemd_hold_condition
+from agent.core.holds import SUPERVISOR_HOLDS_FILE, SYSTEMD_HOLD_DROP_IN, supervisor_markers, systemd_drop_in_dir, systemd_hold_condition
 from agent.install.polkit import allowed_units, render_rule
 from agent.install.unit import SYSUSERS, USER, agent_unit
 
 SYSTEMD_DIR = PurePosixPath("/etc/systemd/system")
 MANIFEST = PurePosixPath("/etc/maintenance-agent/installed-files")
 POLKIT_RULE = PurePosixPath("/etc/polkit-1/rules.d/50-maintenance-agent.rules")
-SUPERVISOR_HOLDS_OUTPUT = PurePosixPath("/run/maintenance-agent-supervisor/holds.conf")
 INITIAL_MAP_HEADER = "Written by maintenance-agent install-files, maintenance off; the agent rewrites it (and changes HAProxy live)."
 
 
@@ -90,13 +89,13 @@ def _supervisor_files(config: AgentConfig, layout: Layout) -> list[BoxFile]:
         return []
     markers = supervisor_markers(PurePosixPath(config.agent.holds_dir))
     hook = (f"{layout.executable} supervisor-holds --markers {markers} --supervisor-config {layout.supervisor_conf} "
-            f"--output {SUPERVISOR_HOLDS_OUTPUT}")
+            f"--output {SUPERVISOR_HOLDS_FILE}")
     files = [
         BoxFile(SYSTEMD_DIR / "supervisor.service.d" / "maintenance-agent-holds.conf",
                 "# Written by `maintenance-agent install-files`: before supervisord starts, programs the agent holds for a\n"
                 "# maintenance window get autostart=false, so a reboot mid-window starts none of them (docs/holds.md).\n"
                 f"[Service]\nExecStartPre={hook}\n"),
-        BoxFile(layout.supervisor_include_dir / "zz-maintenance-agent-holds.conf", link_to=str(SUPERVISOR_HOLDS_OUTPUT)),
+        BoxFile(layout.supervisor_include_dir / "zz-maintenance-agent-holds.conf", link_to=str(SUPERVISOR_HOLDS_FILE)),
     ]
     if any(t.supervisor.url.startswith("unix://") for t in tables):
         files.append(BoxFile(layout.supervisor_include_dir / "maintenance-agent.conf",

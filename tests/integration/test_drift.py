@@ -46,7 +46,7 @@ def _repairs(agent: Agent, role: str, step: str) -> float:
 
 
 def _worker(consul: ConsulAgentProcess, environment: str, sup: Supervisord, tmp_path: Path, drift: str) -> Agent:
-    worker = {"backend": "supervisor", "services": WORKERS, "supervisor": {"url": sup.unix_url}, "timeout_seconds": 20, "drift": drift}
+    worker = {"backend": "supervisor", "services": WORKERS, "supervisor": {"url": sup.unix_url, "holds_check": False}, "timeout_seconds": 20, "drift": drift}
     return start_agent(_doc(consul, environment, "worker-1", ["worker"], tmp_path / "state", worker=worker))
 
 

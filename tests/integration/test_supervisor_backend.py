@@ -182,3 +182,17 @@ def test_entering_waits_for_a_program_that_is_still_stopping(supervisord: Superv
     with pytest.raises(StepPending, match="finish stopping slowstop:slowstop"):
         step.apply(ctx)
     wait_until(lambda: step.check(ctx, Mode.MAINTENANCE), timeout=15, what="slowstop to have stopped")
+
+
+def test_a_hold_is_refused_until_supervisors_start_hook_has_run(supervisord: Supervisord, tmp_path: Path) -> None:
+    hook_output = tmp_path / "run" / "holds.conf"
+    backend = SupervisorBackend(supervisord.unix_url, tmp_path / "holds", timeout=20, hook_output=hook_output)
+    step = WorkerServicesStep(backend, ["alpha"])
+    with pytest.raises(StepError) as failed:
+        step.apply(step_context(tmp_path / "s.json"))
+    assert f"cannot hold alpha:alpha: supervisor.service's start hook has not run ({hook_output} is missing)" in failed.value.detail
+    assert backend.run_state("alpha:alpha") is RunState.RUNNING, "not held: not stopped either"
+    hook_output.parent.mkdir()
+    hook_output.write_text("; written by the hook\n")
+    converge(step, step_context(tmp_path / "s.json"), Mode.MAINTENANCE)
+    assert backend.is_held("alpha:alpha") and backend.run_state("alpha:alpha") is RunState.STOPPED

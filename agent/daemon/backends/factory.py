@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.config.roles import SchedulerSection, WorkerSection
+from agent.core.holds import SUPERVISOR_HOLDS_FILE
 from agent.daemon.backends.base import ServiceBackend
 from agent.daemon.backends.command import CommandBackend
 from agent.daemon.backends.supervisor import SupervisorBackend
@@ -17,5 +18,6 @@ def build_backend(section: WorkerSection | SchedulerSection, holds_dir: Path) ->
         return SystemdBackend(holds_dir, systemctl=section.systemctl, timeout=section.timeout_seconds)
     if section.backend == "supervisor":
         conn = section.supervisor
-        return SupervisorBackend(conn.url, holds_dir, username=conn.username, password=conn.password, timeout=section.timeout_seconds)
+        return SupervisorBackend(conn.url, holds_dir, username=conn.username, password=conn.password, timeout=section.timeout_seconds,
+                                 hook_output=Path(SUPERVISOR_HOLDS_FILE) if conn.holds_check else None)
     return CommandBackend(section.commands, timeout=section.timeout_seconds, inactive_exit_codes=section.inactive_exit_codes)

@@ -79,9 +79,12 @@ class _TimeoutTransport(xmlrpc.client.Transport):
 class SupervisorBackend(ServiceBackend):
     kind = "supervisor"
 
-    def __init__(self, url: str, holds_dir: Path, username: str | None = None, password: str | None = None, timeout: float = 60.0):
-        """``holds_dir``: ``<state_dir>/holds``; this backend's markers are in its ``supervisor/``."""
+    def __init__(self, url: str, holds_dir: Path, username: str | None = None, password: str | None = None, timeout: float = 60.0,
+                 hook_output: Path | None = None):
+        """``holds_dir``: ``<state_dir>/holds``; this backend's markers are in its ``supervisor/``. ``hook_output``: what
+        supervisor.service's start hook writes; when given, a hold is refused unless it exists (the hook is installed)."""
         self.url = url
+        self.hook_output = hook_output
         self.markers = HoldMarkers(supervisor_markers(holds_dir))
         self.timeout = timeout
         self._username = username
@@ -162,6 +165,12 @@ class SupervisorBackend(ServiceBackend):
 
     def hold(self, name: str) -> None:
         """A marker that ``maintenance-agent supervisor-holds`` (supervisor.service's start hook) reads: no autostart."""
+        if self.hook_output is not None and not self.markers.is_held(name) and not self.hook_output.exists():
+            raise BackendError(
+                f"cannot hold {name}: supervisor.service's start hook has not run ({self.hook_output} is missing), so "
+                "supervisord would start it again at boot mid-window: run `maintenance-agent install-files` as root, then "
+                "`systemctl daemon-reload` and `systemctl restart supervisor` (or set holds_check = false for a supervisord "
+                "systemd does not start)")
         self.markers.hold(name)
 
     def release(self, name: str) -> None:
