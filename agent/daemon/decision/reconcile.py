@@ -15,9 +15,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, assert_never
 
-from agent.core.decide import Action, Decision, Progress, decide
+from agent.core.decide import Adopt, Converge, Decision, Finish, Fire, Hold, Progress, Repair, decide
 from agent.core.errors import MaintenanceAgentError, PermanentError, retry_delay
 from agent.core.gates import roles_in_direction
 from agent.core.machine import BoxMachine
@@ -159,24 +159,32 @@ class Reconciler:
 
     def _carry_out(self, decision: Decision, intent: Intent) -> float | None:
         """Do what ``decision`` says; None to decide again at once, else how long to wait."""
-        target = decision.target or intent.mode
-        if decision.action is Action.HOLD:
-            return decision.wait
-        if decision.action is Action.FIRE:
-            self._start_transition(decision.trigger or "", intent)
-            return None
-        if decision.action is Action.ADOPT:
-            return self._adopt(intent, target, decision.wait)
-        if decision.action is Action.REPAIR:
-            return self._repair_drift(intent, target, decision.wait)
+        match decision:
+            case Hold(wait=wait):
+                return wait
+            case Fire():
+                self._start_transition(decision.trigger, intent)
+                return None
+            case Adopt(target=target, wait=wait):
+                return self._adopt(intent, target, wait)
+            case Repair(target=target, wait=wait):
+                return self._repair_drift(intent, target, wait)
+            case Converge(target=target, role=role):
+                self._follow(intent)
+                return self._converge_role(role, intent, target)
+            case Finish():
+                self._follow(intent)
+                self.gates.done()
+                self.record.clear()
+                self.machine.fire(decision.trigger)
+                return 0.0
+            case _:
+                assert_never(decision)
+
+    def _follow(self, intent: Intent) -> None:
+        """A transition acts for ``intent``: its roles' progress is kept for that intent (saved when it starts anew)."""
         if self.record.follow_intent(intent.index, self.state):
             self.record.save(self.state)
-        if decision.action is Action.CONVERGE and decision.role is not None:
-            return self._converge_role(decision.role, intent, target)
-        self.gates.done()
-        self.record.clear()
-        self.machine.fire(decision.trigger or "")
-        return 0.0
 
     # -- intent ----------------------------------------------------------------
 
