@@ -15,6 +15,7 @@ import structlog
 
 from agent import __version__
 from agent.clients.alertmanager import AlertmanagerClient
+from agent.clients.blocking import WatchFailures
 from agent.clients.consul import ConsulGateway
 from agent.config.schema import AgentConfig
 from agent.core.decide import settled_target
@@ -91,6 +92,7 @@ class Agent:
             on_conflict=lambda message: self.metrics.status_conflict.set(1 if message else 0),
             health_url=self.metrics_server.health_url if self.metrics_server else None,
             wait=config.consul.wait_seconds,
+            own_key_failures=self._watch_failures("own-status"),
         )
         resync = config.agent.resync_seconds
         if self.notifier.watchdog_interval:
@@ -100,7 +102,7 @@ class Agent:
         self.notices = (NoticeDispatcher(self.gateway, prefix, config.agent.environment, self.node, config.notices, self.log)
                         if Role.EDGE in config.agent.roles and config.notices.partners else None)
         self.peers = PeerView(self.gateway, config.agent.environment, f"{prefix}/status", wake=self._wake, wait=config.consul.wait_seconds,
-                              settings=self.settings, node=self.node)
+                              settings=self.settings, node=self.node, failures=self._watch_failures)
         self.silence = self._silence_lease(config, prefix)
         self.reconciler = Reconciler(
             node=self.node,
@@ -125,7 +127,13 @@ class Agent:
                                 config.agent.drift_check_seconds)
         self.watcher = KeyWatcher(self.gateway, self.desired_key, self.reconciler.on_watch_event,
                                   wait=config.consul.wait_seconds, consistent=True, name=f"watch:{self.node}",
-                                  reconnect=self.settings.consul_reconnect, reads=self.settings.intent_reads)
+                                  reconnect=self.settings.consul_reconnect, reads=self.settings.intent_reads,
+                                  # Counted only: the reconciler logs the intent watch's outage as Consul's reachability.
+                                  failures=self._watch_failures("intent", logged=False))
+
+    def _watch_failures(self, watch: str, logged: bool = True) -> WatchFailures:
+        """How ``watch``'s failed queries are told: counted in ``maintenance_watch_errors_total{watch}``, logged once a run."""
+        return WatchFailures(watch, self.log if logged else None, self.metrics.watch_errors.labels(watch).inc)
 
     def _silence_lease(self, config: AgentConfig, prefix: str) -> SilenceLease | None:
         """Edge boxes (first in, last out) hold the Alertmanager silence lease of a window."""

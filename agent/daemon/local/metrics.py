@@ -51,6 +51,8 @@ class AgentMetrics:
         self.status_conflict = Gauge("maintenance_status_key_conflict",
                                      "1 while this box's status key is held by another agent (the same node name configured twice)",
                                      registry=r)
+        self.watch_errors = Counter("maintenance_watch_errors", "Failed blocking queries of a watch (intent, own-status, membership, "
+                                    "gate-follow), each retried with backoff", ["watch"], registry=r)
         self.info = Info("maintenance_agent", "Agent build and identity", registry=r)
         self._window = _WindowCollector(lambda: (None, State.ACTIVE), lambda: datetime.now(UTC))
         r.register(self._window)

@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from agent.clients.blocking import WatchFailures
 from agent.clients.consul import ConsulGateway
 from agent.core.backoff import TokenBucket
 from agent.core.errors import ConsulPermissionDenied, MaintenanceAgentError, retry_delay
@@ -56,6 +57,7 @@ class StatusReporter:
         health_url: str | None = None,
         wait: float = 60.0,
         settings: Settings = DEFAULTS,
+        own_key_failures: WatchFailures | None = None,
     ):
         self.gateway = gateway
         self.key = key
@@ -69,7 +71,8 @@ class StatusReporter:
         # reconnects are capped like the reporter's retries (a fifth of the TTL), so after the local
         # Consul agent comes back the lost key is seen, and written again, within one TTL.
         self._own_key = (KeyWatcher(gateway, key, self._on_own_key, wait=wait, name=f"report-watch:{key}",
-                                    reconnect=settings.consul_reconnect.capped(ttl / 5, ttl / 5), reads=settings.own_key_reads)
+                                    reconnect=settings.consul_reconnect.capped(ttl / 5, ttl / 5), reads=settings.own_key_reads,
+                                    failures=own_key_failures)
                          if health_url else None)
         self.on_conflict = on_conflict or (lambda message: None)
         self.conflict: str | None = None
