@@ -61,7 +61,6 @@ class Agent:
         steps: dict[Role, list[Step]] | None = None,
         log: Any = None,
         notifier: SystemdNotifier | None = None,
-        serve_metrics: bool = True,
         settings: Settings | None = None,
     ):
         self.config = config
@@ -80,7 +79,7 @@ class Agent:
         self.metrics.info.info({"version": __version__, "node": self.node, "roles": ",".join(roles), "environment": config.agent.environment})
 
         # Bound now (port 0 picks one), so the local Consul agent's check can be pointed at /healthz.
-        self.metrics_server = MetricsServer(self.metrics, config.metrics.listen, self.healthy, self.ready) if serve_metrics else None
+        self.metrics_server = MetricsServer(self.metrics, config.metrics.listen, self.healthy, self.ready)
         self.reporter = StatusReporter(
             self.gateway, self.status_key,
             service_id=f"maintenance-agent:{config.agent.environment}:{self.node}",
@@ -90,7 +89,7 @@ class Agent:
             memory=self.memory, ttl=config.consul.session_ttl_seconds, log=self.log, settings=self.settings,
             identity=f"{socket.gethostname()}:{self.memory.path.resolve()}",
             on_conflict=lambda message: self.metrics.status_conflict.set(1 if message else 0),
-            health_url=self.metrics_server.health_url if self.metrics_server else None,
+            health_url=self.metrics_server.health_url,
             wait=config.consul.wait_seconds,
             own_key_failures=self._watch_failures("own-status"),
         )
@@ -192,8 +191,7 @@ class Agent:
         return True, detail
 
     def start(self) -> Agent:
-        if self.metrics_server:
-            self.metrics_server.start()
+        self.metrics_server.start()
         self.reporter.start()
         self.windows.start()
         if self.silence and self.config.alertmanager:
@@ -222,6 +220,5 @@ class Agent:
             self.notices.stop()
         self.peers.stop()
         self.reporter.stop(release=True)
-        if self.metrics_server:
-            self.metrics_server.stop()
+        self.metrics_server.stop()
         self.log.info("agent stopped", state=self.reconciler.state.value)

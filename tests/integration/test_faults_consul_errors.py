@@ -23,7 +23,7 @@ from tests.fixtures.faulty_proxy import FaultyProxy
 FAULT_WINDOW = 6.0
 # What one agent may send in FAULT_WINDOW seconds of failures: the desired-key
 # watcher (backoff 0.5 s → 30 s, first retry spread over 2 s) and the status
-# reporter (backoff 0.5 s → ttl/3) each give up a handful of tries; a naive
+# reporter (backoff 0.5 s → ttl/5) each give up a handful of tries; a naive
 # client retrying every 100 ms would send 120.
 MAX_REQUESTS_IN_WINDOW = 24
 

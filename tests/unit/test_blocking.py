@@ -15,6 +15,7 @@ from agent.config.schema import from_mapping
 from agent.core.errors import ConsulUnavailable
 from agent.core.settings import DEFAULTS, BackoffPolicy, BucketPolicy, Settings
 from agent.daemon.app import settings_for
+from tests.fakes import RecordingLog
 
 
 class ScriptedQuery:
@@ -34,23 +35,6 @@ class ScriptedQuery:
 
 def take(answers: Iterator[object], n: int) -> list[object]:
     return [next(answers) for _ in range(n)]
-
-
-class Recorder:
-    """A structlog-like log keeping (level, event, watch) and a counter: what ``WatchFailures`` is given."""
-
-    def __init__(self) -> None:
-        self.lines: list[tuple[str, str, object]] = []
-        self.count = 0
-
-    def warning(self, event: str, **fields: object) -> None:
-        self.lines.append(("warning", event, fields.get("watch")))
-
-    def info(self, event: str, **fields: object) -> None:
-        self.lines.append(("info", event, fields.get("watch")))
-
-    def inc(self) -> None:
-        self.count += 1
 
 
 def test_index_rules() -> None:
@@ -84,14 +68,15 @@ def test_a_watch_that_starts_from_a_known_index_blocks_at_once() -> None:
 
 
 def test_failures_are_counted_each_time_and_logged_once_per_run() -> None:
-    log = Recorder()
+    log = RecordingLog()
     failures = WatchFailures("membership", log, log.inc)
     query = ScriptedQuery([5, ConsulUnavailable("down"), ConsulUnavailable("down"), ConsulUnavailable("down"), 8, ConsulUnavailable("x"), 9])
     backoff = BackoffPolicy(base=0.001, cap=0.002).start()
     got = take(blocking_answers(query, wait=10.0, backoff=backoff, failures=failures), 7)
     assert [isinstance(a, QueryFailed) for a in got] == [False, True, True, True, False, True, False]
     assert log.count == 4, "every failed query is counted"
-    assert log.lines == [("warning", "watch failing; retrying with backoff", "membership"), ("info", "watch recovered", "membership")] * 2
+    assert [(level, event, fields["watch"]) for level, event, fields in log.lines] == [
+        ("warning", "watch failing; retrying with backoff", "membership"), ("info", "watch recovered", "membership")] * 2
     assert not failures.failing
 
 

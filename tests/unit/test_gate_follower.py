@@ -19,6 +19,7 @@ from agent.core.errors import ConsulUnavailable
 from agent.core.model import State, Status
 from agent.core.settings import BackoffPolicy
 from agent.daemon.gates.gate_follower import MAX_LANES, GateFollower, Seen
+from tests.fakes import RecordingLog
 
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 
@@ -99,23 +100,6 @@ class BlockingStore:
         with self.cond:
             self.closed = True
             self.cond.notify_all()
-
-
-class Recorder:
-    """A structlog-like log that keeps (level, event) pairs, and a counter."""
-
-    def __init__(self) -> None:
-        self.lines: list[tuple[str, str]] = []
-        self.count = 0
-
-    def warning(self, event: str, **_: object) -> None:
-        self.lines.append(("warning", event))
-
-    def info(self, event: str, **_: object) -> None:
-        self.lines.append(("info", event))
-
-    def inc(self) -> None:
-        self.count += 1
 
 
 @pytest.fixture
@@ -231,21 +215,21 @@ def test_a_new_blocked_on_text_is_not_a_round(make: Callable[..., tuple[Blocking
 
 
 def test_a_failing_watch_is_counted_every_time_and_logged_once_per_run(make: Callable[..., tuple[BlockingStore, GateFollower]]) -> None:
-    log = Recorder()
+    log = RecordingLog()
     store, follower = make(["a"], failures=WatchFailures("gate-follow", log, log.inc))
     follower.remember(store.read_boxes(["a"]))
     store.failures = [ConsulUnavailable("down"), ConsulUnavailable("still down"), ConsulUnavailable("down again")]
     follower.follow(["a"])
     store.wait_blocked("a")  # three failures, retried from index 0; the answer is what the decision saw: no round
     assert log.count == 3
-    assert log.lines == [("warning", "watch failing; retrying with backoff"), ("info", "watch recovered")]
+    assert log.events() == ["watch failing; retrying with backoff", "watch recovered"]
     assert follower.rounds == 0 and not store.woken
     store.set("a", "maintenance")
     store.wait_woken()
 
 
 def test_a_failed_re_read_of_the_others_is_counted_and_they_are_forgotten(make: Callable[..., tuple[BlockingStore, GateFollower]]) -> None:
-    log = Recorder()
+    log = RecordingLog()
     store, follower = make(["a", "b"], failures=WatchFailures("gate-follow", log, log.inc))
     follower.remember(store.read_boxes(["a", "b"]))
 
@@ -261,7 +245,7 @@ def test_a_failed_re_read_of_the_others_is_counted_and_they_are_forgotten(make: 
     store.wait_woken()
     other = "b" if followed == "a" else "a"
     assert follower.known([followed, other]) == {followed: store.values[followed][0]}, "the other box is no longer trusted"
-    assert log.count == 1 and log.lines == [("warning", "watch failing; retrying with backoff")]
+    assert log.count == 1 and log.events() == ["watch failing; retrying with backoff"]
 
 
 def test_stop_ends_every_lane_once_its_query_returns(make: Callable[..., tuple[BlockingStore, GateFollower]]) -> None:
