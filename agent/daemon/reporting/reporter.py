@@ -99,6 +99,12 @@ class StatusReporter:
         return self.keeper.interval
 
     @property
+    def session(self) -> str | None:
+        """The session the status on the key was written under (None: not written, or lost)."""
+        with self._lock:
+            return self._written.session if self._written is not None else None
+
+    @property
     def conflict(self) -> str | None:
         """Why the key is not ours (another agent's live session holds it), or None."""
         with self._lock:
