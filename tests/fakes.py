@@ -341,6 +341,11 @@ def read(value: bytes | None, modify_index: int) -> KeyChanged:
     return KeyChanged("maintenance/t/desired", KeyRead(index=modify_index, value=value, modify_index=modify_index if value is not None else 0))
 
 
+def sample(metrics: AgentMetrics, name: str, **labels: str) -> float | None:
+    """One sample of an agent's metrics as a scrape would see it (its registry's public API); None when not exported."""
+    return metrics.registry.get_sample_value(name, labels)
+
+
 QUICK_RETRY = BackoffPolicy(base=1.0, cap=0.05)
 """A failed step of a test's reconciler is retried within 50 ms."""
 
