@@ -112,7 +112,7 @@ def blocking_answers(
         bounded = wait if deadline is None else max(1.0, min(wait, deadline - time.monotonic()))
         try:
             returned, answer = query(index, bounded if index > 0 else None)
-        except Exception as exc:  # noqa: BLE001 - typed errors expected; with a backoff nothing may end the watch
+        except Exception as exc:  # typed errors expected; re-raised without a backoff, else nothing may end the watch
             if backoff is None:
                 raise
             failure = exc if isinstance(exc, MaintenanceAgentError) else MaintenanceAgentError(f"unexpected {type(exc).__name__} reading {what}: {exc}")

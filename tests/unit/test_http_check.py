@@ -36,7 +36,7 @@ PAGES: dict[str, tuple[int, str, bytes]] = {  # path -> status, content type, bo
 
 
 class Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         path = self.path.split("?")[0]
         if path == "/redirect":
             self._answer(302, "text/plain", b"", location="/ok")

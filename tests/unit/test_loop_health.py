@@ -6,6 +6,8 @@ import shutil
 import time
 from pathlib import Path
 
+import pytest
+
 from agent.core.model import Role, State
 from demo.harness.processes import wait_until
 from tests.fakes import RecordingStep, make_reconciler, read, sample
@@ -34,7 +36,7 @@ def test_an_unwritable_state_dir_is_counted_and_shown_until_it_is_writable_again
         rec.stop()
 
 
-def test_a_bug_in_the_loop_is_counted_and_logged_once(tmp_path: Path, capsys) -> None:  # noqa: ANN001 - pytest fixture
+def test_a_bug_in_the_loop_is_counted_and_logged_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rec, published = make_reconciler(tmp_path, [Role.WEB], {Role.WEB: []})
 
     def broken() -> float:

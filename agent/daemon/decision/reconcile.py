@@ -43,7 +43,7 @@ def call_hook(log: Any, name: str, hook: Callable[..., None], *args: Any) -> Non
     """Run an optional hook (scheduler, notices); its failure is logged, never the loop's."""
     try:
         hook(*args)
-    except Exception as exc:  # noqa: BLE001 - a hook must not stop the decisions
+    except Exception as exc:  # a hook must not stop the decisions (logged with its traceback)
         log.exception("hook failed", hook=name, error=str(exc))
 
 

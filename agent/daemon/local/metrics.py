@@ -142,7 +142,7 @@ class MetricsServer:
         metrics_ref, checks = metrics, {"/healthz": healthy, "/readyz": ready or healthy}
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 if self.path.split("?")[0] == "/metrics":
                     self._send(200, metrics_ref.render(), CONTENT_TYPE_LATEST)
                 elif self.path.split("?")[0] in checks:
