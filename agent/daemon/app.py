@@ -80,7 +80,29 @@ class Agent:
 
         # Bound now (port 0 picks one), so the local Consul agent's check can be pointed at /healthz.
         self.metrics_server = MetricsServer(self.metrics, config.metrics.listen, self.healthy, self.ready)
-        self.reporter = StatusReporter(
+        self.reporter = self._status_reporter(config)
+        self.windows = EntryScheduler(wake=self._wake, log=self.log, start_gauge=self.metrics.window_start)
+        # Edge boxes see the actual start and end first: they tell partners (claimed once per partner in Consul).
+        self.notices = (NoticeDispatcher(self.gateway, prefix, config.agent.environment, self.node, config.notices, self.log)
+                        if Role.EDGE in config.agent.roles and config.notices.partners else None)
+        self.peers = PeerView(self.gateway, config.agent.environment, f"{prefix}/status", wake=self._wake, wait=config.consul.wait_seconds,
+                              settings=self.settings, node=self.node, failures=self._watch_failures)
+        self.silence = self._silence_lease(config, prefix)
+        self.reconciler = self._reconciler(config, steps if steps is not None else build_steps(config, self.gateway))
+        self.metrics.follow_window(lambda: (self.reconciler.intent, self.reconciler.state))
+        # Local drift (HAProxy map, service manager, flag file) is seen within drift_check_seconds,
+        # whatever resync_seconds is; the reconciler alone repairs it.
+        self.drift = DriftWatch(self.node, self.reconciler.steps, self._settled_view, self._wake, self.memory, self.log,
+                                config.agent.drift_check_seconds)
+        self.watcher = KeyWatcher(self.gateway, self.desired_key, self.reconciler.on_watch_event,
+                                  wait=config.consul.wait_seconds, consistent=True, name=f"watch:{self.node}",
+                                  reconnect=self.settings.consul_reconnect, reads=self.settings.intent_reads,
+                                  # Counted only: the reconciler logs the intent watch's outage as Consul's reachability.
+                                  failures=self._watch_failures("intent", logged=False))
+
+    def _status_reporter(self, config: AgentConfig) -> StatusReporter:
+        roles = [r.value for r in config.agent.roles]
+        return StatusReporter(
             self.gateway, self.status_key,
             service_id=f"maintenance-agent:{config.agent.environment}:{self.node}",
             tags=[f"env:{config.agent.environment}", *(f"role:{r}" for r in roles)],
@@ -93,21 +115,16 @@ class Agent:
             wait=config.consul.wait_seconds,
             own_key_failures=self._watch_failures("own-status"),
         )
+
+    def _reconciler(self, config: AgentConfig, steps: dict[Role, list[Step]]) -> Reconciler:
         resync = config.agent.resync_seconds
         if self.notifier.watchdog_interval:
-            resync = min(resync, self.notifier.watchdog_interval)
-        self.windows = EntryScheduler(wake=self._wake, log=self.log, start_gauge=self.metrics.window_start)
-        # Edge boxes see the actual start and end first: they tell partners (claimed once per partner in Consul).
-        self.notices = (NoticeDispatcher(self.gateway, prefix, config.agent.environment, self.node, config.notices, self.log)
-                        if Role.EDGE in config.agent.roles and config.notices.partners else None)
-        self.peers = PeerView(self.gateway, config.agent.environment, f"{prefix}/status", wake=self._wake, wait=config.consul.wait_seconds,
-                              settings=self.settings, node=self.node, failures=self._watch_failures)
-        self.silence = self._silence_lease(config, prefix)
-        self.reconciler = Reconciler(
+            resync = min(resync, self.notifier.watchdog_interval)  # the loop pings the watchdog at least this often
+        return Reconciler(
             node=self.node,
             roles=config.agent.roles,
             order=config.agent.order,
-            steps=steps if steps is not None else build_steps(config, self.gateway),
+            steps=steps,
             memory=self.memory,
             peers=self.peers,
             publish=self.reporter.publish,
@@ -119,16 +136,6 @@ class Agent:
             on_intent=self.windows.arm,
             on_transition=self._on_transition,
         )
-        self.metrics.follow_window(lambda: (self.reconciler.intent, self.reconciler.state))
-        # Local drift (HAProxy map, service manager, flag file) is seen within drift_check_seconds,
-        # whatever resync_seconds is; the reconciler alone repairs it.
-        self.drift = DriftWatch(self.node, self.reconciler.steps, self._settled_view, self._wake, self.memory, self.log,
-                                config.agent.drift_check_seconds)
-        self.watcher = KeyWatcher(self.gateway, self.desired_key, self.reconciler.on_watch_event,
-                                  wait=config.consul.wait_seconds, consistent=True, name=f"watch:{self.node}",
-                                  reconnect=self.settings.consul_reconnect, reads=self.settings.intent_reads,
-                                  # Counted only: the reconciler logs the intent watch's outage as Consul's reachability.
-                                  failures=self._watch_failures("intent", logged=False))
 
     def _watch_failures(self, watch: str, logged: bool = True) -> WatchFailures:
         """How ``watch``'s failed queries are told: counted in ``maintenance_watch_errors_total{watch}``, logged once a run."""
