@@ -125,3 +125,11 @@ def test_when_no_gate_waits_the_watch_ends_and_reads_are_direct_again(
         assert gateway.cond.wait_for(lambda: gateway.blocked == 0, timeout=DEADLINE)
     asked = gateway.calls["members"]
     assert "web-3" in boxes(peers.members(["web"])) and gateway.calls["members"] == asked + 1, "read directly"
+
+
+def test_a_gate_that_named_no_roles_is_served_every_box(fleet: tuple[BlockingMembers, PeerView, RecordingLog, threading.Event]) -> None:
+    gateway, peers, _, _ = fleet
+    peers.watch(["web-1"])  # no roles asked for yet: the watch reads every registered box
+    gateway.wait_blocked()
+    asked = gateway.calls["members"]
+    assert boxes(peers.members()) == ["w1", "web-1"] and gateway.calls["members"] == asked, "served from the watch"

@@ -154,7 +154,11 @@ class PeerView:
         after its query returns (a bounded wait) and a new one starts from index 0.
         """
         backoff, bucket = self.settings.consul_reconnect.start(), self.settings.membership_reads.start()
-        while (following := self._roles_to_follow()) is not None:
+        while True:
+            gating, following = self._roles_to_follow()
+            if not gating:
+                return
+
             def query(index: int, wait: float | None, roles: frozenset[str] | None = following) -> tuple[int, list[Member]]:
                 return self.gateway.members(self.environment, index=index, wait=wait, roles=roles, box=self.node)
 
@@ -166,13 +170,13 @@ class PeerView:
                     if self._stop.is_set() or not self._gating or self._wanted != following:
                         break
 
-    def _roles_to_follow(self) -> frozenset[str] | None:
-        """The roles the membership watch reads next; None: no gate waits, the watch ends (and forgets)."""
+    def _roles_to_follow(self) -> tuple[bool, frozenset[str] | None]:
+        """Whether a gate waits, and the roles it reads (None: every box); when none waits the watch ends, and forgets."""
         with self._lock:
             if self._stop.is_set() or not self._gating:
                 self._members, self._members_for, self._members_thread = None, None, None
-                return None
-            return self._wanted
+                return False, None
+            return True, self._wanted
 
     def _saw_members(self, roles: frozenset[str] | None, members: list[Member] | None) -> None:
         """What the membership watch read for ``roles`` (None: its query failed, read directly until it is back)."""
