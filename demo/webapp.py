@@ -25,7 +25,7 @@ class WebApp:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 if app.fail_flag.exists():
                     self._send(500, "text/plain", f"{app.name}: internal error (demo failure switch)\n")
                 elif self.path.startswith("/api/"):

@@ -10,14 +10,18 @@ fails when a fake drifts from what the code asks for.
 
 from __future__ import annotations
 
+import itertools
+import uuid
+from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 
 from agent.clients.consul import ConsulKV, KeyRead
-from agent.core.errors import StepError, StepPending
+from agent.core.errors import ConsulUnavailable, PermanentError, StepError, StepPending
 from agent.core.model import Member, Mode, Role, Status
 from agent.core.settings import BackoffPolicy
 from agent.daemon.backends.base import BackendError, RunState, ServiceBackend
@@ -31,51 +35,154 @@ from agent.daemon.watches.watcher import KeyChanged
 
 
 class FakeGateway(ConsulKV):
-    """An in-memory stand-in for ``ConsulGateway``'s KV and membership calls, with Consul's CAS rules."""
+    """An in-memory stand-in for ``ConsulGateway``: keys with Consul's check-and-set and lock rules, sessions, the
+    membership and the local agent's registrations.
+
+    The rules it keeps (``tests/integration/test_fake_gateway.py`` runs the same moves against real Consul):
+    a ``cas`` write needs the key's ModifyIndex (0: the key must not exist), and goes with neither ``acquire``
+    nor ``release`` (Consul answers 400: ``PermanentError``); ``acquire`` needs a live session
+    (else Consul answers 500: ``ConsulUnavailable``), and fails, changing nothing, while another session holds
+    the key; the holder may write again; ``release`` unlocks a key its session holds and fails for any other;
+    a plain write keeps the lock; ending a session (destroyed, or invalidated by a failing check) deletes the
+    keys it holds (behaviour ``delete``, what ``ConsulGateway.create_session`` asks for). ``calls`` counts each
+    method called, so a test can tell a step that asked Consul nothing.
+    """
 
     def __init__(self, address: str = "http://fake:8500", token: str | None = None, members: Sequence[Member] = ()):
         self.address = address
         self.token = token
         self.kv: dict[str, tuple[bytes, int]] = {}
+        self.locks: dict[str, str] = {}  # key -> the session holding it
+        self.sessions: dict[str, dict[str, Any]] = {}
+        self.services: dict[str, dict[str, Any]] = {}  # registered on the local agent, by service id
+        self.calls: Counter[str] = Counter()
         self.index = 10
-        self._members = list(members)
+        self.members_list = list(members)
+        self._session_ids = itertools.count(1)
 
     def get_key(self, key: str, index: int = 0, wait: float | None = None, consistent: bool = False) -> KeyRead:
+        self.calls["get_key"] += 1
         if key not in self.kv:
             return KeyRead(index=self.index, value=None)
         value, modify = self.kv[key]
-        return KeyRead(index=self.index, value=value, modify_index=modify)
+        return KeyRead(index=self.index, value=value, modify_index=modify, session=self.locks.get(key))
 
     def read_prefix(self, prefix: str, index: int = 0, wait: float | None = None) -> tuple[int, dict[str, KeyRead]]:
-        return self.index, {k: KeyRead(self.index, v, m) for k, (v, m) in self.kv.items() if k.startswith(prefix)}
+        self.calls["read_prefix"] += 1
+        return self.index, {k: KeyRead(self.index, v, m, self.locks.get(k)) for k, (v, m) in self.kv.items() if k.startswith(prefix)}
 
     def read_keys(self, keys: Collection[str]) -> dict[str, KeyRead]:
-        return {k: KeyRead(self.kv[k][1], self.kv[k][0], self.kv[k][1]) if k in self.kv else KeyRead(1, None) for k in keys}
+        self.calls["read_keys"] += 1
+        return {k: KeyRead(self.kv[k][1], self.kv[k][0], self.kv[k][1], self.locks.get(k)) if k in self.kv else KeyRead(1, None)
+                for k in keys}
 
-    def put_key(self, key: str, value: bytes | str, cas: int | None = None, acquire: str | None = None) -> bool:
+    def put_key(self, key: str, value: bytes | str, cas: int | None = None, acquire: str | None = None, *,
+                release: str | None = None) -> bool:
+        self.calls["put_key"] += 1
+        if sum(flag is not None for flag in (cas, acquire, release)) > 1:
+            raise PermanentError(f"Consul at {self.address} refused write of {key}: 400 Conflicting flags")
+        for session in (acquire, release):
+            if session is not None and session not in self.sessions:
+                raise ConsulUnavailable(f"Consul at {self.address} answered HTTP 500 to write of {key}: invalid session {session!r}")
         current = self.kv.get(key)
         if cas is not None and (current[1] if current else 0) != cas:
             return False
+        holder = self.locks.get(key)
+        if (acquire is not None and holder not in (None, acquire)) or (release is not None and holder != release):
+            return False
         self.index += 1
         self.kv[key] = (value.encode() if isinstance(value, str) else value, self.index)
+        if acquire is not None:
+            self.locks[key] = acquire
+        if release is not None:
+            del self.locks[key]
         return True
 
     def list_prefix(self, prefix: str) -> dict[str, KeyRead]:
         return self.read_prefix(prefix)[1]
 
     def delete_key(self, key: str, cas: int | None = None) -> bool:
+        self.calls["delete_key"] += 1
         current = self.kv.get(key)
         if cas is not None and (current[1] if current else 0) != cas:
             return False
         self.index += 1
         self.kv.pop(key, None)
+        self.locks.pop(key, None)
         return True
 
     def members(self, environment: str, index: int = 0, wait: float | None = None,
                 roles: Collection[str] | None = None, box: str = "") -> tuple[int, list[Member]]:
+        self.calls["members"] += 1
         if roles is None:
-            return self.index, list(self._members)
-        return self.index, [m for m in self._members if set(m.roles) & set(roles) or m.box == box]
+            return self.index, list(self.members_list)
+        return self.index, [m for m in self.members_list if set(m.roles) & set(roles) or m.box == box]
+
+    # -- sessions and the local agent (what the status reporter needs) ------------------------------
+
+    def create_session(self, name: str, ttl: int | None, node: str | None = None, checks: list[str] | None = None) -> str:
+        self.calls["create_session"] += 1
+        session = str(uuid.UUID(int=next(self._session_ids)))
+        self.sessions[session] = {"ID": session, "Name": name, "Node": node or "fake-node", "Behavior": "delete",
+                                  "Checks": list(checks or [])}
+        return session
+
+    def session_info(self, session_id: str) -> dict[str, Any] | None:
+        self.calls["session_info"] += 1
+        info = self.sessions.get(session_id)
+        return dict(info) if info is not None else None
+
+    def destroy_session(self, session_id: str) -> None:
+        self.calls["destroy_session"] += 1
+        self.end_session(session_id)
+
+    def end_session(self, session_id: str) -> None:
+        """The session ends (destroyed, or invalidated by Consul when a check it is bound to fails): its keys go."""
+        if self.sessions.pop(session_id, None) is None:
+            return
+        for key in [k for k, holder in self.locks.items() if holder == session_id]:
+            self.index += 1
+            del self.kv[key], self.locks[key]
+
+    def register_agent_service(self, service_id: str, tags: list[str], meta: dict[str, str], check: dict[str, Any]) -> None:
+        self.calls["register_agent_service"] += 1
+        self.services[service_id] = {"tags": list(tags), "meta": dict(meta), "check": dict(check)}
+
+
+class RecordingLog:
+    """A structlog-like logger keeping each line as (level, event, fields), and a counter: what a watch's
+    ``WatchFailures`` or the status reporter is given, so a test can count log lines and metric increments."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, dict[str, object]]] = []
+        self.count = 0
+
+    def _line(self, level: str, event: str, fields: dict[str, object]) -> None:
+        self.lines.append((level, event, fields))
+
+    def debug(self, event: str, **fields: object) -> None:
+        self._line("debug", event, fields)
+
+    def info(self, event: str, **fields: object) -> None:
+        self._line("info", event, fields)
+
+    def warning(self, event: str, **fields: object) -> None:
+        self._line("warning", event, fields)
+
+    def error(self, event: str, **fields: object) -> None:
+        self._line("error", event, fields)
+
+    def exception(self, event: str, **fields: object) -> None:
+        self._line("exception", event, fields)
+
+    def bind(self, **fields: object) -> RecordingLog:
+        return self
+
+    def events(self, level: str | None = None) -> list[str]:
+        return [event for lvl, event, _ in self.lines if level is None or lvl == level]
+
+    def inc(self) -> None:
+        self.count += 1
 
 
 @dataclass
@@ -234,8 +341,18 @@ def read(value: bytes | None, modify_index: int) -> KeyChanged:
     return KeyChanged("maintenance/t/desired", KeyRead(index=modify_index, value=value, modify_index=modify_index if value is not None else 0))
 
 
+def sample(metrics: AgentMetrics, name: str, **labels: str) -> float | None:
+    """One sample of an agent's metrics as a scrape would see it (its registry's public API); None when not exported."""
+    return metrics.registry.get_sample_value(name, labels)
+
+
+QUICK_RETRY = BackoffPolicy(base=1.0, cap=0.05)
+"""A failed step of a test's reconciler is retried within 50 ms."""
+
+
 def make_reconciler(tmp_path: Path, roles: Sequence[Role], steps: dict[Role, list[Step]], peers: FakePeers | None = None,
-                    node: str = "box-1", on_tick: Callable[[], None] | None = None) -> tuple[Reconciler, list[Status]]:
+                    node: str = "box-1", on_tick: Callable[[], None] | None = None,
+                    retry: BackoffPolicy = QUICK_RETRY) -> tuple[Reconciler, list[Status]]:
     published: list[Status] = []
     peers = peers or FakePeers()
     if not any(m.box == node for m in peers.members_list):
@@ -244,7 +361,7 @@ def make_reconciler(tmp_path: Path, roles: Sequence[Role], steps: dict[Role, lis
         node=node, roles=roles, order=list(Role), steps=steps,
         memory=StateFile(tmp_path / "state.json"), peers=peers,
         publish=published.append, metrics=AgentMetrics(), log=structlog.get_logger(),
-        retry=BackoffPolicy(base=1.0, cap=0.05), resync=0.05, on_tick=on_tick,
+        retry=retry, resync=0.05, on_tick=on_tick,
     )
     return reconciler, published
 

@@ -26,6 +26,12 @@ class SmokeCheck(FrozenModel):
     max_latency_seconds: float | None = Field(default=None, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("expect_body")
+    @classmethod
+    def _marker(cls, value: str | None) -> str | None:
+        if value == "":
+            raise ValueError("expected a text the body must contain (an empty one is in every body), or no expect_body")
+        return value
 
 
 class WebSection(FrozenModel):

@@ -9,10 +9,10 @@ restart, a crash or a change of mind midway are the same question.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeAlias
 
 from agent.core.gates import roles_in_direction
 from agent.core.machine import trigger_towards
@@ -60,26 +60,62 @@ class Progress:
     roles: dict[str, str] = field(default_factory=dict)
 
 
-class Action(enum.Enum):
-    """The kinds of next move; see ``Decision``."""
+@dataclass(frozen=True)
+class Hold:
+    """Nothing to do now: look again after ``wait`` seconds (nothing read yet, or a failed action's retry is not due)."""
 
-    HOLD = "hold"            # nothing to do now: look again after ``wait``
-    FIRE = "fire"            # move the machine with ``trigger`` (a transition starts or turns around), then decide again
-    CONVERGE = "converge"    # pass ``role``'s gate and run its steps towards ``target``, then decide again
-    FINISH = "finish"        # every role settled at ``target``: fire ``trigger`` (entered / exited)
-    ADOPT = "adopt"          # settled, a new intent of the same mode: re-check every step (no gates), look again after ``wait``
-    REPAIR = "repair"        # settled: re-check the steps that repair drift, look again after ``wait``
+    wait: float
 
 
 @dataclass(frozen=True)
-class Decision:
-    """The next move: ``action`` and what it needs (``target`` the effective direction, ``wait`` seconds)."""
+class Fire:
+    """Start moving towards ``target`` (a transition starts, or turns around midway), then decide again."""
 
-    action: Action
-    target: Mode | None = None
-    trigger: str | None = None
-    role: Role | None = None
-    wait: float = 0.0
+    target: Mode
+
+    @property
+    def trigger(self) -> str:
+        return "enter" if self.target is Mode.MAINTENANCE else "exit"
+
+
+@dataclass(frozen=True)
+class Converge:
+    """Pass ``role``'s gate and run its steps towards ``target``, then decide again."""
+
+    target: Mode
+    role: Role
+
+
+@dataclass(frozen=True)
+class Finish:
+    """Every role settled at ``target``: end the transition (the machine's ``entered`` / ``exited``)."""
+
+    target: Mode
+
+    @property
+    def trigger(self) -> str:
+        return "entered" if self.target is Mode.MAINTENANCE else "exited"
+
+
+@dataclass(frozen=True)
+class Adopt:
+    """Settled, and a new intent of the same mode arrived: re-check every step (no gates); look again after ``wait``."""
+
+    target: Mode
+    wait: float
+
+
+@dataclass(frozen=True)
+class Repair:
+    """Settled for this intent: re-check the steps that repair drift; look again after ``wait``."""
+
+    target: Mode
+    wait: float
+
+
+Decision: TypeAlias = Hold | Fire | Converge | Finish | Adopt | Repair
+"""The next move: one variant per kind, each carrying only what it needs. The reconciler handles them in one
+``match`` whose ``assert_never`` makes mypy prove every variant is handled."""
 
 
 def decide(
@@ -99,23 +135,22 @@ def decide(
     now), ``resync`` the longest the box looks away while settled.
     """
     if intent is None:
-        return Decision(Action.HOLD, wait=resync)  # nothing read yet: hold whatever we were doing
+        return Hold(resync)  # nothing read yet: hold whatever we were doing
     target = effective_mode(intent, state, now)
-    trigger = trigger_towards(state, target)
-    if trigger:
-        return Decision(Action.FIRE, target, trigger=trigger)
+    if trigger_towards(state, target):
+        return Fire(target)
     if state in (State.ENTERING, State.EXITING):
         if retry_in > 0:
-            return Decision(Action.HOLD, target, wait=retry_in)
+            return Hold(retry_in)
         settled = State.settled_for(target).value
         done = progress if progress_index == intent.index else {}
         for role in roles_in_direction(roles, target):
             if done.get(role.value) != settled:
-                return Decision(Action.CONVERGE, target, role=role)
-        return Decision(Action.FINISH, target, trigger="entered" if target is Mode.MAINTENANCE else "exited")
+                return Converge(target, role)
+        return Finish(target)
     wait = next_wake(intent, now, resync)
     if progress_index != intent.index:
-        return Decision(Action.ADOPT, target, wait=wait)
+        return Adopt(target, wait)
     if retry_in > 0:
-        return Decision(Action.HOLD, target, wait=wait)
-    return Decision(Action.REPAIR, target, wait=wait)
+        return Hold(wait)
+    return Repair(target, wait)

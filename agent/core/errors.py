@@ -100,7 +100,7 @@ class StepPending(MaintenanceAgentError):
         self.recheck_after = recheck_after
 
 
-class ShutdownRequested(Exception):  # noqa: N818 - not an error: a request, raised to unwind a step
+class ShutdownRequested(Exception):  # not named ...Error: a request, raised to unwind a step
     """The agent was asked to stop: raised between two actions so no new one starts.
 
     Deliberately not a ``MaintenanceAgentError``: no step or retry policy may

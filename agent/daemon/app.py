@@ -15,6 +15,7 @@ import structlog
 
 from agent import __version__
 from agent.clients.alertmanager import AlertmanagerClient
+from agent.clients.blocking import WatchFailures
 from agent.clients.consul import ConsulGateway
 from agent.config.schema import AgentConfig
 from agent.core.decide import settled_target
@@ -61,7 +62,6 @@ class Agent:
         steps: dict[Role, list[Step]] | None = None,
         log: Any = None,
         notifier: SystemdNotifier | None = None,
-        serve_metrics: bool = True,
         settings: Settings | None = None,
     ):
         self.config = config
@@ -80,8 +80,28 @@ class Agent:
         self.metrics.info.info({"version": __version__, "node": self.node, "roles": ",".join(roles), "environment": config.agent.environment})
 
         # Bound now (port 0 picks one), so the local Consul agent's check can be pointed at /healthz.
-        self.metrics_server = MetricsServer(self.metrics, config.metrics.listen, self.healthy, self.ready) if serve_metrics else None
-        self.reporter = StatusReporter(
+        self.metrics_server = MetricsServer(self.metrics, config.metrics.listen, self.healthy, self.ready)
+        self.reporter = self._status_reporter(config)
+        self.windows = EntryScheduler(wake=self._wake, log=self.log, start_gauge=self.metrics.window_start)
+        self.tells_window, self.notices, self.team = self._tellers(config, prefix)
+        self.peers = PeerView(self.gateway, config.agent.environment, f"{prefix}/status", wake=self._wake, wait=config.consul.wait_seconds,
+                              settings=self.settings, node=self.node, failures=self._watch_failures)
+        self.silence = self._silence_lease(config, prefix)
+        self.reconciler = self._reconciler(config, steps if steps is not None else build_steps(config, self.gateway))
+        self.metrics.follow_window(lambda: (self.reconciler.intent, self.reconciler.state))
+        # Local drift (HAProxy map, service manager, flag file) is seen within drift_check_seconds,
+        # whatever resync_seconds is; the reconciler alone repairs it.
+        self.drift = DriftWatch(self.node, self.reconciler.steps, self._settled_view, self._wake, self.memory, self.log,
+                                config.agent.drift_check_seconds)
+        self.watcher = KeyWatcher(self.gateway, self.desired_key, self.reconciler.on_watch_event,
+                                  wait=config.consul.wait_seconds, consistent=True, name=f"watch:{self.node}",
+                                  reconnect=self.settings.consul_reconnect, reads=self.settings.intent_reads,
+                                  # Counted only: the reconciler logs the intent watch's outage as Consul's reachability.
+                                  failures=self._watch_failures("intent", logged=False))
+
+    def _status_reporter(self, config: AgentConfig) -> StatusReporter:
+        roles = [r.value for r in config.agent.roles]
+        return StatusReporter(
             self.gateway, self.status_key,
             service_id=f"maintenance-agent:{config.agent.environment}:{self.node}",
             tags=[f"env:{config.agent.environment}", *(f"role:{r}" for r in roles)],
@@ -90,22 +110,20 @@ class Agent:
             memory=self.memory, ttl=config.consul.session_ttl_seconds, log=self.log, settings=self.settings,
             identity=f"{socket.gethostname()}:{self.memory.path.resolve()}",
             on_conflict=lambda message: self.metrics.status_conflict.set(1 if message else 0),
-            health_url=self.metrics_server.health_url if self.metrics_server else None,
+            health_url=self.metrics_server.health_url,
             wait=config.consul.wait_seconds,
+            own_key_failures=self._watch_failures("own-status"),
         )
+
+    def _reconciler(self, config: AgentConfig, steps: dict[Role, list[Step]]) -> Reconciler:
         resync = config.agent.resync_seconds
         if self.notifier.watchdog_interval:
-            resync = min(resync, self.notifier.watchdog_interval)
-        self.windows = EntryScheduler(wake=self._wake, log=self.log, start_gauge=self.metrics.window_start)
-        self.tells_window, self.notices, self.team = self._tellers(config, prefix)
-        self.peers = PeerView(self.gateway, config.agent.environment, f"{prefix}/status", wake=self._wake, wait=config.consul.wait_seconds,
-                              settings=self.settings, node=self.node)
-        self.silence = self._silence_lease(config, prefix)
-        self.reconciler = Reconciler(
+            resync = min(resync, self.notifier.watchdog_interval)  # the loop pings the watchdog at least this often
+        return Reconciler(
             node=self.node,
             roles=config.agent.roles,
             order=config.agent.order,
-            steps=steps if steps is not None else build_steps(config, self.gateway),
+            steps=steps,
             memory=self.memory,
             peers=self.peers,
             publish=self.reporter.publish,
@@ -117,14 +135,10 @@ class Agent:
             on_intent=self.windows.arm,
             on_transition=self._on_transition,
         )
-        self.metrics.follow_window(lambda: (self.reconciler.intent, self.reconciler.state))
-        # Local drift (HAProxy map, service manager, flag file) is seen within drift_check_seconds,
-        # whatever resync_seconds is; the reconciler alone repairs it.
-        self.drift = DriftWatch(self.node, self.reconciler.steps, self._settled_view, self._wake, self.memory, self.log,
-                                config.agent.drift_check_seconds)
-        self.watcher = KeyWatcher(self.gateway, self.desired_key, self.reconciler.on_watch_event,
-                                  wait=config.consul.wait_seconds, consistent=True, name=f"watch:{self.node}",
-                                  reconnect=self.settings.consul_reconnect, reads=self.settings.intent_reads)
+
+    def _watch_failures(self, watch: str, logged: bool = True) -> WatchFailures:
+        """How ``watch``'s failed queries are told: counted in ``maintenance_watch_errors_total{watch}``, logged once a run."""
+        return WatchFailures(watch, self.log if logged else None, self.metrics.watch_errors.labels(watch).inc)
 
     def _tellers(self, config: AgentConfig, prefix: str) -> tuple[bool, NoticeDispatcher | None, TeamWatch | None]:
         """Edge boxes see the actual start and end first: they tell partners and the team's chat (claimed once per
@@ -195,8 +209,7 @@ class Agent:
         return True, detail
 
     def start(self) -> Agent:
-        if self.metrics_server:
-            self.metrics_server.start()
+        self.metrics_server.start()
         self.reporter.start()
         self.windows.start()
         if self.silence and self.config.alertmanager:
@@ -227,6 +240,5 @@ class Agent:
             self.notices.stop()
         self.peers.stop()
         self.reporter.stop(release=True)
-        if self.metrics_server:
-            self.metrics_server.stop()
+        self.metrics_server.stop()
         self.log.info("agent stopped", state=self.reconciler.state.value)

@@ -39,7 +39,7 @@ PRIVILEGE_LINES = ("\tchroot /var/lib/haproxy\n", "\tuser haproxy\n", "\tgroup h
 class _BackendHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like a real application server
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         leaked = "x-maintenance-bypass" in {name.lower() for name in self.headers}
         cookies = "|".join(self.headers.get_all("Cookie") or [])
         body = f"{BACKEND_MARKER} path={self.path} bypass_header_seen={leaked} cookie={cookies}\n".encode()

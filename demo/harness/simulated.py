@@ -14,6 +14,7 @@ import base64
 import json
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -75,7 +76,7 @@ class SimulatedFleet:
         }
         self._http.put(f"{self.address}/v1/catalog/register", data=json.dumps(body), timeout=10).raise_for_status()
 
-    def _each(self, fn, boxes: list[str]) -> None:  # noqa: ANN001 - a small fan-out helper
+    def _each(self, fn: Callable[[str], object], boxes: list[str]) -> None:
         with ThreadPoolExecutor(self.writers) as pool:
             for _ in pool.map(fn, boxes):
                 pass
@@ -148,7 +149,7 @@ class RealStatuses:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()  # each thread ends when its query returns (at most ``wait``); nothing waits for them
 
-    def wait_until(self, done, deadline: float) -> None:  # noqa: ANN001 - a predicate on {box: status dict}
+    def wait_until(self, done: Callable[[dict[str, dict]], bool], deadline: float) -> None:
         with self._changed:
             while not done(self.statuses):
                 left = deadline - time.monotonic()

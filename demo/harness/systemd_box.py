@@ -183,7 +183,7 @@ class SystemdBox:
         try:
             self.pid1 = int(wait_until(self._find_pid1, 10, what=f"box {self.name}'s PID 1"))  # type: ignore[arg-type]
             wait_until(lambda: self._is_up(), timeout, interval=0.05, what=f"box {self.name} to reach box.target")
-        except Exception as exc:
+        except (BoxError, TimeoutError, OSError, ValueError) as exc:
             log = (self.boot_dir / "launcher.log").read_text(errors="replace")[-2000:]
             self.power_cut()
             raise BoxError(f"box {self.name} did not boot: {exc}\n{log}") from None
@@ -215,7 +215,7 @@ class SystemdBox:
 
     # -- acting in the box ----------------------------------------------------------------------------------
 
-    def run(self, *argv: str, user: str | None = None, check: bool = True, timeout: float = 60.0, input: str | None = None,
+    def run(self, *argv: str, user: str | None = None, check: bool = True, timeout: float = 60.0, stdin: str | None = None,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         """Run a command inside the box (its namespaces, its root), as root or as ``user``."""
         if not self.pid1:
@@ -223,7 +223,7 @@ class SystemdBox:
         command = [*(("runuser", "-u", user, "--") if user else ()), *argv]
         box_env = {"PATH": BOX_PATH, "LANG": "C.UTF-8", "SYSTEMD_PAGER": "", "SYSTEMD_COLORS": "0", **(env or {})}
         result = subprocess.run(["nsenter", "-t", str(self.pid1), "-m", "-p", "-u", "-i", "-C", "--", *command],
-                                env=box_env, input=input, capture_output=True, text=True, timeout=timeout)
+                                env=box_env, input=stdin, capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
             raise BoxError(f"in box {self.name}: {' '.join(command)} exited {result.returncode}:\n{result.stdout}{result.stderr}")
         return result

@@ -49,7 +49,7 @@ def exporter() -> Iterator[tuple[Exporter, int]]:
     state = Exporter()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             body = f"# TYPE replica_lag_seconds gauge\nreplica_lag_seconds {state.lag}\n".encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/plain; version=0.0.4")

@@ -106,7 +106,7 @@ class Sweep:
         gateway = gateway_for(config)
         steps = build_steps(config, gateway)
         wrap_backends(steps, journal)
-        agent = Agent(config, gateway=gateway, steps=steps, serve_metrics=False).start()
+        agent = Agent(config, gateway=gateway, steps=steps).start()
         try:
             wait_until(lambda: agent.reconciler.state is settled and agent.reconciler.record.progress.intent_index == index
                        and agent.reconciler.error is None, 30, what=f"restarted agent to be {settled.value} for {index}")

@@ -58,7 +58,7 @@ def _enter(consul: ConsulAgentProcess, environment: str, node: str) -> int:
 
 
 def test_worker_started_by_hand_in_the_window_is_stopped_again_and_after_it_nothing_that_should_run_is_touched(
-        supervisord: Supervisord, consul_server: ConsulAgentProcess, environment: str, tmp_path: Path) -> None:  # noqa: F811
+        supervisord: Supervisord, consul_server: ConsulAgentProcess, environment: str, tmp_path: Path) -> None:
     before = supervisord.running()
     agent = _worker(consul_server, environment, supervisord, tmp_path, "repair")
     try:
@@ -89,7 +89,7 @@ def test_worker_started_by_hand_in_the_window_is_stopped_again_and_after_it_noth
 
 
 def test_with_drift_report_a_worker_run_on_purpose_is_left_running_and_shown(
-        supervisord: Supervisord, consul_server: ConsulAgentProcess, environment: str, tmp_path: Path) -> None:  # noqa: F811
+        supervisord: Supervisord, consul_server: ConsulAgentProcess, environment: str, tmp_path: Path) -> None:
     agent = _worker(consul_server, environment, supervisord, tmp_path, "report")
     try:
         _enter(consul_server, environment, "worker-1")

@@ -23,7 +23,7 @@ from tests.fixtures.faulty_proxy import FaultyProxy
 FAULT_WINDOW = 6.0
 # What one agent may send in FAULT_WINDOW seconds of failures: the desired-key
 # watcher (backoff 0.5 s → 30 s, first retry spread over 2 s) and the status
-# reporter (backoff 0.5 s → ttl/3) each give up a handful of tries; a naive
+# reporter (backoff 0.5 s → ttl/5) each give up a handful of tries; a naive
 # client retrying every 100 ms would send 120.
 MAX_REQUESTS_IN_WINDOW = 24
 
@@ -53,6 +53,9 @@ def test_consul_fault_changes_nothing_bounds_requests_and_recovers(fault: str, o
         assert agent.reconciler.state.value == "maintenance", "a fault must not move the box"
         assert node_in_maintenance(consul.address)
         assert "maintenance_consul_up 0.0" in metric(agent, "maintenance_consul_up")
+        for watch in ("intent", "own-status"):  # both of the idle agent's watches failed, and each failure was counted
+            counted = agent.metrics.registry.get_sample_value("maintenance_watch_errors_total", {"watch": watch})
+            assert counted is not None and counted >= 1, f"{watch} watch: {counted} errors counted during {fault}"
 
         proxy.set_mode("pass")
         status = wait_for_status(consul.address, environment, node, state="active", intent_index=flipped, timeout=45)

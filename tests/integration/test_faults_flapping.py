@@ -89,7 +89,7 @@ def test_intent_flipped_50_times_a_second_for_30_s(own_consul: ConsulAgentProces
         per_agent_per_s = sent / len(agents) / (end - start)
         assert len(writes) >= 0.9 * duration * rate
         # The budgets: desired-key re-queries 2/s, gate reads 2/s, status writes
-        # 2/s (each after a small burst), renew + TTL pass twice per ttl/3. A naive
+        # 2/s (each after a small burst), the own status key's watch. A naive
         # agent re-reads and re-writes on every change: before these budgets the
         # same run measured 35.6 requests/s per agent.
         by_path = collections.Counter(f"{r.method} {r.path.split('?')[0]}" for r in proxy.requests_between(start, end))

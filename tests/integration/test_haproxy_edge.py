@@ -214,7 +214,7 @@ def test_failed_verification_is_a_step_error(tmp_path: Path, hap: HAProxyUnderTe
     ctx = context(tmp_path, maintenance())
     with pytest.raises(StepError) as err:
         step.apply(ctx)
-    assert "expected HTTP 503, got 200" in err.value.detail and "backend-ok" in err.value.detail
+    assert "answered 200, expected 503" in err.value.detail and "backend-ok" in err.value.detail
     assert step.check(ctx, Mode.MAINTENANCE) is False
     assert http_get(hap.url("/api/x")).status == 503  # the switch happened; only the proof is missing
 
@@ -223,7 +223,7 @@ def test_verification_from_an_allowlisted_frontend_view_fails(tmp_path: Path, ba
     """If the box's own address is allowlisted, verification sees the backend: refuse to report maintenance."""
     with HAProxyUnderTest(tmp_path / "h", backend.port, internal_cidrs=("127.0.0.0/8",)) as hap:
         step = EdgeTrafficStep(edge_section(hap))
-        with pytest.raises(StepError, match="expected HTTP 503, got 200"):
+        with pytest.raises(StepError, match="answered 200, expected 503"):
             step.apply(context(tmp_path, maintenance()))
 
 

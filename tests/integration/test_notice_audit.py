@@ -18,7 +18,7 @@ from tests.integration.test_email_notices import SECRET, delivery_log, finished,
 
 
 def test_an_attempt_cut_short_by_sigterm_stays_in_the_log_as_unanswered(consul_server: ConsulAgentProcess, environment: str,
-                                                                        hap: HAProxyUnderTest, tmp_path: Path) -> None:  # noqa: F811
+                                                                        hap: HAProxyUnderTest, tmp_path: Path) -> None:
     with smtp_relay(tmp_path, hold_first=1) as relay, webhook_receiver(hold_first=1) as acme:
         partners = [{"name": "acme", "url": acme.url, "secret": SECRET, "email": "noc@acme.example"}]
         notices = {**notices_table(relay, tmp_path, partners), "timeout_seconds": 30, "attempts": 4}

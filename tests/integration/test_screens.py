@@ -103,7 +103,7 @@ def test_status_and_the_dry_run_in_a_real_terminal(consul_server: ConsulAgentPro
         assert any(line.split()[:1] == ["release"] and "dead box" in line for line in lines), lines
 
 
-def test_piped_output_follows_COLUMNS(consul_server: ConsulAgentProcess, fleet_mid_entry: str) -> None:
+def test_piped_output_follows_the_columns_variable(consul_server: ConsulAgentProcess, fleet_mid_entry: str) -> None:
     for columns in ("80", "160"):
         result = run_script("maintctl", "--consul", consul_server.address, "--env", fleet_mid_entry, "--tz", "UTC", "status",
                             env={"COLUMNS": columns})

@@ -5,15 +5,17 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
 
-from agent.clients.blocking import QueryFailed, blocking_answers, next_index
+from agent.clients.blocking import QueryFailed, WatchFailures, blocking_answers, next_index
 from agent.config.schema import from_mapping
 from agent.core.errors import ConsulUnavailable
 from agent.core.settings import DEFAULTS, BackoffPolicy, BucketPolicy, Settings
 from agent.daemon.app import settings_for
+from tests.fakes import RecordingLog
 
 
 class ScriptedQuery:
@@ -31,7 +33,7 @@ class ScriptedQuery:
         return step, f"answer@{step}"
 
 
-def take(answers, n: int) -> list:  # noqa: ANN001 - any iterator
+def take(answers: Iterator[object], n: int) -> list[object]:
     return [next(answers) for _ in range(n)]
 
 
@@ -56,6 +58,35 @@ def test_a_failure_is_retried_from_index_0_after_a_backoff() -> None:
     assert isinstance(got[2], QueryFailed) and "unexpected RuntimeError reading maintenance/t/desired: bug" in str(got[2].error)
     assert query.calls == [(0, None), (5, 10.0), (0, None), (0, None)]
     assert backoff.failures == 0, "a success resets the backoff"
+
+
+def test_a_watch_that_starts_from_a_known_index_blocks_at_once() -> None:
+    """A watch that follows what someone else read blocks from that index: a change made since returns at once."""
+    query = ScriptedQuery([12, 13])
+    take(blocking_answers(query, wait=15.0, index=12), 2)
+    assert query.calls == [(12, 15.0), (12, 15.0)]
+
+
+def test_failures_are_counted_each_time_and_logged_once_per_run() -> None:
+    log = RecordingLog()
+    failures = WatchFailures("membership", log, log.inc)
+    query = ScriptedQuery([5, ConsulUnavailable("down"), ConsulUnavailable("down"), ConsulUnavailable("down"), 8, ConsulUnavailable("x"), 9])
+    backoff = BackoffPolicy(base=0.001, cap=0.002).start()
+    got = take(blocking_answers(query, wait=10.0, backoff=backoff, failures=failures), 7)
+    assert [isinstance(a, QueryFailed) for a in got] == [False, True, True, True, False, True, False]
+    assert log.count == 4, "every failed query is counted"
+    assert [(level, event, fields["watch"]) for level, event, fields in log.lines] == [
+        ("warning", "watch failing; retrying with backoff", "membership"), ("info", "watch recovered", "membership")] * 2
+    assert not failures.failing
+
+
+def test_without_a_log_failures_are_only_counted() -> None:
+    counted: list[int] = []
+    failures = WatchFailures("intent", None, lambda: counted.append(1))
+    failures.failed(ConsulUnavailable("down"))
+    assert failures.failing and counted == [1]
+    failures.answered()
+    assert not failures.failing
 
 
 def test_without_a_backoff_the_error_is_raised() -> None:

@@ -98,6 +98,8 @@ def test_every_problem_is_reported_with_its_key_path(tmp_path: Path) -> None:
         ("[agent]\nroles = []\nenvironment = 'x'\n", "agent.roles: List should have at least 1 item"),
         ("[agent]\nroles = ['web', 'web']\nenvironment = 'x'\n", "agent.roles: a role is listed twice"),
         ("[agent]\nroles = ['web']\nenvironment = 'x'\norder = ['web']\n", "must name every role"),
+        ("[agent]\nroles = ['web']\nenvironment = 'x'\n[web]\nsmoke = [{ name = 'ui', url = 'http://h/', expect_body = '' }]\n",
+         "web.smoke.0.expect_body: expected a text the body must contain"),
         ("[agent]\nroles = ['web']\nenvironment = 'x'\n[consul]\naddress = 'http://300.1.1.1:8500'\n", "consul.address"),
         ("[agent]\nroles = ['web']\nenvironment = 'x'\n[consul]\ncert_file = '/c'\n", "cert_file and key_file go together"),
         ("[agent\nroles=", "not valid TOML"),

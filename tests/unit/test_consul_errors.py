@@ -25,7 +25,7 @@ class Scripted(ThreadingHTTPServer):
 class Handler(BaseHTTPRequestHandler):
     server: Scripted
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         self.send_response(self.server.status)
         for name, value in self.server.headers.items():
             self.send_header(name, value)

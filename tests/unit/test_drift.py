@@ -16,7 +16,7 @@ from agent.daemon.steps.jobs import SchedulerJobsStep
 from agent.daemon.steps.services import WorkerServicesStep
 from agent.daemon.watches.driftwatch import DriftWatch
 from agent.ops.fleet import BoxView, FleetSnapshot
-from tests.fakes import FakeBackend, FakeService, RecordingStep, make_reconciler, read, settle
+from tests.fakes import FakeBackend, FakeService, RecordingStep, make_reconciler, read, sample, settle
 from tests.fixtures.steps import converge, step_context
 
 HOLD = 900.0
@@ -107,15 +107,15 @@ def test_repair_is_counted_and_report_only_shows_in_the_status_until_it_is_gone(
     repaired.applied = reported.applied = False
     rec.tick()
     assert journal == ["apply:web-map"], "only the repairing step acts"
-    assert rec.metrics.drift_repairs.labels("web", "web-map")._value.get() == 1
+    assert sample(rec.metrics, "maintenance_drift_repairs_total", role="web", step="web-map") == 1
     assert published[-1].drift == "worker/workers: workers no longer holds" and published[-1].state == "maintenance"
-    assert rec.metrics.drift_reported.labels("worker", "workers")._value.get() == 1
+    assert sample(rec.metrics, "maintenance_drift_reported", role="worker", step="workers") == 1
     rec.on_watch_event(read(b'{"mode": "on", "message": "new text"}', 5))  # a new intent of the same mode: still not acted on
     settle(rec)
     assert "apply:workers" not in journal and published[-1].intent_index == 5
     reported.applied = True  # the operator stopped the worker again
     rec.tick()
-    assert published[-1].drift is None and rec.metrics.drift_reported.labels("worker", "workers")._value.get() == 0
+    assert published[-1].drift is None and sample(rec.metrics, "maintenance_drift_reported", role="worker", step="workers") == 0
     rec.on_watch_event(read(b"off", 6))
     settle(rec)
     assert rec.state is State.ACTIVE and journal[-2:] == ["revert:workers", "revert:web-map"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from agent.clients.consul import KeyRead, Member
+from agent.clients.consul import Member
 from agent.ops.fleet import FleetReader, FleetSnapshot
 from agent.ops.follow import ChangeTracker
 from tests.fakes import FakeGateway
@@ -21,9 +21,7 @@ def _snapshot(boxes: dict[str, tuple[str, str, str | None]]) -> FleetSnapshot:
         gw.kv[f"maintenance/prod/status/{node}"] = (json.dumps({
             "node": node, "roles": [role], "state": state, "intent_index": 11, "since": NOW.isoformat(),
             "error": error, "progress": {role: state}}).encode(), 12)
-    reader = FleetReader(gw, "maintenance", "prod")  # type: ignore[arg-type]
-    index, statuses = gw.read_prefix(reader.status_prefix)
-    return reader._snapshot(index, KeyRead(index, b'{"mode": "maintenance"}', 11), statuses, gw.members("prod")[1])
+    return FleetReader(gw, "maintenance", "prod").read()  # type: ignore[arg-type]
 
 
 def test_changes_follow_the_fleet() -> None:

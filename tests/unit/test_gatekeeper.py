@@ -15,7 +15,7 @@ from agent.daemon.decision.gatekeeper import GateKeeper
 from agent.daemon.decision.record import BoxRecord
 from agent.daemon.local.metrics import AgentMetrics
 from agent.daemon.local.statefile import StateFile
-from tests.fakes import FakePeers
+from tests.fakes import FakePeers, sample
 
 ON = Intent(Mode.MAINTENANCE, 12)
 SINCE = datetime(2026, 12, 2, 21, 0, tzinfo=UTC)
@@ -57,13 +57,13 @@ def test_a_shut_gate_watches_exactly_the_boxes_it_waits_on_then_opens(tmp_path: 
     gates, metrics, published = keeper(tmp_path, peers)
     check = gates.pass_(Role.WEB, ON, Mode.MAINTENANCE)
     assert not check.open and check.wait == 7.0 and check.blocked_on == "gate web: waiting for edge-1 (edge: no status yet)"
-    assert peers.watched == [("edge-1",)] and metrics.gate_blocked._value.get() == 1
+    assert peers.watched == [("edge-1",)] and sample(metrics, "maintenance_gate_blocked") == 1
     assert published == [check.blocked_on]
     gates.pass_(Role.WEB, ON, Mode.MAINTENANCE)
     assert len(published) == 1, "the same wait is published once"
     peers.statuses["edge-1"] = Status("edge-1", ("edge",), State.MAINTENANCE, 12, SINCE, progress={"edge": "maintenance"})
     check = gates.pass_(Role.WEB, ON, Mode.MAINTENANCE)
-    assert check.open and metrics.gate_blocked._value.get() == 0 and published[-1] == "None"
+    assert check.open and sample(metrics, "maintenance_gate_blocked") == 0 and published[-1] == "None"
     gates.done()
     assert peers.watched[-1] == ()
 

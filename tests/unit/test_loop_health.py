@@ -6,9 +6,11 @@ import shutil
 import time
 from pathlib import Path
 
+import pytest
+
 from agent.core.model import Role, State
 from demo.harness.processes import wait_until
-from tests.fakes import RecordingStep, make_reconciler, read
+from tests.fakes import RecordingStep, make_reconciler, read, sample
 
 
 def test_an_unwritable_state_dir_is_counted_and_shown_until_it_is_writable_again(tmp_path: Path) -> None:
@@ -21,7 +23,7 @@ def test_an_unwritable_state_dir_is_counted_and_shown_until_it_is_writable_again
     rec.on_watch_event(read(b"maintenance", 3))
     rec.start()
     try:
-        wait_until(lambda: rec.metrics.loop_errors._value.get() >= 2, 10, what="loop errors to be counted")
+        wait_until(lambda: (sample(rec.metrics, "maintenance_loop_errors_total") or 0) >= 2, 10, what="loop errors to be counted")
         assert rec.health.error and f"state file {state_dir / 'state.json'} cannot be written" in rec.health.error
         assert published[-1].error and published[-1].error.startswith("cannot make progress: state file")
         assert rec.state is not State.MAINTENANCE
@@ -34,7 +36,7 @@ def test_an_unwritable_state_dir_is_counted_and_shown_until_it_is_writable_again
         rec.stop()
 
 
-def test_a_bug_in_the_loop_is_counted_and_logged_once(tmp_path: Path, capsys) -> None:  # noqa: ANN001 - pytest fixture
+def test_a_bug_in_the_loop_is_counted_and_logged_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rec, published = make_reconciler(tmp_path, [Role.WEB], {Role.WEB: []})
 
     def broken() -> float:
@@ -42,7 +44,7 @@ def test_a_bug_in_the_loop_is_counted_and_logged_once(tmp_path: Path, capsys) ->
     rec.tick = broken  # type: ignore[method-assign]
     rec.start()
     try:
-        wait_until(lambda: rec.metrics.loop_errors._value.get() >= 3, 10, what="loop errors")
+        wait_until(lambda: (sample(rec.metrics, "maintenance_loop_errors_total") or 0) >= 3, 10, what="loop errors")
         time.sleep(0.1)
     finally:
         rec.stop()

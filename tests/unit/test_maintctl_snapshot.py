@@ -122,7 +122,7 @@ def test_two_agents_with_the_same_node_name_are_a_problem_in_status() -> None:
     from agent.ops.summary import summarize
 
     gw = _gateway()
-    gw._members.append(Member(box="web-1", roles=("web",), consul_node="web-1-clone", alive=True))
+    gw.members_list.append(Member(box="web-1", roles=("web",), consul_node="web-1-clone", alive=True))
     index = _desire(gw, "maintenance")
     for node, roles in FLEET:
         _report(gw, node, "maintenance", index, roles)

@@ -10,7 +10,7 @@ from structlog.testing import capture_logs
 
 from agent.core.model import Member, Role, State, Status
 from agent.daemon.steps.base import StepContext
-from tests.fakes import FakePeers, RecordingStep, make_reconciler, read, settle
+from tests.fakes import FakePeers, RecordingStep, make_reconciler, read, sample, settle
 
 
 def steps_for(journal: list[str], *roles: Role) -> dict[Role, list[RecordingStep]]:
@@ -66,7 +66,7 @@ def test_garbage_never_moves_the_box(tmp_path: Path) -> None:
         assert published[-1].intent_error and f"intent {index} refused" in published[-1].intent_error
         assert published[-1].intent_index == 5
     assert journal == []
-    assert rec.metrics.intent_errors._value.get() == 5
+    assert sample(rec.metrics, "maintenance_intent_errors_total") == 5
     rec.on_watch_event(read(b"off", 20))
     settle(rec)
     assert rec.state is State.ACTIVE and published[-1].intent_error is None
@@ -99,7 +99,7 @@ def test_failing_step_is_retried_reported_and_never_skipped(tmp_path: Path) -> N
     settle(rec)
     assert rec.state is State.MAINTENANCE and published[-1].error is None
     assert journal.count("apply:web-b") == 3
-    assert rec.metrics.step_failures.labels("web", "web-b")._value.get() == 2
+    assert sample(rec.metrics, "maintenance_step_failures_total", role="web", step="web-b") == 2
 
 
 def test_step_that_does_not_hold_is_an_error(tmp_path: Path) -> None:
@@ -277,7 +277,7 @@ def test_failed_drift_repair_is_reported_and_retried(tmp_path: Path) -> None:
     step.fail_next = 1
     rec.tick()
     assert published[-1].error == "web-map: drift repair: web-map: apply failed on purpose"
-    assert rec.metrics.step_failures.labels("web", "web-map")._value.get() == 1
+    assert sample(rec.metrics, "maintenance_step_failures_total", role="web", step="web-map") == 1
     rec.tick()
     assert not step.applied, "a failed repair waits out its retry delay"
     time.sleep(0.06)  # retry_max of the fake reconciler: 0.05 s

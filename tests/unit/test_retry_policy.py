@@ -17,6 +17,7 @@ from agent.core.errors import (
     step_failure,
 )
 from agent.core.model import Intent, Mode, Role, State
+from agent.core.settings import BackoffPolicy
 from agent.daemon.local.statefile import StateFile
 from agent.daemon.steps.base import Step, StepContext
 from agent.daemon.steps.consul_maint import NodeMaintenanceStep
@@ -53,8 +54,7 @@ class RaisingStep(Step):
 
 def _failing(tmp_path: Path, error: MaintenanceAgentError, retry_max: float):
     step = RaisingStep(error)
-    rec, published = make_reconciler(tmp_path, [Role.WEB], {Role.WEB: [step]})
-    rec.retry_max = retry_max
+    rec, published = make_reconciler(tmp_path, [Role.WEB], {Role.WEB: [step]}, retry=BackoffPolicy(base=1.0, cap=retry_max))
     rec.on_watch_event(read(b"maintenance", 4))
     return rec, step, published
 
@@ -90,8 +90,7 @@ class RefusingGateway:
 
 def test_a_step_keeps_the_refusal_of_what_it_called(tmp_path: Path) -> None:
     step = NodeMaintenanceStep(RefusingGateway())  # type: ignore[arg-type]
-    rec, published = make_reconciler(tmp_path, [Role.WEB], {Role.WEB: [step]})
-    rec.retry_max = 25.0
+    rec, published = make_reconciler(tmp_path, [Role.WEB], {Role.WEB: [step]}, retry=BackoffPolicy(base=1.0, cap=25.0))
     rec.on_watch_event(read(b"maintenance", 4))
     assert rec.tick() >= 25.0, "a refused step is not retried like a timeout"
     assert published[-1].error and "needs ACL rule: node" in published[-1].error

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from agent.cli.agent_main import cli
 from agent.core.model import Role, State
 from agent.daemon.local.statefile import StateFile, StateFileUnwritable, confirm_reset
-from tests.fakes import RecordingStep, make_reconciler, read, settle
+from tests.fakes import RecordingStep, make_reconciler, read, sample, settle
 
 GOOD_MAINTENANCE = {
     "machine": {"state": "maintenance", "since": "2026-01-01T00:00:00+00:00", "intent_index": 7, "progress": {"worker": "maintenance"}},
@@ -58,7 +58,7 @@ def test_the_box_is_held_reported_unknown_and_never_active(tmp_path: Path, conte
         last = published[-1]
         assert last.state == State.UNKNOWN and last.progress == {"worker": "unknown"}
         assert last.error and last.error.startswith("state file unreadable: ") and "confirm-state-reset" in last.error
-    assert rec.metrics.state_file_unusable._value.get() == 1
+    assert sample(rec.metrics, "maintenance_state_file_unreadable") == 1
     assert b'maintenance_agent_state{maintenance_agent_state="unknown"} 1.0' in rec.metrics.render()
     assert b'maintenance_agent_state{maintenance_agent_state="active"} 0.0' in rec.metrics.render()
 
@@ -89,7 +89,7 @@ def test_confirm_state_reset_keeps_the_file_aside_and_the_agent_resumes(tmp_path
     settle(rec)
     assert rec.state is State.MAINTENANCE and journal == ["apply:worker-a"]
     assert published[-1].state == "maintenance" and published[-1].error is None
-    assert rec.metrics.state_file_unusable._value.get() == 0
+    assert sample(rec.metrics, "maintenance_state_file_unreadable") == 0
     assert json.loads(path.read_text())["machine"]["state"] == "maintenance"
     assert confirm_reset(path).endswith("nothing to reset")
 

@@ -86,7 +86,7 @@ def test_a_loop_retrying_a_failing_step_keeps_pinging(tmp_path: Path) -> None:
         started = time.monotonic()
         time.sleep(1.5)
         assert rec.error and "timed out" in rec.error
-        assert rec.backoff.failures >= 2, "the loop did retry with delays longer than the watchdog interval"
+        assert rec.retries.backoff.failures >= 2, "the loop did retry with delays longer than the watchdog interval"
         assert pings.max_gap(started + 0.1, time.monotonic()) < 0.1 + 0.3, "the watchdog would fire on a live loop"
     finally:
         rec.stop()
@@ -176,9 +176,8 @@ def test_the_reporters_own_key_watch_counts_for_liveness(tmp_path: Path) -> None
     reporter.start()
     try:
         assert reporter.alive()
-        assert reporter._own_key is not None
-        reporter._own_key.stop()
-        wait_until(lambda: reporter._own_key is not None and not reporter._own_key.alive(), 10, what="the own-key watch to end")
+        reporter.own_key.stop()
+        wait_until(lambda: not reporter.own_key.alive(), 10, what="the own-key watch to end")
         assert not reporter.alive(), "the own-key watch is dead: the reporter must not count as alive"
     finally:
         reporter.stop(release=False)

@@ -86,11 +86,13 @@ def test_revert_that_does_not_hold_keeps_the_snapshot(tmp_path: Path) -> None:
 
 def test_without_a_snapshot_leaving_has_nothing_to_restore(tmp_path: Path) -> None:
     services = _box()
-    step = WorkerServicesStep(FakeBackend(services), NAMES)
+    backend = FakeBackend(services)
+    step = WorkerServicesStep(backend, NAMES)
     ctx = step_context(tmp_path / "s.json", Mode.ACTIVE)
     assert step.check(ctx, Mode.ACTIVE)
     step.revert(ctx)
-    assert FakeBackend(services).calls == []
+    assert backend.calls == [], "the step's own backend was asked to start, stop, enable or disable nothing"
+    assert _running(services) == {"a", "b", "c"} and not services["d"].active
 
 
 def test_a_window_abandoned_midway_leaves_no_snapshot_for_the_next_one(tmp_path: Path) -> None:

@@ -10,13 +10,20 @@ Two conditions stop a box without any step failing, and both must be loud:
 - ``LoopHealth``: a tick failed outside any step (the state file cannot be
   written, a bug). Each failure counts in ``maintenance_loop_errors_total``;
   ``/readyz`` answers 503 with the error until a tick succeeds again.
+
+And one that a step or a gate causes: ``Retries`` says when a failed action
+may run again (capped, jittered backoff, or what the error's type asks for)
+and is the one place a failure is counted, logged and shown in the status.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from agent.core.model import State
+from agent.core.errors import MaintenanceAgentError, PermanentError, retry_delay
+from agent.core.model import Role, State
+from agent.core.settings import BackoffPolicy
 from agent.daemon.decision.record import BoxRecord
 from agent.daemon.local.metrics import AgentMetrics
 from agent.daemon.local.statefile import StateFile, StateFileUnwritable
@@ -87,3 +94,33 @@ class LoopHealth:
         if self.record.error and self.record.error.startswith("cannot make progress"):
             self.record.error = None
         return True
+
+
+class Retries:
+    def __init__(self, policy: BackoffPolicy, record: BoxRecord, metrics: AgentMetrics, log: Any):
+        self.cap = policy.cap  # the slow rate: how long a refusal (a permanent error) waits
+        self.backoff = policy.start()
+        self.record = record
+        self.metrics = metrics
+        self.log = log
+        self._due = 0.0  # time.monotonic() at which the failed action may run again
+
+    def due_in(self) -> float:
+        """Seconds until the failed action may run again (0: now)."""
+        return max(0.0, self._due - time.monotonic())
+
+    def reset(self) -> None:
+        """Something new to try (an intent, a transition) or an action passed: the next failure starts the backoff over."""
+        self._due = 0.0
+        self.backoff.reset()
+
+    def failed(self, role: Role, step: str, message: str, failure: MaintenanceAgentError | None = None) -> float:
+        """Count and show a failure; the delay before a retry, as its type says (``retry_delay``): never skipped past."""
+        delay = retry_delay(failure, self.backoff.next(), slow=self.cap)
+        self._due = time.monotonic() + delay
+        self.metrics.step_failures.labels(role.value, step).inc()
+        kind = "refused" if isinstance(failure, PermanentError) else "failed"
+        self.log.error(f"step {kind}; will retry", role=role.value, step=step, error=message, retry_in=round(delay, 2),
+                       error_type=type(failure).__name__ if failure is not None else None)
+        self.record.error = message if message.startswith(step) else f"{step}: {message}"
+        return delay

@@ -15,16 +15,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, assert_never
 
-from agent.core.decide import Action, Decision, Progress, decide
-from agent.core.errors import MaintenanceAgentError, PermanentError, retry_delay
+from agent.core.decide import Adopt, Converge, Decision, Finish, Fire, Hold, Progress, Repair, decide
+from agent.core.errors import MaintenanceAgentError
 from agent.core.gates import roles_in_direction
 from agent.core.machine import BoxMachine
 from agent.core.model import Intent, Mode, Role, State, Status
 from agent.core.settings import DEFAULTS, BackoffPolicy
 from agent.daemon.decision.gatekeeper import GateKeeper, Peers
-from agent.daemon.decision.health import LoopHealth, MemoryHold
+from agent.daemon.decision.health import LoopHealth, MemoryHold, Retries
 from agent.daemon.decision.inbox import Intake, IntentInbox
 from agent.daemon.decision.loop import DecisionLoop
 from agent.daemon.decision.record import BoxRecord
@@ -43,7 +43,7 @@ def call_hook(log: Any, name: str, hook: Callable[..., None], *args: Any) -> Non
     """Run an optional hook (scheduler, notices); its failure is logged, never the loop's."""
     try:
         hook(*args)
-    except Exception as exc:  # noqa: BLE001 - a hook must not stop the decisions
+    except Exception as exc:  # a hook must not stop the decisions (logged with its traceback)
         log.exception("hook failed", hook=name, error=str(exc))
 
 
@@ -65,19 +65,17 @@ class Reconciler:
         self.clock = clock
         self.on_intent = on_intent or (lambda intent: None)
         self.on_transition = on_transition or (lambda source, dest, intent: None)
-        self.retry_max = retry.cap
-        self.backoff = retry.start()
         self.inbox = IntentInbox(metrics, self.log)
         self.record = BoxRecord(node, self.roles, memory, clock)
+        self.retries = Retries(retry, self.record, metrics, self.log)
         self.gates = GateKeeper(node, order, peers, self.record, self._publish, metrics, self.log, resync)
         self.health = LoopHealth(self.record, metrics, self.log)
         self.memory_hold = MemoryHold(memory, self.record, metrics, self.log)
         self.loop = DecisionLoop(f"reconcile:{node}", lambda: self.tick(), self.on_tick, self._loop_failed, self._loop_succeeded,
-                                 self.backoff, resync, self.log)
+                                 self.retries.backoff, resync, self.log)
         self.runner = StepRunner(node, memory, self.log, heartbeat=self.loop.between_calls)
 
         self.machine = BoxMachine(self.record.initial, on_change=self._on_state_change)
-        self._retry_at = 0.0
         self._transition_started: float | None = None
         self.metrics.state.state(self.record.initial.value)
         self.memory_hold.holding()
@@ -151,7 +149,7 @@ class Reconciler:
         # tick takes at most one trigger, one move per role and the finish.
         for _ in range(len(self.roles) + 3):
             decision = decide(intent, self.state, self.record.progress.intent_index, self.record.progress.roles, self.roles, now,
-                              max(0.0, self._retry_at - time.monotonic()), self.resync)
+                              self.retries.due_in(), self.resync)
             wait = self._carry_out(decision, intent)
             if wait is not None:
                 return wait
@@ -159,32 +157,39 @@ class Reconciler:
 
     def _carry_out(self, decision: Decision, intent: Intent) -> float | None:
         """Do what ``decision`` says; None to decide again at once, else how long to wait."""
-        target = decision.target or intent.mode
-        if decision.action is Action.HOLD:
-            return decision.wait
-        if decision.action is Action.FIRE:
-            self._start_transition(decision.trigger or "", intent)
-            return None
-        if decision.action is Action.ADOPT:
-            return self._adopt(intent, target, decision.wait)
-        if decision.action is Action.REPAIR:
-            return self._repair_drift(intent, target, decision.wait)
+        match decision:
+            case Hold(wait=wait):
+                return wait
+            case Fire():
+                self._start_transition(decision.trigger, intent)
+                return None
+            case Adopt(target=target, wait=wait):
+                return self._adopt(intent, target, wait)
+            case Repair(target=target, wait=wait):
+                return self._repair_drift(intent, target, wait)
+            case Converge(target=target, role=role):
+                self._follow(intent)
+                return self._converge_role(role, intent, target)
+            case Finish():
+                self._follow(intent)
+                self.gates.done()
+                self.record.clear()
+                self.machine.fire(decision.trigger)
+                return 0.0
+            case _:
+                assert_never(decision)
+
+    def _follow(self, intent: Intent) -> None:
+        """A transition acts for ``intent``: its roles' progress is kept for that intent (saved when it starts anew)."""
         if self.record.follow_intent(intent.index, self.state):
             self.record.save(self.state)
-        if decision.action is Action.CONVERGE and decision.role is not None:
-            return self._converge_role(decision.role, intent, target)
-        self.gates.done()
-        self.record.clear()
-        self.machine.fire(decision.trigger or "")
-        return 0.0
 
     # -- intent ----------------------------------------------------------------
 
     def _absorb_intent(self) -> bool:  # True: something new to show
         intake = self.inbox.take(self.state)
         if intake is Intake.ACCEPTED and self.intent is not None:
-            self._retry_at = 0.0
-            self.backoff.reset()
+            self.retries.reset()
             call_hook(self.log, "on_intent", self.on_intent, self.intent)
         return intake is not None
 
@@ -196,8 +201,7 @@ class Reconciler:
         self.record.clear()
         self.metrics.count_drift([], [])  # drift is about a settled box: a transition re-checks every step anyway
         self.record.show_drift([], self.log)
-        self._retry_at = 0.0
-        self.backoff.reset()
+        self.retries.reset()
         self.machine.fire(trigger)
 
     def _on_state_change(self, source: State, dest: State) -> None:
@@ -247,19 +251,12 @@ class Reconciler:
         self.metrics.step_blocked.set(0)
         if self.record.error or self.record.blocked_on:
             self.record.clear()
-            self.backoff.reset()
+            self.retries.backoff.reset()
             self._publish()
         return None
 
     def _failed(self, role: Role, step: str, message: str, failure: MaintenanceAgentError | None = None) -> float:
-        """Count and report a failure; retry as its type says (``retry_delay``): never skipped past."""
-        delay = retry_delay(failure, self.backoff.next(), slow=self.retry_max)
-        self._retry_at = time.monotonic() + delay
-        self.metrics.step_failures.labels(role.value, step).inc()
-        kind = "refused" if isinstance(failure, PermanentError) else "failed"
-        self.log.error(f"step {kind}; will retry", role=role.value, step=step, error=message, retry_in=round(delay, 2),
-                       error_type=type(failure).__name__ if failure is not None else None)
-        self.record.error = message if message.startswith(step) else f"{step}: {message}"
+        delay = self.retries.failed(role, step, message, failure)
         self._publish()
         return delay
 

@@ -2,34 +2,45 @@
 
 A gate waiting for N boxes cannot open before every one of them settled, so
 it is enough to wait on one of them at a time. ``follow(boxes)`` (the boxes
-the gate still waits for) starts a round: pick one of them at random, block
-on its status key until it changes, re-read the other boxes of the round
-(``read_boxes``: one prefix read or a few key reads), remember what was read
-and wake the decision thread, which looks again and calls ``follow`` with
-what it still waits for. With a random pick a gate costs O(log N) re-reads,
-one connection and one thread, whatever N is; and when the last box settles
-the follower is already watching it. It blocks from the index at which the
-decision thread read each box (``remember``), so a change that lands between
-that read and the query returns at once instead of being missed.
+the gate still waits for) has a *lane* (a thread running the one
+blocking-query loop, ``agent.clients.blocking``) pick one of them at random
+and block on its status key until it changes in a way a gate reads; then the
+lane re-reads the other boxes (``read_boxes``: one prefix read or a few key
+reads), remembers what it read, ends the round (the gate waits for nothing
+until told again) and wakes the decision thread, which looks again from that
+cache and calls ``follow`` with what it still waits for. With a random pick a
+gate costs O(log N) rounds and one connection, whatever N is; and when the
+last box settles the follower is already blocked on it. A lane blocks from
+the index at which the decision thread read the box (``remember``), so a
+change that lands between that read and the query returns at once.
 
-When the box followed leaves the set (a release, a new intent) while its
-query is in flight, a fresh query starts at once on a fresh thread; the old
-one ends when its bounded ``wait`` does (Consul does not cancel a query whose
-client went away). At most ``MAX_THREADS`` exist at a time; an old thread
-whose query returns takes over when no fresh one could start.
+Consul does not cancel a query whose client went away, so a lane whose box
+is no longer waited for (a release, a new intent) stays blocked until its
+bounded ``wait`` ends. Meanwhile a second lane follows the boxes now waited
+for; a lane that finds another already following when its query returns
+ends. The state, guarded by one lock, is three fields — the boxes waited for,
+each lane's box, the cache — and what holds of them is checked on every
+change (``_holds``):
+
+- at most ``MAX_LANES`` lanes (threads, connections) exist, whatever the fleet;
+- while the gate waits, a lane follows one of the boxes it waits for, or is
+  about to pick one, or every lane is busy and the first whose query returns
+  takes over: a change is never waited for by nobody.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 from collections.abc import Callable
 
-from agent.clients.blocking import next_index
+from agent.clients.blocking import QueryFailed, WatchFailures, blocking_answers
+from agent.core.errors import MaintenanceAgentError
 from agent.core.model import Status
 from agent.core.settings import DEFAULTS, BackoffPolicy, BucketPolicy
 
-MAX_THREADS = 2
+MAX_LANES = 2
 Seen = tuple[Status | None, int]  # a box's status and the index to block on it with
 ReadBoxes = Callable[[list[str]], dict[str, Seen]]
 ReadOne = Callable[[str, int, float], Seen]  # box, index, wait -> what a blocking read returned
@@ -37,22 +48,23 @@ ReadOne = Callable[[str, int, float], Seen]  # box, index, wait -> what a blocki
 
 class GateFollower:
     def __init__(self, read_boxes: ReadBoxes, read_one: ReadOne, on_change: Callable[[], None], wait: float = 15.0,
-                 reconnect: BackoffPolicy = DEFAULTS.consul_reconnect, reads: BucketPolicy = DEFAULTS.gate_follow_reads):
+                 reconnect: BackoffPolicy = DEFAULTS.consul_reconnect, reads: BucketPolicy = DEFAULTS.gate_follow_reads,
+                 failures: WatchFailures | None = None, rng: random.Random | None = None):
         self.read_boxes = read_boxes
         self.read_one = read_one
         self.on_change = on_change
         self.wait = wait
+        self.reconnect = reconnect
+        self.failures = failures or WatchFailures("gate-follow")
         self._lock = threading.Lock()
-        self._known: dict[str, Seen] = {}
-        self._pending: list[str] = []
-        self._followed: str | None = None
-        self._generation = 0
-        self._threads = 0  # alive
-        self._current = False  # a thread of the current generation is alive
-        self._orphaned = False  # nobody follows the current round: the next old thread to return takes it
+        self._changed = threading.Condition(self._lock)  # notified whenever the lanes or the boxes waited for change
+        self._waiting: tuple[str, ...] = ()  # the boxes the gate waits for; () between a round's end and the next follow
+        self._lanes: dict[int, str | None] = {}  # each live lane's box (None while it picks one)
+        self._known: dict[str, Seen] = {}  # what was read of each box, and the index to block on it from
+        self._ids = itertools.count()
         self._stop = threading.Event()
-        self._backoff = reconnect.start()
-        self._bucket = reads.start()  # a box whose key churns costs a burst, then a bounded rate
+        self._rng = rng or random.Random()
+        self._bucket = reads.start()  # a box whose key churns costs a burst, then a bounded rate (shared by the lanes)
         self.rounds = 0  # changes seen (each one re-read of the boxes still waited for)
 
     # -- what was read -------------------------------------------------------------
@@ -69,90 +81,111 @@ class GateFollower:
         with self._lock:
             self._known.clear()
 
-    # -- rounds ----------------------------------------------------------------------
+    # -- what is followed ------------------------------------------------------------
 
     def follow(self, boxes: list[str]) -> None:
         """Wake ``on_change`` once one of ``boxes`` changes (empty: stop following)."""
         with self._lock:
-            self._pending = list(boxes)
-            if self._followed is not None and self._followed not in self._pending:
-                self._generation += 1  # the query in flight is on a box no longer waited for
-                self._followed, self._current = None, False
-            if not self._pending or self._current or self._stop.is_set():
-                return
-            if self._threads >= MAX_THREADS:
-                self._orphaned = True
-                return
-            self._threads += 1
-            self._current = True
-            generation = self._generation
-        threading.Thread(target=self._run, args=(generation,), name="gate:follow", daemon=True).start()
+            self._waiting = tuple(boxes) if not self._stop.is_set() else ()
+            lane = self._new_lane() if self._waiting and not self._followed() and len(self._lanes) < MAX_LANES else None
+            self._changed_now()
+        if lane is not None:
+            threading.Thread(target=self._run, args=(lane,), name="gate:follow", daemon=True).start()
 
     def stop(self) -> None:
+        """Follow nothing more; each lane ends when its query returns (within ``wait``)."""
         self._stop.set()
         self.follow([])
 
-    def _next_box(self, generation: int) -> tuple[int, str] | None:
-        """The round's box to block on (and the generation this thread now serves), or None to end the thread."""
+    def lanes(self) -> dict[int, str | None]:
+        """Each live lane and the box it blocks on (None while it picks one): what the follower costs right now."""
         with self._lock:
-            if generation != self._generation:
-                if not (self._orphaned and self._pending):
-                    self._threads -= 1
-                    return None
-                generation, self._orphaned, self._current = self._generation, False, True
-            if self._stop.is_set() or not self._pending:
-                self._threads -= 1
-                self._current = False
-                return None
-            if self._followed not in self._pending:
-                self._followed = random.choice(self._pending)
-            return generation, self._followed
+            return dict(self._lanes)
 
-    def _run(self, generation: int) -> None:
-        while True:
-            picked = self._next_box(generation)
-            if picked is None:
-                return
-            generation, box = picked
-            pause = self._bucket.delay()
-            if pause and self._stop.wait(pause):
-                continue
-            try:
-                with self._lock:
-                    before = self._known.get(box)
-                if before is None:
-                    # Not what the decision saw (forgotten meanwhile): read it, and let the decision look again.
-                    self.remember(self.read_boxes([box]))
-                    self._round_over(generation, box)
-                    continue
-                status, index = self.read_one(box, max(before[1], 1), self.wait)
-            except Exception:  # noqa: BLE001 - typed errors expected; nothing may end this watch
-                with self._lock:
-                    self._known.pop(box, None)
-                self._stop.wait(self._backoff.next())
-                continue
-            self._backoff.reset()
-            self.remember({box: (status, next_index(before[1], index))})
-            if _gate_fields(status) != _gate_fields(before[0]):
-                self._round_over(generation, box)  # a gate-relevant change; a new blocked_on text is not one
+    def wait_for_lanes(self, done: Callable[[dict[int, str | None]], bool], timeout: float) -> bool:
+        """Wait until ``done(lanes)`` holds (False: ``timeout`` passed first); the tests' way to see lanes start and end."""
+        with self._changed:
+            return self._changed.wait_for(lambda: done(dict(self._lanes)), timeout)
 
-    def _round_over(self, generation: int, box: str) -> None:
-        """The followed box changed: re-read the others of the round, hand over, wait to be told what to follow."""
+    def _changed_now(self) -> None:
+        """After every change of the state, under the lock: check what must hold, tell whoever waits for the lanes."""
+        assert self._holds(), f"waiting for {list(self._waiting)[:5]}, lanes {self._lanes}"
+        self._changed.notify_all()
+
+    def _new_lane(self) -> int:
+        lane = next(self._ids)
+        self._lanes[lane] = None
+        return lane
+
+    def _followed(self, besides: int | None = None) -> bool:
+        """Whether a lane (other than ``besides``) follows a box the gate waits for, or is about to pick one."""
+        return any(box is None or box in self._waiting for lane, box in self._lanes.items() if lane != besides)
+
+    def _holds(self) -> bool:
+        """The follower's invariants (see the module's docstring); checked under the lock after every change."""
+        return len(self._lanes) <= MAX_LANES and (not self._waiting or self._followed() or len(self._lanes) == MAX_LANES)
+
+    # -- a lane ------------------------------------------------------------------------
+
+    def _run(self, lane: int) -> None:
+        while (box := self._pick(lane)) is not None:
+            self._follow_box(box)
+
+    def _pick(self, lane: int) -> str | None:
+        """The box ``lane`` blocks on next, or None: the lane ends (nothing waited for, or another lane follows)."""
         with self._lock:
-            if generation != self._generation:
+            if not self._waiting or self._followed(besides=lane):
+                del self._lanes[lane]
+                box = None
+            else:
+                box = self._lanes[lane] = self._rng.choice(self._waiting)
+            self._changed_now()
+            return box
+
+    def _still_waited(self, box: str) -> bool:
+        with self._lock:
+            return box in self._waiting
+
+    def _follow_box(self, box: str) -> None:
+        """Block on ``box`` until a gate-relevant change (then end the round) or until it is no longer waited for."""
+        with self._lock:
+            before = self._known.get(box)
+
+        def query(index: int, wait: float | None) -> tuple[int, Seen]:
+            seen = self.read_one(box, index, wait or 0.0)
+            return seen[1], seen
+
+        for answer in blocking_answers(query, self.wait, stop=self._stop, reads=self._bucket, backoff=self.reconnect.start(),
+                                       what=f"the status of {box}", failures=self.failures, index=before[1] if before else 0):
+            if isinstance(answer, QueryFailed):
+                with self._lock:
+                    self._known.pop(box, None)  # stale: the decision thread reads it directly meanwhile
+            else:
+                self.remember({box: answer})
+            if not self._still_waited(box):
                 return
-            others = [b for b in self._pending if b != box]
+            # Not read before (forgotten meanwhile): let the decision look. A new blocked_on text is no change.
+            if not isinstance(answer, QueryFailed) and (before is None or _gate_fields(answer[0]) != _gate_fields(before[0])):
+                self._round_over(box)
+                return
+
+    def _round_over(self, box: str) -> None:
+        """``box`` changed: re-read the other boxes waited for, end the round, wake the decision thread."""
+        with self._lock:
+            others = [b for b in self._waiting if b != box]
         try:
             self.remember(self.read_boxes(others) if others else {})
-        except Exception:  # noqa: BLE001 - forget them: the decision thread reads them directly
+        except Exception as exc:  # noqa: BLE001 - counted and logged; forgotten, the decision thread reads them directly
+            self.failures.failed(exc if isinstance(exc, MaintenanceAgentError) else MaintenanceAgentError(f"re-reading statuses: {exc}"))
             with self._lock:
                 for b in others:
                     self._known.pop(b, None)
         with self._lock:
-            if generation != self._generation:
-                return
+            if box not in self._waiting:
+                return  # released or a new intent meanwhile: whoever follows now tells the decision thread
             self.rounds += 1
-            self._pending, self._followed = [], None  # the decision thread says what it still waits for
+            self._waiting = ()  # the decision thread says what it still waits for
+            self._changed_now()
         self.on_change()
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Collection, Iterable
 
-from agent.clients.blocking import next_index
+from agent.clients.blocking import QueryFailed, WatchFailures, blocking_answers
 from agent.clients.consul import ConsulGateway
 from agent.core.model import Member, Status
 from agent.core.settings import DEFAULTS, Settings
@@ -41,7 +41,8 @@ def parse_status(raw: bytes | None) -> Status | None:
 
 class PeerView:
     def __init__(self, gateway: ConsulGateway, environment: str, status_prefix: str, wake: Callable[[], None], wait: float = 60.0,
-                 prefix_read_above: int = 256, settings: Settings = DEFAULTS, node: str = ""):
+                 prefix_read_above: int = 256, settings: Settings = DEFAULTS, node: str = "",
+                 failures: Callable[[str], WatchFailures] = WatchFailures):
         self.gateway = gateway
         self.node = node  # this box: always part of a filtered membership (a gate checks it is registered)
         self.settings = settings
@@ -58,9 +59,11 @@ class PeerView:
         self._wanted: frozenset[str] | None = None  # the roles the last gate asked for: what the watch follows
         self._members_thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self.membership_failures = failures("membership")
         # A bounded wait: a query Consul does not cancel (its box no longer followed) ends soon.
         self.follower = GateFollower(self._read_boxes, self._read_one, self.wake, wait=min(wait, 15.0),
-                                     reconnect=settings.consul_reconnect, reads=settings.gate_follow_reads)
+                                     reconnect=settings.consul_reconnect, reads=settings.gate_follow_reads,
+                                     failures=failures("gate-follow"))
         self.bucket = settings.gate_direct_reads.start()
 
     def read_budget(self) -> float:
@@ -145,34 +148,42 @@ class PeerView:
         return parse_status(read.value), read.index
 
     def _watch_members(self) -> None:
-        """The membership of the roles the gate reads, while a gate waits (an idle box costs Consul nothing here)."""
-        index, backoff, bucket = 0, self.settings.consul_reconnect.start(), self.settings.membership_reads.start()
-        following: frozenset[str] | None = None
+        """The membership of the roles the gate reads, while a gate waits (an idle box costs Consul nothing here).
+
+        One run of the blocking-query loop per set of roles: when the next gate reads other roles, the run ends
+        after its query returns (a bounded wait) and a new one starts from index 0.
+        """
+        backoff, bucket = self.settings.consul_reconnect.start(), self.settings.membership_reads.start()
         while True:
-            with self._lock:
-                if self._stop.is_set() or not self._gating:
-                    self._members, self._members_for, self._members_thread = None, None, None
-                    return
-                if self._wanted != following:
-                    following, index = self._wanted, 0  # another gate, other roles: a new query
-            pause = bucket.delay()
-            if pause and self._stop.wait(pause):
-                continue
-            try:
-                # A bounded wait: when the next gate reads other roles, the query in flight ends soon.
-                new_index, members = self.gateway.members(self.environment, index=index, wait=min(self.wait, 15.0),
-                                                          roles=following, box=self.node)
-            except Exception:  # noqa: BLE001 - typed errors expected; nothing may end this watch
+            gating, following = self._roles_to_follow()
+            if not gating:
+                return
+
+            def query(index: int, wait: float | None, roles: frozenset[str] | None = following) -> tuple[int, list[Member]]:
+                return self.gateway.members(self.environment, index=index, wait=wait, roles=roles, box=self.node)
+
+            # A bounded wait: when the next gate reads other roles, the query in flight ends soon.
+            for answer in blocking_answers(query, min(self.wait, 15.0), stop=self._stop, reads=bucket, backoff=backoff,
+                                           what="the membership", failures=self.membership_failures):
+                self._saw_members(following, None if isinstance(answer, QueryFailed) else answer)
                 with self._lock:
-                    self._members = None  # no longer current: read directly until the watch is back
-                index = 0
-                self._stop.wait(backoff.next())
-                continue
-            backoff.reset()
-            with self._lock:
-                changed = self._members is not None and self._members_for == following and set(members) != set(self._members)
-                self._members, self._members_for = (members, following) if self._gating else (None, None)
-            if changed:
-                self.follower.forget()  # a box died, came back or left: read its status afresh
-                self.wake()
-            index = next_index(index, new_index)
+                    if self._stop.is_set() or not self._gating or self._wanted != following:
+                        break
+
+    def _roles_to_follow(self) -> tuple[bool, frozenset[str] | None]:
+        """Whether a gate waits, and the roles it reads (None: every box); when none waits the watch ends, and forgets."""
+        with self._lock:
+            if self._stop.is_set() or not self._gating:
+                self._members, self._members_for, self._members_thread = None, None, None
+                return False, None
+            return True, self._wanted
+
+    def _saw_members(self, roles: frozenset[str] | None, members: list[Member] | None) -> None:
+        """What the membership watch read for ``roles`` (None: its query failed, read directly until it is back)."""
+        with self._lock:
+            changed = (members is not None and self._members is not None and self._members_for == roles
+                       and set(members) != set(self._members))
+            self._members, self._members_for = (members, roles) if self._gating and members is not None else (None, None)
+        if changed:
+            self.follower.forget()  # a box died, came back or left: read its status afresh
+            self.wake()

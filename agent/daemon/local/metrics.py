@@ -51,6 +51,8 @@ class AgentMetrics:
         self.status_conflict = Gauge("maintenance_status_key_conflict",
                                      "1 while this box's status key is held by another agent (the same node name configured twice)",
                                      registry=r)
+        self.watch_errors = Counter("maintenance_watch_errors", "Failed blocking queries of a watch (intent, own-status, membership, "
+                                    "gate-follow), each retried with backoff", ["watch"], registry=r)
         self.info = Info("maintenance_agent", "Agent build and identity", registry=r)
         self._window = _WindowCollector(lambda: (None, State.ACTIVE), lambda: datetime.now(UTC))
         r.register(self._window)
@@ -140,7 +142,7 @@ class MetricsServer:
         metrics_ref, checks = metrics, {"/healthz": healthy, "/readyz": ready or healthy}
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 if self.path.split("?")[0] == "/metrics":
                     self._send(200, metrics_ref.render(), CONTENT_TYPE_LATEST)
                 elif self.path.split("?")[0] in checks:

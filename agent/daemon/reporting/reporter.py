@@ -3,10 +3,11 @@
 The status key ``<prefix>/<env>/status/<node>`` is written with ``acquire``
 under a Consul session with behaviour ``delete`` (``SessionKeeper``), so it
 disappears when the agent dies. One thread (re)writes the latest status
-whenever it changed or was lost. With a check-bound session the reporter
-sends nothing while idle: one blocking query on its own status key tells it
-when the key vanished (session invalidated, local Consul agent restarted) or
-was changed by someone else, and it recreates and rewrites within moments.
+whenever it changed or was lost. The session is bound to a check the local
+Consul agent runs, so the reporter sends nothing while idle: one blocking
+query on its own status key tells it when the key vanished (session
+invalidated, local Consul agent restarted) or was changed by someone else,
+and it recreates and rewrites within moments.
 
 The key belongs to one agent. Before ending a session that holds it, the
 reporter checks the session is its own earlier incarnation (same session name:
@@ -17,15 +18,20 @@ metrics and ``/healthz``, and retried every interval until the other agent is
 gone.
 
 The reconciler only hands it the newest ``Status``; writing never blocks a
-decision.
+decision. What the threads share (the newest status, what was written and
+under which session, what is being written, the conflict) is read and written
+under one lock; ``report_once`` is one step of the writing thread, which the
+tests drive directly.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from agent.clients.blocking import WatchFailures
 from agent.clients.consul import ConsulGateway
 from agent.core.backoff import TokenBucket
 from agent.core.errors import ConsulPermissionDenied, MaintenanceAgentError, retry_delay
@@ -40,23 +46,20 @@ class StatusKeyConflict(MaintenanceAgentError):
     """The status key is held by a live session of another agent (the same node name configured twice)."""
 
 
+@dataclass(frozen=True)
+class Written:
+    """A status body as this agent put it on its key: under which session, and what of it gates read."""
+
+    body: str
+    session: str
+    gate_fields: tuple[object, ...] = ()
+
+
 class StatusReporter:
-    def __init__(
-        self,
-        gateway: ConsulGateway,
-        key: str,
-        service_id: str,
-        tags: list[str],
-        meta: dict[str, str],
-        memory: StateFile,
-        ttl: int = 15,
-        log: Any = None,
-        identity: str = "",
-        on_conflict: Callable[[str | None], None] | None = None,
-        health_url: str | None = None,
-        wait: float = 60.0,
-        settings: Settings = DEFAULTS,
-    ):
+    def __init__(self, gateway: ConsulGateway, key: str, service_id: str, tags: list[str], meta: dict[str, str], memory: StateFile,
+                 health_url: str, ttl: int = 15, log: Any = None, identity: str = "",
+                 on_conflict: Callable[[str | None], None] | None = None, wait: float = 60.0, settings: Settings = DEFAULTS,
+                 own_key_failures: WatchFailures | None = None):
         self.gateway = gateway
         self.key = key
         self.ttl = ttl
@@ -64,22 +67,24 @@ class StatusReporter:
         # Names this agent's sessions: a session of that name holding the key is
         # an earlier incarnation of this agent, any other is another agent's.
         self.session_name = f"maintenance-agent {key} {identity}".strip()
-        self.keeper = SessionKeeper(gateway, service_id, tags, meta, memory, self.session_name, ttl=ttl, health_url=health_url, log=log)
-        # With a check-bound session nothing renews it: watch the key itself to learn it is gone. Its
-        # reconnects are capped like the reporter's retries (a fifth of the TTL), so after the local
-        # Consul agent comes back the lost key is seen, and written again, within one TTL.
-        self._own_key = (KeyWatcher(gateway, key, self._on_own_key, wait=wait, name=f"report-watch:{key}",
-                                    reconnect=settings.consul_reconnect.capped(ttl / 5, ttl / 5), reads=settings.own_key_reads)
-                         if health_url else None)
+        self.keeper = SessionKeeper(gateway, service_id, tags, meta, memory, self.session_name, health_url, ttl=ttl, log=log)
+        # Nothing renews the session: watch the key itself to learn it is gone. Its reconnects are capped like
+        # the reporter's retries (a fifth of the TTL), so after the local Consul agent comes back the lost key
+        # is seen, and written again, within one TTL.
+        self.own_key = KeyWatcher(gateway, key, self.on_own_key, wait=wait, name=f"report-watch:{key}",
+                                  reconnect=settings.consul_reconnect.capped(ttl / 5, ttl / 5), reads=settings.own_key_reads,
+                                  failures=own_key_failures)
         self.on_conflict = on_conflict or (lambda message: None)
-        self.conflict: str | None = None
         self._lock = threading.Lock()
-        self._latest: Status | None = None
-        self._written: str | None = None
-        self._writing: str | None = None  # the body of the PUT in flight
+        self._progress = threading.Condition(self._lock)  # notified when a write lands
+        self._latest: Status | None = None  # the newest status the reconciler handed over
+        self._written: Written | None = None  # what is on the key as far as we know (None: lost, or never written)
+        self._writing: Written | None = None  # the PUT in flight
+        self._conflict: str | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._backoff = settings.report_retry.capped(ttl / 5, ttl / 5).start()
+        self._failing = False  # the writing thread's: a run of failures is logged once
         self._thread = threading.Thread(target=self._run, name=f"report:{key}", daemon=True)
         self.writes = 0
         # A status that changes many times a second (a flapping intent) is
@@ -88,8 +93,6 @@ class StatusReporter:
         # own budget, so a chatty blocked_on text never delays them.
         self._bucket = settings.status_writes.start()
         self._chatter_bucket = settings.status_chatter.start()
-        self._written_under: str | None = None  # the session the status was last written under
-        self._written_gate_fields: tuple[object, ...] | None = None
 
     @property
     def interval(self) -> float:
@@ -97,17 +100,24 @@ class StatusReporter:
 
     @property
     def session(self) -> str | None:
-        return self.keeper.session
+        """The session the status on the key was written under (None: not written, or lost)."""
+        with self._lock:
+            return self._written.session if self._written is not None else None
+
+    @property
+    def conflict(self) -> str | None:
+        """Why the key is not ours (another agent's live session holds it), or None."""
+        with self._lock:
+            return self._conflict
 
     def start(self) -> None:
         self._thread.start()
-        if self._own_key:
-            self._own_key.start()
+        self.own_key.start()
 
     def alive(self) -> bool:
-        """Both threads: the writer, and the watch on its own key (with a check-bound session the only way to learn
-        the key is gone; ``/healthz`` reads this, so a dead watch gets the agent restarted instead of missing for good)."""
-        return self._thread.is_alive() and (self._own_key is None or self._own_key.alive())
+        """Both threads: the writer, and the watch on its own key (the only way to learn the key is gone;
+        ``/healthz`` reads this, so a dead watch gets the agent restarted instead of missing for good)."""
+        return self._thread.is_alive() and self.own_key.alive()
 
     def publish(self, status: Status) -> None:
         with self._lock:
@@ -117,107 +127,114 @@ class StatusReporter:
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until the latest status is written (tests, shutdown)."""
         self._wake.set()
-        deadline = threading.Event()
-        for _ in range(int(timeout / 0.02)):
-            with self._lock:
-                if self._latest is not None and self._latest.to_json() == self._written:
-                    return True
-            deadline.wait(0.02)
-        return False
+        with self._progress:
+            return self._progress.wait_for(self._latest_written, timeout)
 
     def stop(self, release: bool = True) -> None:
         """Stop writing; with ``release`` end the session (deleting the status key)."""
         self._stop.set()
         self._wake.set()
-        if self._own_key:
-            self._own_key.stop()
+        self.own_key.stop()
         self._thread.join(timeout=10)
         if release:
             self.keeper.release()
 
-    def _on_own_key(self, event: WatchEvent) -> None:
-        """Our status key as Consul has it: gone or not as written means the session died or someone wrote it."""
+    def on_own_key(self, event: WatchEvent) -> None:
+        """Our status key as Consul has it (the own-key watch's events): gone, or not as we wrote it, means the
+        session died or someone else wrote it: verify the session and write again."""
         if not isinstance(event, KeyChanged):
             return
         read = event.read
+        value = (read.value or b"").decode(errors="replace")
         with self._lock:
             # The watch may see a write before its PUT returns: what is being written is ours too.
-            ours = (read.exists and read.session == self.keeper.session
-                    and (read.value or b"").decode(errors="replace") in (self._written, self._writing))
-            if not ours and self._written is not None:
+            ours = read.exists and any(w is not None and (w.body, w.session) == (value, read.session) for w in (self._written, self._writing))
+            lost = not ours and self._written is not None
+            if lost:
                 self._written = None
-                self._written_gate_fields = None
-                self.keeper.suspect()
+        if lost:
+            self.keeper.suspect()
         if not ours:
-            self._wake.set()
+            self._wake.set()  # also when nothing of ours was on it: a twin's key that vanished may be ours to take now
+
+    # -- the writing thread --------------------------------------------------------
 
     def _run(self) -> None:
-        failing = False
         while not self._stop.is_set():
-            bucket = self._budget_for_next_write()
-            pause = bucket.try_take() if bucket is not None else 0.0
-            if pause > 0:
-                # Out of budget: wait, but let a newer status (which may need
-                # the other budget) cut the wait short and choose again.
-                self._wake.wait(pause)
-                self._wake.clear()
-                continue
-            try:
-                self._tick()
-                self._backoff.reset()
-                if failing and self.log:
-                    self.log.info("status report recovered", key=self.key)
-                failing = False
-                wait = self.keeper.due_in()  # None: nothing to do until a new status or our key changes
-                self._set_conflict(None)
-            except StatusKeyConflict as exc:
-                self._set_conflict(str(exc))
-                wait = self.interval  # the other agent may stop; look again, calmly
-            except MaintenanceAgentError as exc:
-                if not failing and self.log:  # once per outage, not once per retry
-                    self.log.warning("status report failing; retrying with backoff", key=self.key, error=str(exc))
-                failing = True
-                self.keeper.failed()  # renew, verify or recreate the session on the next try
-                # A refusal (403) will not pass by itself: retried once a TTL, or at once for a new status.
-                wait = retry_delay(exc, self._backoff.next(), slow=float(self.ttl))
-            except Exception as exc:  # noqa: BLE001 - e.g. the state file's disk full: keep reporting
-                if self.log:
-                    self.log.exception("status report failed unexpectedly; retrying with backoff", key=self.key, error=str(exc))
-                failing = True
-                self.keeper.failed()
-                wait = self._backoff.next()
+            wait = self.report_once()
             self._wake.wait(wait)
             self._wake.clear()
 
+    def report_once(self) -> float | None:
+        """One step of the writing thread: write the newest status if it is not on the key; how long to wait then
+        (None: until woken by a new status or by the own-key watch). Failures are retried, never raised."""
+        bucket = self._budget_for_next_write()
+        pause = bucket.try_take() if bucket is not None else 0.0
+        if pause > 0:
+            return pause  # out of budget: a newer status (which may need the other budget) cuts the wait short
+        try:
+            self._write_latest()
+        except StatusKeyConflict as exc:
+            self._set_conflict(str(exc))
+            return self.interval  # the other agent may stop; look again, calmly
+        except MaintenanceAgentError as exc:
+            self._failed(exc)
+            # A refusal (403) will not pass by itself: retried once a TTL, or at once for a new status.
+            return retry_delay(exc, self._backoff.next(), slow=float(self.ttl))
+        except Exception as exc:  # noqa: BLE001 - e.g. the state file's disk full: logged with its traceback, keep reporting
+            self._failed(exc)
+            return self._backoff.next()
+        self._backoff.reset()
+        if self._failing and self.log:
+            self.log.info("status report recovered", key=self.key)
+        self._failing = False
+        self._set_conflict(None)
+        return None
+
+    def _failed(self, exc: Exception) -> None:
+        """Called in the ``except`` block: a run of failures is logged once (an unexpected one with its traceback)."""
+        if not self._failing and self.log and isinstance(exc, MaintenanceAgentError):
+            self.log.warning("status report failing; retrying with backoff", key=self.key, error=str(exc))
+        elif not self._failing and self.log:
+            self.log.exception("status report failed unexpectedly; retrying with backoff", key=self.key, error=str(exc))
+        self._failing = True
+        self.keeper.suspect()  # verify or recreate the session on the next try
+
     def _set_conflict(self, message: str | None) -> None:
-        if message == self.conflict:
+        with self._lock:
+            before, self._conflict = self._conflict, message
+        if message == before:
             return
         if self.log and message:
             self.log.error("status key held by another agent; not taking it over", key=self.key, conflict=message)
-        elif self.log and self.conflict:
+        elif self.log and before:
             self.log.info("status key conflict resolved; writing the status", key=self.key)
-        self.conflict = message
         self.on_conflict(message)
+
+    def _latest_written(self) -> bool:
+        """Under the lock: the newest status is on the key."""
+        return self._latest is not None and self._written is not None and self._written.body == self._latest.to_json()
 
     def _budget_for_next_write(self) -> TokenBucket | None:
         """The budget the pending write draws on; None when there is nothing new to write."""
         with self._lock:
-            latest = self._latest
-        if latest is None or latest.to_json() == self._written:
+            latest, written = self._latest, self._written
+        if latest is None or (written is not None and written.body == latest.to_json()):
             return None
-        return self._bucket if latest.gate_fields() != self._written_gate_fields else self._chatter_bucket
+        return self._bucket if written is None or latest.gate_fields() != written.gate_fields else self._chatter_bucket
 
-    def _tick(self) -> None:
+    def _write_latest(self) -> None:
         session = self.keeper.ensure()
         with self._lock:
-            latest = self._latest
+            latest, written = self._latest, self._written
         if latest is None:
             return
         body = latest.to_json()
-        if body == self._written and session == self._written_under:
+        if written is not None and (written.body, written.session) == (body, session):
             return  # a new session (the old one lost, and the key with it) means writing again
+        attempt = Written(body, session, latest.gate_fields())
         with self._lock:
-            self._writing = body
+            self._writing = attempt
         try:
             if not self.gateway.put_key(self.key, body, acquire=session):
                 self._take_over_key(session)
@@ -227,11 +244,9 @@ class StatusReporter:
             with self._lock:
                 self._writing = None
             raise
-        with self._lock:  # written, and no longer in flight, in one step: the watch never sees it as neither
-            self._writing = None
-            self._written = body
-            self._written_gate_fields = latest.gate_fields()
-            self._written_under = session
+        with self._progress:  # written, and no longer in flight, in one step: the watch never sees it as neither
+            self._writing, self._written = None, attempt
+            self._progress.notify_all()
         self.writes += 1
 
     def _take_over_key(self, session: str) -> None:

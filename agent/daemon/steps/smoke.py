@@ -2,38 +2,21 @@
 
 Nothing to do on entering. On leaving it runs every configured check
 (status code, a marker in the body, latency) against the box's own
-endpoints; the first failure becomes a ``StepError`` naming the check, the
-URL and what came back, so the fleet stays on the maintenance page and the
-status says exactly why.
+endpoints, with the same rules as the edge's verification
+(``agent.clients.http_check``); the first failure becomes a ``StepError``
+naming the check, the URL and what came back, so the fleet stays on the
+maintenance page and the status says exactly why.
 """
 
 from __future__ import annotations
 
 import time
 
-import requests
-
+from agent.clients.http_check import run_check
 from agent.config.roles import SmokeCheck
 from agent.core.errors import StepError
 from agent.core.model import Mode, Role
 from agent.daemon.steps.base import Step, StepContext
-
-
-def run_smoke_check(check: SmokeCheck) -> str | None:
-    """Run one check; None when it passes, else what failed."""
-    started = time.monotonic()
-    try:
-        response = requests.get(check.url, timeout=check.timeout_seconds, headers=check.headers, allow_redirects=False)
-    except requests.RequestException as exc:
-        return f"{check.name}: GET {check.url} failed: {type(exc).__name__}: {str(exc)[:200]}"
-    elapsed = time.monotonic() - started
-    if response.status_code != check.expect_status:
-        return f"{check.name}: GET {check.url} answered {response.status_code}, expected {check.expect_status}: {response.text[:120]!r}"
-    if check.expect_body and check.expect_body not in response.text:
-        return f"{check.name}: GET {check.url} body lacks {check.expect_body!r}"
-    if check.max_latency_seconds is not None and elapsed > check.max_latency_seconds:
-        return f"{check.name}: GET {check.url} took {elapsed:.2f}s, more than {check.max_latency_seconds}s"
-    return None
 
 
 class SmokeTestStep(Step):
@@ -59,7 +42,7 @@ class SmokeTestStep(Step):
             failure = None
             for check in self.checks:
                 ctx.heartbeat()
-                failure = run_smoke_check(check)
+                failure = run_check(check)
                 if failure:
                     break
             if failure is None:

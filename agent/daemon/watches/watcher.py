@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agent.clients.blocking import QueryFailed, blocking_answers
+from agent.clients.blocking import QueryFailed, WatchFailures, blocking_answers
 from agent.clients.consul import ConsulGateway, KeyRead
 from agent.core.errors import ConsulPermissionDenied
 from agent.core.settings import DEFAULTS, BackoffPolicy, BucketPolicy
@@ -63,6 +63,7 @@ class KeyWatcher:
         reads: BucketPolicy = DEFAULTS.key_reads,
         name: str = "",
         remind_after: tuple[float, ...] = REMIND_AFTER,
+        failures: WatchFailures | None = None,
     ):
         self.gateway = gateway
         self.key = key
@@ -75,6 +76,7 @@ class KeyWatcher:
         self._thread = threading.Thread(target=self._run, name=name or f"watch:{key}", daemon=True)
         self.requests = 0
         self.remind_after = remind_after
+        self.failures = failures or WatchFailures(key)
 
     def start(self) -> KeyWatcher:
         self._thread.start()
@@ -112,7 +114,8 @@ class KeyWatcher:
         up: bool | None = None
         down_since, reminders, cause = 0.0, 0, ""
         refused: str | None = None
-        for answer in blocking_answers(self._read, self.wait, stop=self._stop, reads=self.bucket, backoff=self.backoff, what=self.key):
+        for answer in blocking_answers(self._read, self.wait, stop=self._stop, reads=self.bucket, backoff=self.backoff, what=self.key,
+                                       failures=self.failures):
             if isinstance(answer, QueryFailed) and isinstance(answer.error, ConsulPermissionDenied):
                 # Consul is up and said no: report the refusal (once); retried with the same capped backoff.
                 if up is not True:
