@@ -69,6 +69,16 @@ class AgentBox:
             self.box.systemctl("enable", "--now", "maintenance-agent")
             self.wait_active()
 
+    def power_cut_mid_window(self, intent_index: int) -> int:
+        """Cut the box's power, boot it with its disk, wait until its agent reports maintenance for ``intent_index``
+        again; how many test-unit starts were logged before the cut (``starts()[n:]`` is what started after it)."""
+        starts = len(self.starts())
+        self.box.power_cut()
+        self.box.boot()
+        self.wait_active()
+        self.wait_status(state="maintenance", intent_index=intent_index)
+        return starts
+
     def wait_active(self, timeout: float = 60.0) -> None:
         wait_until(lambda: self.box.systemctl("is-active", "maintenance-agent", check=False).stdout.strip() == "active",
                    timeout, what=f"maintenance-agent active in box {self.box.name}")

@@ -35,6 +35,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import cast
 
 from demo.harness.processes import require_binary, wait_until
 
@@ -181,7 +182,7 @@ class SystemdBox:
             ["nsenter", "-t", str(self.holder.pid), "-m", "--", "sh", str(self.boot_dir / "enter.sh"), *procs_files],
             env=env, stdin=subprocess.DEVNULL, stdout=open(self.boot_dir / "launcher.log", "ab"), stderr=subprocess.STDOUT)
         try:
-            self.pid1 = int(wait_until(self._find_pid1, 10, what=f"box {self.name}'s PID 1"))  # type: ignore[arg-type]
+            self.pid1 = cast(int, wait_until(self._find_pid1, 10, what=f"box {self.name}'s PID 1"))
             wait_until(lambda: self._is_up(), timeout, interval=0.05, what=f"box {self.name} to reach box.target")
         except (BoxError, TimeoutError, OSError, ValueError) as exc:
             log = (self.boot_dir / "launcher.log").read_text(errors="replace")[-2000:]

@@ -58,11 +58,7 @@ def test_a_running_job_drains_and_a_power_cut_mid_window_runs_no_job(scheduler_b
     assert scheduler_box.starts()[-1] == "report-done", "the run in progress was let finish"
     assert scheduler_box.held() == {"report.timer"} and scheduler_box.active("report.timer") == {"report.timer": "inactive"}
 
-    runs = len(scheduler_box.starts())
-    scheduler_box.box.power_cut()
-    scheduler_box.box.boot()
-    scheduler_box.wait_active()
-    scheduler_box.wait_status(state="maintenance", intent_index=on)
+    runs = scheduler_box.power_cut_mid_window(on)
     wait_until(lambda: "export" in scheduler_box.starts()[runs:], 30, what="the unheld export.timer to fire after boot")
     assert "report" not in scheduler_box.starts()[runs:], "the held timer fired no job after the power cut"
 

@@ -82,11 +82,7 @@ def test_a_power_cut_mid_window_starts_no_held_program(supervisor_box: AgentBox)
     supervisor_box.wait_status(state="maintenance", intent_index=on)
     assert supervisor_states(supervisor_box) == {"billing": "STOPPED", "mailer": "STOPPED", "cleanup": "STOPPED", "unrelated": "RUNNING"}
 
-    starts = len(supervisor_box.starts())
-    supervisor_box.box.power_cut()
-    supervisor_box.box.boot()
-    supervisor_box.wait_active()
-    supervisor_box.wait_status(state="maintenance", intent_index=on)
+    starts = supervisor_box.power_cut_mid_window(on)
     after = supervisor_box.starts()[starts:]
     assert after == ["unrelated"], f"after the power cut, only the program nobody held started: {after}"
     hook = supervisor_box.box.journal("-u", "supervisor", "-o", "cat")

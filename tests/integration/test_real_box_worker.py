@@ -54,11 +54,7 @@ def test_the_agents_user_may_start_and_stop_exactly_its_units_and_nothing_else(w
 def test_a_power_cut_mid_window_starts_no_held_unit_and_the_agent_reports_maintenance_again(worker_box: AgentBox) -> None:
     on = put_intent(worker_box.consul_address, worker_box.environment, "maintenance")
     worker_box.wait_status(state="maintenance", intent_index=on)
-    starts = len(worker_box.starts())
-    worker_box.box.power_cut()
-    worker_box.box.boot()
-    worker_box.wait_active()
-    worker_box.wait_status(state="maintenance", intent_index=on)
+    starts = worker_box.power_cut_mid_window(on)
     after = worker_box.starts()[starts:]
     assert "other.service" in after, "the boot started the box's enabled units..."
     assert [u for u in after if u in WORKERS] == [], "...but no held one"
