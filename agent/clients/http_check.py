@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-
-import requests
+from typing import TYPE_CHECKING
 
 from agent.config.roles import SmokeCheck
+
+if TYPE_CHECKING:  # imported where used: an edge agent between windows never loads requests (~8 MB)
+    import requests
 
 
 def describe_failure(check: SmokeCheck, status: int | None, body: str, elapsed: float, error: str = "") -> str | None:
@@ -63,6 +65,8 @@ class FrontendVerifier:
         return failures
 
     def run_once(self) -> list[str]:
+        import requests
+
         with requests.Session() as session:
             session.trust_env = False
             results = (self._run(session, check) for check in self.checks)
@@ -70,6 +74,8 @@ class FrontendVerifier:
 
     @staticmethod
     def _run(session: requests.Session, check: SmokeCheck) -> str | None:
+        import requests
+
         started = time.monotonic()
         try:
             response = session.get(check.url, headers=check.headers, timeout=check.timeout_seconds, allow_redirects=False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -31,8 +31,10 @@ from agent.daemon.steps.by_role import build_steps
 from agent.daemon.watches.driftwatch import DriftWatch
 from agent.daemon.watches.watcher import KeyWatcher
 from agent.daemon.watches.windows import EntryScheduler
-from agent.partners.dispatch import NoticeDispatcher
 from agent.partners.silences import SilenceLease, fleet_is_back, matchers_for
+
+if TYPE_CHECKING:
+    from agent.partners.dispatch import NoticeDispatcher
 
 STOP_GRACE_SECONDS = 8.0
 """How long a stop waits for the backend call in flight before abandoning it (docs/reliability.md)."""
@@ -97,7 +99,7 @@ class Agent:
             resync = min(resync, self.notifier.watchdog_interval)
         self.windows = EntryScheduler(wake=self._wake, log=self.log, start_gauge=self.metrics.window_start)
         # Edge boxes see the actual start and end first: they tell partners (claimed once per partner in Consul).
-        self.notices = (NoticeDispatcher(self.gateway, prefix, config.agent.environment, self.node, config.notices, self.log)
+        self.notices = (self._notice_dispatcher(config, prefix)
                         if Role.EDGE in config.agent.roles and config.notices.partners else None)
         self.peers = PeerView(self.gateway, config.agent.environment, f"{prefix}/status", wake=self._wake, wait=config.consul.wait_seconds,
                               settings=self.settings, node=self.node)
@@ -126,6 +128,12 @@ class Agent:
         self.watcher = KeyWatcher(self.gateway, self.desired_key, self.reconciler.on_watch_event,
                                   wait=config.consul.wait_seconds, consistent=True, name=f"watch:{self.node}",
                                   reconnect=self.settings.consul_reconnect, reads=self.settings.intent_reads)
+
+    def _notice_dispatcher(self, config: AgentConfig, prefix: str) -> NoticeDispatcher:
+        """Imported here: only an edge box that tells partners loads their senders' HTTP library."""
+        from agent.partners.dispatch import NoticeDispatcher
+
+        return NoticeDispatcher(self.gateway, prefix, config.agent.environment, self.node, config.notices, self.log)
 
     def _silence_lease(self, config: AgentConfig, prefix: str) -> SilenceLease | None:
         """Edge boxes (first in, last out) hold the Alertmanager silence lease of a window."""

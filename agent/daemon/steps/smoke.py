@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import time
 
-import requests
-
 from agent.config.roles import SmokeCheck
 from agent.core.errors import StepError
 from agent.core.model import Mode, Role
@@ -21,6 +19,8 @@ from agent.daemon.steps.base import Step, StepContext
 
 def run_smoke_check(check: SmokeCheck) -> str | None:
     """Run one check; None when it passes, else what failed."""
+    import requests  # here, not at the top: a web agent between windows never loads it (~8 MB)
+
     started = time.monotonic()
     try:
         response = requests.get(check.url, timeout=check.timeout_seconds, headers=check.headers, allow_redirects=False)
