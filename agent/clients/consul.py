@@ -119,7 +119,6 @@ class ConsulGateway:
         tls_server_name: str | None = None,
     ):
         self.address = normalise_address(address)  # the one default port rule: 8500 for http, 8501 for https
-        self.request_timeout = request_timeout
         # Decide the token here, not through the environment behind our back; the transport refuses one a header cannot carry.
         self._transport = ConsulTransport(self.address, token=token, request_timeout=request_timeout, ca_file=ca_file, cert=cert,
                                           verify=verify, tls_server_name=tls_server_name)
