@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # py-consul's API, imported on first use: a reading command n
     from agent.config.connection import ConsulConnection
 
 T = TypeVar("T")
+S = TypeVar("S")
 
 AGENT_SERVICE = "maintenance-agent"
 NODE_MAINTENANCE_CHECK = "_node_maintenance"
@@ -108,6 +109,8 @@ def http_check(check_id: str, url: str, interval: float) -> dict[str, Any]:
 
 
 class ConsulGateway:
+    """One box's (or one maintctl command's) Consul: every call named, sent through one transport, failing with a typed error."""
+
     def __init__(
         self,
         address: str = "http://127.0.0.1:8500",
@@ -230,11 +233,11 @@ class ConsulGateway:
 
     def create_session(self, name: str, ttl: int | None, node: str | None = None, checks: list[str] | None = None) -> str:
         """A session whose keys are deleted when it dies: its TTL runs out, or one of ``checks`` goes critical."""
-        return str(self._call(
-            "session create",
-            lambda: self._api.session.create(name=name, node=node, behavior="delete", ttl=ttl, lock_delay=0, checks=checks or []),
-            rule='session_prefix "" { policy = "write" }',
-        ))
+        def create() -> str:
+            session = self._api.session.create(name=name, node=node, behavior="delete", ttl=ttl, lock_delay=0, checks=checks or [])
+            return _shaped(session, str, "a session create")
+
+        return self._call("session create", create, rule='session_prefix "" { policy = "write" }')
 
     def renew_session(self, session_id: str) -> bool:
         """True if renewed, False if the session no longer exists."""
@@ -274,9 +277,11 @@ class ConsulGateway:
 
     def node_maintenance(self) -> tuple[bool, str]:
         """Whether the local node is in maintenance, and the check's reason."""
-        checks = self._call("agent checks", lambda: self._api.agent.checks(), rule='node "<this node>" { policy = "read" }')
-        check = checks.get(NODE_MAINTENANCE_CHECK)
-        return (check is not None, (check or {}).get("Notes", ""))
+        def read() -> tuple[bool, str]:
+            check = _shaped(self._api.agent.checks(), dict, "the agent's checks").get(NODE_MAINTENANCE_CHECK)
+            return (check is not None, str(_shaped(check or {}, dict, "the node maintenance check").get("Notes", "")))
+
+        return self._call("agent checks", read, rule='node "<this node>" { policy = "read" }')
 
     # -- membership -----------------------------------------------------------
 
@@ -295,8 +300,13 @@ class ConsulGateway:
 
 def _verdict(answer: Any) -> bool:
     """A KV write's answer: Consul says ``true`` or ``false`` (a condition not met), nothing else."""
-    if not isinstance(answer, bool):
-        raise BrokenAnswer(f"a write answered {str(answer)[:80]!r}, not true or false")
+    return _shaped(answer, bool, "a write")
+
+
+def _shaped(answer: Any, kind: type[S], what: str) -> S:
+    """``answer`` if it is what Consul answers there (a 404 where none is expected reads as None through py-consul)."""
+    if not isinstance(answer, kind) or (kind is str and not answer):
+        raise BrokenAnswer(f"{what} answered {str(answer)[:80]!r}, not a {kind.__name__}")
     return answer
 
 

@@ -124,3 +124,16 @@ def test_a_missing_key_is_no_error_and_a_missing_session_is_not_renewed(consul: 
     read = gateway.get_key("maintenance/t/desired")
     assert not read.exists and read.index == 7
     assert gateway.renew_session("2f1a0c3e") is False
+
+
+@pytest.mark.parametrize(("call", "what"), [
+    (lambda g: g.create_session("agent", ttl=15), "session create"),  # py-consul reads a 404 here as "no session ID": None
+    (lambda g: g.node_maintenance(), "agent checks"),
+    (lambda g: g.put_key("maintenance/t/desired", "on"), "write of maintenance/t/desired"),
+])
+def test_a_404_where_the_answer_must_say_something_is_a_broken_answer(consul: tuple[RawHttpServer, Scripted],
+                                                                      call: Callable[[ConsulGateway], Any], what: str) -> None:
+    server, script = consul
+    script.reply = answer(404, b"")
+    with pytest.raises(ConsulUnavailable, match=f"gave a broken answer to {what}: .* answered 'None'"):
+        call(ConsulGateway(server.address, request_timeout=2.0))
