@@ -11,6 +11,9 @@ client agent per box):
     agents' own JSON logs.
 The agents' overhead per phase = (flip-to-converged - steps on the critical
 path) / number of phases (4 roles = 4 phases, since each role waits at its gate).
+  * the agents' CPU: user + system time of every agent process (``/proc``)
+    from just before the write until the fleet converged, per agent and
+    transition.
 
     python3 -m bench.fleet_flip [--rounds 5] [--pause 2]
 """
@@ -28,6 +31,7 @@ from pathlib import Path
 import requests
 
 from demo.fleet import DemoFleet
+from demo.harness.procstats import cpu_seconds
 
 
 def raw_notify_seconds(fleet: DemoFleet, key: str) -> float:
@@ -53,12 +57,19 @@ def raw_notify_seconds(fleet: DemoFleet, key: str) -> float:
     return max(returned) - started
 
 
-def flip_and_measure(fleet: DemoFleet, value: str, state: str) -> tuple[float, float]:
-    """(flip-to-converged seconds, critical-path step seconds), both from the agents' logs."""
+def agents_cpu(fleet: DemoFleet) -> float:
+    """CPU seconds (user + system) the fleet's agent processes have used so far."""
+    return sum(cpu_seconds(box.agent.process.pid) for box in fleet.boxes.values() if box.agent and box.agent.process)
+
+
+def flip_and_measure(fleet: DemoFleet, value: str, state: str) -> tuple[float, float, float]:
+    """(flip-to-converged seconds, critical-path step seconds, agents' CPU seconds per agent), from the logs and /proc."""
+    cpu_before = agents_cpu(fleet)
     before = datetime.now(UTC)
     index = fleet.flip(value)
     fleet.wait_for(state, index, timeout=120)
     time.sleep(0.2)  # let the last log lines land
+    cpu = (agents_cpu(fleet) - cpu_before) / len(fleet.boxes)
     events = [e for e in fleet.timeline() if e["at"] >= before]
     converged = max(e["at"] for e in events if e["event"] == "state changed" and e.get("to_state") == state)
     per_role: dict[str, dict[str, float]] = {}
@@ -67,7 +78,7 @@ def flip_and_measure(fleet: DemoFleet, value: str, state: str) -> tuple[float, f
             per_role.setdefault(e["role"], {}).setdefault(e["node"], 0.0)
             per_role[e["role"]][e["node"]] += float(e["seconds"])
     critical = sum(max(boxes.values()) for boxes in per_role.values())
-    return (converged - before).total_seconds(), critical
+    return (converged - before).total_seconds(), critical, cpu
 
 
 def main() -> None:
@@ -84,18 +95,19 @@ def main() -> None:
         for _ in range(args.rounds):
             baseline = raw_notify_seconds(fleet, "bench/scratch")
             time.sleep(args.pause)
-            enter_total, enter_steps = flip_and_measure(fleet, "maintenance", "maintenance")
+            enter_total, enter_steps, enter_cpu = flip_and_measure(fleet, "maintenance", "maintenance")
             time.sleep(args.pause)
-            exit_total, exit_steps = flip_and_measure(fleet, "active", "active")
-            rows.append((baseline, enter_total, enter_steps, exit_total, exit_steps))
+            exit_total, exit_steps, exit_cpu = flip_and_measure(fleet, "active", "active")
+            rows.append((baseline, enter_total, enter_steps, enter_cpu, exit_total, exit_steps, exit_cpu))
         med = [statistics.median(col) for col in zip(*rows, strict=True)]
-        baseline, enter_total, enter_steps, exit_total, exit_steps = med
+        baseline, enter_total, enter_steps, enter_cpu, exit_total, exit_steps, exit_cpu = med
         print(f"demo fleet, {len(fleet.boxes)} boxes, {phases} phases, median of {args.rounds} rounds")
         print(f"raw Consul notification of {len(fleet.boxes)} blocking queries: {baseline * 1000:7.1f} ms")
-        for name, total, steps in (("enter", enter_total, enter_steps), ("exit", exit_total, exit_steps)):
+        for name, total, steps, cpu in (("enter", enter_total, enter_steps, enter_cpu), ("exit", exit_total, exit_steps, exit_cpu)):
             overhead = (total - steps) / phases
             print(f"{name}: flip→converged {total * 1000:7.1f} ms = steps {steps * 1000:6.1f} ms + agents {1000 * (total - steps):6.1f} ms;"
-                  f" agents' overhead per phase {overhead * 1000:5.1f} ms = {overhead / baseline:4.1f}x the raw notification")
+                  f" agents' overhead per phase {overhead * 1000:5.1f} ms = {overhead / baseline:4.1f}x the raw notification;"
+                  f" CPU per agent {cpu * 1000:5.1f} ms")
 
 
 if __name__ == "__main__":

@@ -5,9 +5,11 @@ Starts a Consul dev agent on loopback, then side by side for the same window:
     the same key (the cheapest possible watcher), and
   * one real maintenance agent (role web) as a process, settled and idle.
 Reports RSS, CPU (% of one core) and Consul requests per minute for both,
-and the ratios agent/baseline. Usage:
+and the ratios agent/baseline. With ``--after-window`` the agent first goes
+through one maintenance window (its smoke test, a GET of its own ``/healthz``,
+runs on the way back), so what a window leaves loaded is measured too. Usage:
 
-    python3 -m bench.idle_agent [--seconds 60]
+    python3 -m bench.idle_agent [--seconds 60] [--after-window]
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ def agent_requests(port: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--after-window", action="store_true", help="go through one window (smoke test included) before idling")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-idle-"))
     consul = ConsulAgentProcess(work / "consul").start()
@@ -73,11 +76,16 @@ def main() -> None:
     doc["consul"]["wait_seconds"] = 60
     doc["agent"]["resync_seconds"] = 30
     doc["consul"]["session_ttl_seconds"] = 30
+    if args.after_window:
+        doc["web"] = {"smoke": [{"name": "own healthz", "url": f"http://127.0.0.1:{port}/healthz"}]}
     agent = AgentProcess(doc, work / "agent").start()
     counter = work / "baseline.count"
     baseline = ManagedProcess([sys.executable, "-c", BASELINE, consul.address, key, str(counter)], work / "baseline.log")
     try:
         wait_for_status(consul.address, env, "web-idle", state="active", timeout=30)
+        if args.after_window:
+            for mode in ("maintenance", "active"):
+                wait_for_status(consul.address, env, "web-idle", state=mode, intent_index=consul.kv_put(key, mode), timeout=60)
         time.sleep(5)  # let both settle
         a_pid, b_pid = agent.process.pid, baseline.pid
         a_cpu0, b_cpu0 = cpu_seconds(a_pid), cpu_seconds(b_pid)
@@ -90,7 +98,8 @@ def main() -> None:
         a_req = (agent_requests(port) - a_req0) / elapsed * 60
         b_req = (int(counter.read_text() or 0) - b_req0) / elapsed * 60
         a_rss, b_rss = rss_mb(a_pid), rss_mb(b_pid)
-        print(f"idle over {elapsed:.0f} s (Consul 1.8.7 dev agent, loopback)")
+        after = ", after one window (smoke test run)" if args.after_window else ""
+        print(f"idle over {elapsed:.0f} s{after} (Consul 1.8.7 dev agent, loopback)")
         print(f"{'':24}{'agent':>10}{'baseline':>10}{'ratio':>8}")
         print(f"{'RSS MB':24}{a_rss:>10.1f}{b_rss:>10.1f}{a_rss / b_rss:>8.2f}")
         print(f"{'CPU % of one core':24}{a_cpu:>10.3f}{b_cpu:>10.3f}{(a_cpu / b_cpu if b_cpu else float('nan')):>8.2f}")

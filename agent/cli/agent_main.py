@@ -188,9 +188,10 @@ def _lighter_imports() -> None:
 
     - ``rich`` (with pygments): structlog loads it only to pretty-print
       tracebacks; the daemon logs JSON lines.
-    - ``chardet`` / ``charset_normalizer``: requests loads one only to guess the
-      encoding of answers that name no charset; py-consul decodes Consul's
-      answers as UTF-8, and requests falls back to UTF-8 without them.
+    - ``chardet`` / ``charset_normalizer``: requests (never loaded for Consul,
+      only by the HTTP checks, Alertmanager and partner notices, when they
+      run) loads one only to guess the encoding of answers that name no
+      charset, and falls back to UTF-8 without them.
     """
     for name in ("rich", "chardet", "charset_normalizer"):
         sys.modules.setdefault(name, None)  # type: ignore[arg-type]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from agent.core.errors import TemporaryError
+
+if TYPE_CHECKING:  # imported where used: an agent that holds no silence never loads requests (~8 MB)
+    import requests
 
 
 class AlertmanagerError(TemporaryError):
@@ -30,6 +31,8 @@ class AlertmanagerClient:
         self.timeout = timeout
 
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        import requests
+
         try:
             response = requests.request(method, f"{self.url}{path}", timeout=self.timeout, **kwargs)
         except requests.RequestException as exc:

@@ -58,6 +58,22 @@ class ConnectionSettingError(ValueError):
     """One bad connection setting; the message names where it came from."""
 
 
+def token_problem(token: str) -> str | None:
+    """What keeps ``token`` out of an ``X-Consul-Token`` header, or None.
+
+    A CR or LF would end the header and start one of the token's making; any
+    other control character, a space or a non-ASCII character is no token
+    either (Consul's are UUIDs). Checked when the token is resolved, before
+    any request is sent, and again by the transport that sends it.
+    """
+    if "\r" in token or "\n" in token:
+        return "contains a line break (CR or LF); a token is one line"
+    odd = next((c for c in token if not "!" <= c <= "~"), None)
+    if odd is not None:
+        return f"contains {odd!r} (U+{ord(odd):04X}); a token is printable ASCII without spaces"
+    return None
+
+
 def normalise_address(value: str, https: bool = False) -> str:
     """``scheme://host:port`` from what an operator types (``127.0.0.1:8500``, ``https://consul:8501``)."""
     text = value.strip()
@@ -101,7 +117,7 @@ class ConsulConnection:
     verify: bool = True
 
 
-CONFIG_KEYS = {f: f"consul.{f}" for f in ("address", "token_file", "ca_file", "cert_file", "key_file")}
+CONFIG_KEYS = {f: f"consul.{f}" for f in ("address", "token", "token_file", "ca_file", "cert_file", "key_file")}
 
 
 def resolve(
@@ -145,10 +161,14 @@ def resolve(
     except ValueError as exc:
         raise ConnectionSettingError(f"{origin}: {exc}") from None
 
-    resolved_token = token or None
+    resolved_token, origin = token or None, names["token"]
     if resolved_token is None:
         path, origin = pick(token_file, "token_file", "CONSUL_HTTP_TOKEN_FILE")
         resolved_token = _read_token(Path(path), origin) if path else (env.get("CONSUL_HTTP_TOKEN") or None)
+        origin = f"{origin} ({path})" if path else "CONSUL_HTTP_TOKEN"
+    problem = token_problem(resolved_token) if resolved_token else None
+    if problem:
+        raise ConnectionSettingError(f"{origin}: the token {problem}")
 
     def pem(value: Path | None, field: str, variable: str) -> Path | None:
         path, origin = pick(value, field, variable)
@@ -177,5 +197,6 @@ def _read_token(path: Path, where: str) -> str | None:
         raise ConnectionSettingError(f"{where}: {path} is not a text file holding a token") from None
 
 
-FLAG_NAMES = {"address": "--consul", "token_file": "--token-file", "ca_file": "--ca-file", "cert_file": "--client-cert", "key_file": "--client-key"}
+FLAG_NAMES = {"address": "--consul", "token": "--token", "token_file": "--token-file", "ca_file": "--ca-file", "cert_file": "--client-cert",
+              "key_file": "--client-key"}
 """How maintctl spells each setting in an error."""

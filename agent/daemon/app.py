@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -32,9 +32,11 @@ from agent.daemon.steps.by_role import build_steps
 from agent.daemon.watches.driftwatch import DriftWatch
 from agent.daemon.watches.watcher import KeyWatcher
 from agent.daemon.watches.windows import EntryScheduler
-from agent.partners.dispatch import NoticeDispatcher
 from agent.partners.silences import SilenceLease, fleet_is_back, matchers_for
-from agent.partners.team import TeamWatch
+
+if TYPE_CHECKING:
+    from agent.partners.dispatch import NoticeDispatcher
+    from agent.partners.team import TeamWatch
 
 STOP_GRACE_SECONDS = 8.0
 """How long a stop waits for the backend call in flight before abandoning it (docs/reliability.md)."""
@@ -147,6 +149,9 @@ class Agent:
         tells_window = Role.EDGE in config.agent.roles and bool(config.notices.partners or chat)
         if not (tells_window or chat):
             return False, None, None
+        from agent.partners.dispatch import NoticeDispatcher  # only a box that tells loads the senders' HTTP library
+        from agent.partners.team import TeamWatch
+
         notices = NoticeDispatcher(self.gateway, prefix, config.agent.environment, self.node, config.notices, self.log)
         team = (TeamWatch(notices, config.agent.environment, self.node, chat.blocked_after_seconds,
                           box=lambda: (self.reconciler.status(), self.reconciler.intent)) if chat else None)

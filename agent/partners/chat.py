@@ -15,13 +15,15 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-import requests
 
 from agent.partners.delivery import AttemptLoop, Delivery, Outcome, RetryPolicy
 from agent.partners.notices import Notice
 from agent.partners.webhook import USER_AGENT, post_once
+
+if TYPE_CHECKING:  # imported where a request is sent: an agent that sends none never loads it (~8 MB)
+    pass
 
 TEAM = "_team"
 
@@ -79,6 +81,8 @@ class ChatSender:
 
     def deliver(self, delivery: Delivery, record: Callable[[Delivery], bool]) -> Delivery:
         body = delivery.body.encode()
+        import requests
+
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
         with requests.Session() as session:
             def send_once() -> Outcome:

@@ -11,17 +11,21 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-
-import requests
+from typing import TYPE_CHECKING
 
 from agent.partners.delivery import AttemptLoop, Delivery, Outcome, RetryPolicy, short
 from agent.partners.notices import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign
+
+if TYPE_CHECKING:  # imported where a request is sent: an agent that sends none never loads it (~8 MB)
+    import requests
 
 USER_AGENT = "maintenance-agent-notices/1"
 
 
 def post_once(session: requests.Session, url: str, body: bytes, headers: dict[str, str], timeout: float) -> Outcome:
     """One POST; its answer as an ``Outcome``."""
+    import requests
+
     try:
         response = session.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
     except requests.RequestException as exc:
@@ -46,6 +50,8 @@ class WebhookSender:
         return self.loop.stop
 
     def deliver(self, delivery: Delivery, secret: bytes, record: Callable[[Delivery], bool]) -> Delivery:
+        import requests
+
         body = delivery.body.encode()
         with requests.Session() as session:
             def send_once() -> Outcome:

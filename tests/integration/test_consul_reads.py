@@ -1,4 +1,4 @@
-"""The gateway's socket reader against real Consul, and against answers cut short or malformed."""
+"""The gateway's reads against real Consul (a prefix sent chunked, a missing key, a blocking read), and against answers cut short or malformed."""
 
 from __future__ import annotations
 
