@@ -7,17 +7,22 @@ from pathlib import Path
 from agent.config.roles import SchedulerSection, WorkerSection
 from agent.core.holds import SUPERVISOR_HOLDS_FILE
 from agent.daemon.backends.base import ServiceBackend
-from agent.daemon.backends.command import CommandBackend
-from agent.daemon.backends.supervisor import SupervisorBackend
-from agent.daemon.backends.systemd import SystemdBackend
 
 
 def build_backend(section: WorkerSection | SchedulerSection, holds_dir: Path) -> ServiceBackend:
-    """``holds_dir``: ``<state_dir>/holds``, where the systemd and supervisor backends keep their hold markers."""
+    """``holds_dir``: ``<state_dir>/holds``, where the systemd and supervisor backends keep their hold markers.
+
+    Only the chosen backend's module is imported."""
     if section.backend == "systemd":
+        from agent.daemon.backends.systemd import SystemdBackend
+
         return SystemdBackend(holds_dir, systemctl=section.systemctl, timeout=section.timeout_seconds)
     if section.backend == "supervisor":
+        from agent.daemon.backends.supervisor import SupervisorBackend
+
         conn = section.supervisor
         return SupervisorBackend(conn.url, holds_dir, username=conn.username, password=conn.password, timeout=section.timeout_seconds,
                                  hook_output=Path(SUPERVISOR_HOLDS_FILE) if conn.holds_check else None)
+    from agent.daemon.backends.command import CommandBackend
+
     return CommandBackend(section.commands, timeout=section.timeout_seconds, inactive_exit_codes=section.inactive_exit_codes)

@@ -25,7 +25,8 @@ from agent.config.roles import SchedulerSection
 from agent.config.schema import AgentConfig
 from agent.core.errors import StepError, StepPending
 from agent.core.model import Role
-from agent.daemon.backends import BackendError, ServiceBackend, build_backend
+from agent.daemon.backends import BackendError, ServiceBackend
+from agent.daemon.backends.factory import build_backend
 from agent.daemon.steps import quiesce
 from agent.daemon.steps.base import Step, StepContext
 from agent.daemon.steps.snapshotted import SnapshottedUnitsStep
