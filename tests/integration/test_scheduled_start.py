@@ -74,12 +74,14 @@ def test_an_agent_restarted_between_scheduling_and_start_enters_on_time(consul_s
         fleet.add("web-1", ["web"])
         fleet.add("worker-1", ["worker"])
         fleet.wait_states("active")
-        index, starts_at = _schedule(consul_server, environment, 2.0)
+        # Far enough ahead for what a restart may take: its status key went with the old session, and Consul keeps
+        # the old /healthz check critical until the check's next run (every TTL/4), so the new session may wait that long.
+        index, starts_at = _schedule(consul_server, environment, 8.0)
         wait_until(lambda: _all_scheduled(fleet, index), 2.0, what="every box scheduled")
         restarted = fleet.restart("worker-1")
         wait_until(lambda: "window-start" in restarted.windows.scheduled(), 2.0, what="the restarted agent re-armed the start")
-        # Its status key went with the old session; no key is not a move, so wait for the new one before judging.
-        wait_until(lambda: fleet.status("worker-1") is not None, 2.0, what="the restarted agent's status")
+        # No key is not a move, so wait for the new one before judging (the promise: back within one session TTL).
+        wait_until(lambda: fleet.status("worker-1") is not None, 6.0, what="the restarted agent's status")
         _assert_active_until(fleet, starts_at)
         statuses = fleet.wait_states("maintenance", timeout=15, intent_index=index)
         worker = _entered_at(statuses["worker-1"])
