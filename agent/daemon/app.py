@@ -87,7 +87,7 @@ class Agent:
         self.windows = EntryScheduler(wake=self._wake, log=self.log, start_gauge=self.metrics.window_start)
         self.tells_window, self.notices, self.team = self._tellers(config, prefix)
         self.peers = PeerView(self.gateway, config.agent.environment, f"{prefix}/status", wake=self._wake, wait=config.consul.wait_seconds,
-                              settings=self.settings, node=self.node, failures=self._watch_failures)
+                              settings=self.settings, node=self.node, failures=self._watch_failures, refresh=config.agent.resync_seconds)
         self.silence = self._silence_lease(config, prefix)
         self.reconciler = self._reconciler(config, steps if steps is not None else build_steps(config, self.gateway))
         self.metrics.follow_window(lambda: (self.reconciler.intent, self.reconciler.state))

@@ -258,3 +258,18 @@ def test_stop_ends_every_lane_once_its_query_returns(make: Callable[..., tuple[B
     store.set("a", "maintenance")
     assert follower.wait_for_lanes(lambda lanes: not lanes, DEADLINE), follower.lanes()
     assert follower.rounds == 0 and not store.woken
+
+
+def test_what_was_read_is_known_only_as_long_as_the_caller_allows(make: Callable[..., tuple[BlockingStore, GateFollower]],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A box the follower does not block on is re-read at the decision's pace, so ``blocked_on`` names what is true."""
+    _, follower = make(["a", "b"])
+    now = [1000.0]
+    monkeypatch.setattr("agent.daemon.gates.gate_follower.time.monotonic", lambda: now[0])
+    status = Status(node="a", roles=("worker",), state=State.ENTERING, intent_index=5, since=datetime.now(UTC))
+    follower.remember({"a": (status, 7)})
+    now[0] += 2.0
+    follower.remember({"b": (None, 7)})
+    assert set(follower.known(["a", "b"])) == {"a", "b"}, "without an age limit everything read is known"
+    assert set(follower.known(["a", "b"], max_age=2.0)) == {"a", "b"}
+    assert set(follower.known(["a", "b"], max_age=1.5)) == {"b"}, "too old: the caller reads it again"

@@ -33,6 +33,7 @@ from __future__ import annotations
 import itertools
 import random
 import threading
+import time
 from collections.abc import Callable
 
 from agent.clients.blocking import QueryFailed, WatchFailures, blocking_answers
@@ -61,6 +62,7 @@ class GateFollower:
         self._waiting: tuple[str, ...] = ()  # the boxes the gate waits for; () between a round's end and the next follow
         self._lanes: dict[int, str | None] = {}  # each live lane's box (None while it picks one)
         self._known: dict[str, Seen] = {}  # what was read of each box, and the index to block on it from
+        self._read_at: dict[str, float] = {}  # when (monotonic) each entry of _known was read
         self._ids = itertools.count()
         self._stop = threading.Event()
         self._rng = rng or random.Random()
@@ -69,17 +71,22 @@ class GateFollower:
 
     # -- what was read -------------------------------------------------------------
 
-    def known(self, boxes: list[str]) -> dict[str, Status | None]:
+    def known(self, boxes: list[str], max_age: float | None = None) -> dict[str, Status | None]:
+        """What was read of ``boxes`` (no older than ``max_age`` seconds: a box not followed is re-read at that pace)."""
+        oldest = time.monotonic() - max_age if max_age is not None else float("-inf")
         with self._lock:
-            return {b: self._known[b][0] for b in boxes if b in self._known}
+            return {b: self._known[b][0] for b in boxes if b in self._known and self._read_at.get(b, oldest) >= oldest}
 
     def remember(self, seen: dict[str, Seen]) -> None:
+        now = time.monotonic()
         with self._lock:
             self._known.update(seen)
+            self._read_at.update(dict.fromkeys(seen, now))
 
     def forget(self) -> None:
         with self._lock:
             self._known.clear()
+            self._read_at.clear()
 
     # -- what is followed ------------------------------------------------------------
 

@@ -42,7 +42,9 @@ def parse_status(raw: bytes | None) -> Status | None:
 class PeerView:
     def __init__(self, gateway: ConsulGateway, environment: str, status_prefix: str, wake: Callable[[], None], wait: float = 60.0,
                  prefix_read_above: int = 256, settings: Settings = DEFAULTS, node: str = "",
-                 failures: Callable[[str], WatchFailures] = WatchFailures):
+                 failures: Callable[[str], WatchFailures] = WatchFailures, refresh: float | None = None):
+        """``refresh``: the oldest a cached status of a box the follower does not block on may be when a gate reads it
+        (the decision thread's resync): the gate is opened by the follower, but what ``blocked_on`` names stays that fresh."""
         self.gateway = gateway
         self.node = node  # this box: always part of a filtered membership (a gate checks it is registered)
         self.settings = settings
@@ -50,6 +52,7 @@ class PeerView:
         self.status_prefix = status_prefix.rstrip("/") + "/"
         self.wake = wake
         self.wait = wait
+        self.refresh = refresh
         # More boxes than this to (re-)read: one read of the whole status prefix, else transactions of 64 keys.
         self.prefix_read_above = prefix_read_above
         self._lock = threading.Lock()
@@ -94,7 +97,7 @@ class PeerView:
         boxes = list(boxes)
         with self._lock:
             gating = self._gating
-        out = self.follower.known(boxes) if gating else {}
+        out = self.follower.known(boxes, self.refresh) if gating else {}
         missing = [b for b in boxes if b not in out]
         if missing:
             read = self._read_boxes(missing)
