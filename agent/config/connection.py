@@ -120,6 +120,52 @@ class ConsulConnection:
 CONFIG_KEYS = {f: f"consul.{f}" for f in ("address", "token", "token_file", "ca_file", "cert_file", "key_file")}
 
 
+@dataclass(frozen=True)
+class _Sources:
+    """Where each setting may come from: an explicit value (named by ``names`` in errors), else a ``CONSUL_*`` variable."""
+
+    env: Mapping[str, str]
+    names: Mapping[str, str]
+
+    def pick(self, value: str | Path | None, field: str, variable: str) -> tuple[str | None, str]:
+        if value:
+            return str(value), self.names[field]
+        return self.env.get(variable) or None, variable
+
+    def flag(self, variable: str) -> bool | None:
+        raw = self.env.get(variable) or None
+        if raw is None:
+            return None
+        try:
+            return parse_bool(raw)
+        except ValueError as exc:
+            raise ConnectionSettingError(f"{variable}: {exc}") from None
+
+    def pem(self, value: Path | None, field: str, variable: str) -> Path | None:
+        path, origin = self.pick(value, field, variable)
+        if path is not None and not Path(path).is_file():
+            raise ConnectionSettingError(f"{origin}: {path} does not exist or is not a file")
+        return Path(path) if path else None
+
+    def address(self, address: str | None) -> str:
+        raw, origin = self.pick(address, "address", "CONSUL_HTTP_ADDR")
+        try:
+            return normalise_address(raw, https=bool(self.flag("CONSUL_HTTP_SSL"))) if raw else DEFAULT_ADDRESS
+        except ValueError as exc:
+            raise ConnectionSettingError(f"{origin}: {exc}") from None
+
+    def token(self, token: str | None, token_file: Path | None) -> str | None:
+        resolved, origin = token or None, self.names["token"]
+        if resolved is None:
+            path, origin = self.pick(token_file, "token_file", "CONSUL_HTTP_TOKEN_FILE")
+            resolved = _read_token(Path(path), origin) if path else (self.env.get("CONSUL_HTTP_TOKEN") or None)
+            origin = f"{origin} ({path})" if path else "CONSUL_HTTP_TOKEN"
+        problem = token_problem(resolved) if resolved else None
+        if problem:
+            raise ConnectionSettingError(f"{origin}: the token {problem}")
+        return resolved
+
+
 def resolve(
     *,
     address: str | None = None,
@@ -139,53 +185,19 @@ def resolve(
     flags, or the config file's keys). Raises ``ConnectionSettingError`` with
     one line for the first bad value.
     """
-    env = os.environ if environ is None else environ
-
-    def pick(value: str | Path | None, field: str, variable: str) -> tuple[str | None, str]:
-        if value:
-            return str(value), names[field]
-        return env.get(variable) or None, variable
-
-    def flag(variable: str) -> bool | None:
-        raw = env.get(variable) or None
-        if raw is None:
-            return None
-        try:
-            return parse_bool(raw)
-        except ValueError as exc:
-            raise ConnectionSettingError(f"{variable}: {exc}") from None
-
-    raw_address, origin = pick(address, "address", "CONSUL_HTTP_ADDR")
-    try:
-        resolved_address = normalise_address(raw_address, https=bool(flag("CONSUL_HTTP_SSL"))) if raw_address else DEFAULT_ADDRESS
-    except ValueError as exc:
-        raise ConnectionSettingError(f"{origin}: {exc}") from None
-
-    resolved_token, origin = token or None, names["token"]
-    if resolved_token is None:
-        path, origin = pick(token_file, "token_file", "CONSUL_HTTP_TOKEN_FILE")
-        resolved_token = _read_token(Path(path), origin) if path else (env.get("CONSUL_HTTP_TOKEN") or None)
-        origin = f"{origin} ({path})" if path else "CONSUL_HTTP_TOKEN"
-    problem = token_problem(resolved_token) if resolved_token else None
-    if problem:
-        raise ConnectionSettingError(f"{origin}: the token {problem}")
-
-    def pem(value: Path | None, field: str, variable: str) -> Path | None:
-        path, origin = pick(value, field, variable)
-        if path is not None and not Path(path).is_file():
-            raise ConnectionSettingError(f"{origin}: {path} does not exist or is not a file")
-        return Path(path) if path else None
-
-    ca = pem(ca_file, "ca_file", "CONSUL_CACERT")
-    cert = pem(cert_file, "cert_file", "CONSUL_CLIENT_CERT")
-    key = pem(key_file, "key_file", "CONSUL_CLIENT_KEY")
+    sources = _Sources(os.environ if environ is None else environ, names)
+    resolved_address = sources.address(address)
+    resolved_token = sources.token(token, token_file)
+    ca = sources.pem(ca_file, "ca_file", "CONSUL_CACERT")
+    cert = sources.pem(cert_file, "cert_file", "CONSUL_CLIENT_CERT")
+    key = sources.pem(key_file, "key_file", "CONSUL_CLIENT_KEY")
     if (cert is None) != (key is None):
         raise ConnectionSettingError(f"a client certificate and its key go together: give both {names['cert_file']} and {names['key_file']} "
                                      "(or CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY)")
-    env_verify = flag("CONSUL_HTTP_SSL_VERIFY")
+    env_verify = sources.flag("CONSUL_HTTP_SSL_VERIFY")
     resolved_verify = verify if verify is not None else (env_verify if env_verify is not None else True)
     return ConsulConnection(address=resolved_address, token=resolved_token, ca_file=ca, cert_file=cert, key_file=key,
-                            tls_server_name=tls_server_name or env.get("CONSUL_TLS_SERVER_NAME") or None, verify=resolved_verify)
+                            tls_server_name=tls_server_name or sources.env.get("CONSUL_TLS_SERVER_NAME") or None, verify=resolved_verify)
 
 
 def _read_token(path: Path, where: str) -> str | None:
