@@ -148,6 +148,10 @@ class FakeGateway(ConsulKV):
         self.calls["register_agent_service"] += 1
         self.services[service_id] = {"tags": list(tags), "meta": dict(meta), "check": dict(check)}
 
+    def agent_has_service(self, service_id: str) -> bool:
+        self.calls["agent_has_service"] += 1
+        return service_id in self.services
+
 
 class RecordingLog:
     """A structlog-like logger keeping each line as (level, event, fields), and a counter: what a watch's

@@ -267,6 +267,14 @@ class ConsulGateway:
                    lambda: self._api.agent.service.register(AGENT_SERVICE, service_id=service_id, tags=tags, meta=meta, check=check),
                    rule=f'service "{AGENT_SERVICE}" {{ policy = "write" }}')
 
+    def agent_has_service(self, service_id: str) -> bool:
+        """Whether the local agent still has ``service_id`` registered (a dev agent restarted forgets it; one with a
+        data dir keeps it, with its checks and their schedule)."""
+        def read() -> bool:
+            return service_id in _shaped(self._api.agent.services(), dict, "the agent's services")
+
+        return self._call("agent services", read, rule=f'service "{AGENT_SERVICE}" {{ policy = "read" }}')
+
     def pass_agent_check(self, check_id: str, note: str = "") -> None:
         self._call("check update", lambda: self._api.agent.check.ttl_pass(check_id, notes=note),
                    rule=f'service "{AGENT_SERVICE}" {{ policy = "write" }}')

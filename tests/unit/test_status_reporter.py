@@ -98,6 +98,17 @@ def test_a_value_nobody_of_ours_wrote_is_noticed_and_rewritten(tmp_path: Path) -
     assert box.on_key() == status().to_json() and box.holder() == box.reporter.keeper.session
 
 
+def test_an_answer_older_than_the_last_write_is_not_taken_for_a_loss(tmp_path: Path) -> None:
+    """The key vanished and was written again before the watch's answer about the vanishing was handled."""
+    box = Reporting(tmp_path)
+    box.reporter.publish(status())
+    box.reporter.report_once()
+    box.reporter.on_own_key(KeyChanged(KEY, KeyRead(index=30, value=None)))  # stale: the key is ours as it is now
+    assert box.reporter.session == box.holder() and box.gateway.calls["get_key"] >= 1
+    assert box.reporter.report_once() is None
+    assert box.gateway.calls["put_key"] == 1 and box.gateway.calls["session_info"] == 0, "no rewrite, no session doubt"
+
+
 def test_a_lost_session_is_recreated_and_the_status_written_again(tmp_path: Path) -> None:
     box = Reporting(tmp_path)
     box.reporter.publish(status())
@@ -236,6 +247,14 @@ def test_the_watch_is_only_trusted_for_exactly_what_was_written(tmp_path: Path, 
     box = Reporting(tmp_path)
     box.reporter.publish(status())
     box.reporter.report_once()
+    holder = box.holder()
+    assert holder is not None
+    box.gateway.put_key(KEY, "", release=holder)  # the store as the event says: the key is no longer ours
+    if read.value is None:
+        box.gateway.delete_key(KEY)
+    else:
+        box.gateway.put_key(KEY, read.value)
+    writes = box.gateway.calls["put_key"]
     box.reporter.on_own_key(KeyChanged(KEY, read))
     box.reporter.report_once()
-    assert box.gateway.calls["session_info"] == 1 and box.gateway.calls["put_key"] == 2
+    assert box.gateway.calls["session_info"] == 1 and box.gateway.calls["put_key"] == writes + 1

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.clients.blocking import WatchFailures
-from agent.clients.consul import ConsulGateway
+from agent.clients.consul import ConsulGateway, KeyRead
 from agent.core.backoff import TokenBucket
 from agent.core.errors import ConsulPermissionDenied, MaintenanceAgentError, retry_delay
 from agent.core.model import Status
@@ -144,18 +144,31 @@ class StatusReporter:
         session died or someone else wrote it: verify the session and write again."""
         if not isinstance(event, KeyChanged):
             return
-        read = event.read
-        value = (read.value or b"").decode(errors="replace")
         with self._lock:
-            # The watch may see a write before its PUT returns: what is being written is ours too.
-            ours = read.exists and any(w is not None and (w.body, w.session) == (value, read.session) for w in (self._written, self._writing))
-            lost = not ours and self._written is not None
+            known = self._written  # what we last wrote, as this event is handled
+        ours = self._is_ours(event.read)
+        if not ours and known is not None:
+            # The answer may predate our latest write (the key vanished, we wrote it again, then this answer
+            # arrived): believe it only if the key as it is now is not ours either.
+            try:
+                ours = self._is_ours(self.gateway.get_key(self.key))
+            except MaintenanceAgentError:
+                ours = False
+        with self._lock:
+            # A write finished meanwhile (a new record): this answer says nothing about it.
+            lost = not ours and self._written is not None and self._written is known
             if lost:
                 self._written = None
         if lost:
             self.keeper.suspect()
         if not ours:
             self._wake.set()  # also when nothing of ours was on it: a twin's key that vanished may be ours to take now
+
+    def _is_ours(self, read: KeyRead) -> bool:
+        """Whether ``read`` shows what this agent wrote (or is writing: the watch may see a write before its PUT returns)."""
+        value = (read.value or b"").decode(errors="replace")
+        with self._lock:
+            return read.exists and any(w is not None and (w.body, w.session) == (value, read.session) for w in (self._written, self._writing))
 
     # -- the writing thread --------------------------------------------------------
 

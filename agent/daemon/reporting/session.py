@@ -71,7 +71,7 @@ class SessionKeeper:
                 if self.log:
                     self.log.warning("session lost (check failed, or the local Consul agent restarted); creating a new one",
                                      service=self.service_id, session=self.session)
-                self._register()  # the local agent may have restarted: its registration may be gone too
+                self._register_again()  # the local agent may have restarted: its registration may be gone too
             self._end_previous_incarnation()
             self.session = self.gateway.create_session(self.name, ttl=None, checks=["serfHealth", self.check_id])
         except BaseException:
@@ -93,6 +93,13 @@ class SessionKeeper:
     def _register(self) -> None:
         self.gateway.register_agent_service(self.service_id, self.tags, self.meta, http_check(self.check_id, self.health_url, self.interval))
         self._registered = True
+
+    def _register_again(self) -> None:
+        """Register again after a lost session only if the local agent forgot the service: a registration restarts
+        the check's schedule, and a restarted Consul agent holds the check critical until it first runs, so
+        registering at every retry could keep postponing the one run that lets a session bind to it."""
+        if not self.gateway.agent_has_service(self.service_id):
+            self._register()
 
     def _end_previous_incarnation(self) -> None:
         """Our previous life's session (agent killed) would block the acquire until it died: end it now."""
