@@ -207,6 +207,8 @@ def _describe(err: ErrorDetails, doc: Mapping[str, Any]) -> str:
         return f"{path}: {err['input']!r} is not one of {expected}"
     message = err["msg"].removeprefix("Value error, ")
     shown = repr(err.get("input"))
+    if shown in message:  # the validator already quoted what it got
+        return f"{path}: {message}"
     if len(shown) > 60:
         shown = shown[:57] + "..."
     return f"{path}: {message} (got {shown})"
