@@ -137,7 +137,7 @@ def calendar_window(settings: Settings, intent: Intent, section: NoticesSection,
                           ends_at=intent.ends_at, summary=summary, description=description)
 
 
-@click.command("announce", short_help="Tell partners: signed webhooks and an .ics file.")
+@click.command("announce", short_help="Tell partners (email, webhook) and the team's chat.")
 @notices_option
 @click.option("--ics", "ics_path", type=click.Path(dir_okay=False, writable=True, path_type=Path), default=None, callback=writable_file,
               help="Also write the window as an iCalendar file (to mail or publish).")
@@ -145,7 +145,8 @@ def calendar_window(settings: Settings, intent: Intent, section: NoticesSection,
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def announce(settings: Settings, notices: NoticesSection | None, ics_path: Path | None, again: bool, as_json: bool) -> None:
-    """Tell partners about the current window: signed webhook notices and/or an .ics file."""
+    """Tell partners about the current window: each partner by its channels (email with a calendar invitation,
+    signed webhook), the team's chat, and/or an .ics file."""
     from agent.config.partners import NoticesSection
     from agent.partners.ical import to_ics
 
