@@ -106,7 +106,8 @@ def supervisor_holds(markers: Path, supervisor_config: Path, output: Path) -> No
     held, ignored = write_holds(markers, supervisor_config, output)
     click.echo(f"supervisor-holds: {len(held)} program(s) held for a maintenance window: {', '.join(held) or 'none'}", err=True)
     if ignored:
-        click.echo(f"supervisor-holds: ignored markers naming no program of {supervisor_config}: {', '.join(ignored)}", err=True)
+        click.echo(f"supervisor-holds: ignored markers naming no program of {supervisor_config}: "
+                   f"{', '.join(map(repr, ignored))}", err=True)
 
 
 @cli.command("run")

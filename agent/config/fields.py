@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import posixpath
+import re
+from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -13,7 +16,7 @@ from pydantic import (
 
 from agent.config.connection import host_port
 
-__all__ = ["FrozenModel", "HttpUrlText", "host_port"]
+__all__ = ["BoxPath", "FrozenModel", "HttpUrlText", "host_port"]
 
 
 class FrozenModel(BaseModel):
@@ -29,3 +32,18 @@ def _http_url(value: str) -> str:
 
 HttpUrlText = Annotated[str, AfterValidator(_http_url)]
 """An http(s) URL kept as the text the operator wrote."""
+
+
+_BOX_PATH = re.compile(r"/[A-Za-z0-9_.@:+/-]*")
+
+
+def _box_path(value: Path) -> Path:
+    text = str(value)
+    if not _BOX_PATH.fullmatch(text) or posixpath.normpath(text) != text:
+        raise ValueError("expected an absolute, normalised path of letters, digits and _ . @ : + - (it is written into "
+                         "systemd unit files, where a relative path, '..', '%' or a line break would change its meaning)")
+    return value
+
+
+BoxPath = Annotated[Path, AfterValidator(_box_path)]
+"""A path on the box that also goes into the unit files ``install-files`` writes (a state directory, the HAProxy map)."""

@@ -13,7 +13,7 @@ from pydantic import (
     model_validator,
 )
 
-from agent.config.fields import FrozenModel, HttpUrlText
+from agent.config.fields import BoxPath, FrozenModel, HttpUrlText
 from agent.core.holds import systemd_name_problem
 
 
@@ -192,7 +192,7 @@ class EdgeSection(FrozenModel):
     #: The runtime API socket the agent talks to: the shipped haproxy.cfg gives it one of its own, level operator.
     admin_socket: Path = Path("/run/haproxy/maintenance-agent.sock")
     #: The map HAProxy reads at start and reload; the agent rewrites it atomically, so it lives in the agent's state dir.
-    map_file: Path = Path("/var/lib/maintenance-agent/haproxy/maintenance.map")
+    map_file: BoxPath = Path("/var/lib/maintenance-agent/haproxy/maintenance.map")
     socket_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     default_message: str = Field(default="We are doing planned maintenance and will be back shortly.", min_length=1, max_length=500)
     message_max_chars: int = Field(default=500, ge=20, le=2000)

@@ -24,7 +24,7 @@ from pydantic_core import ErrorDetails
 
 from agent.config.alerts import AlertGateSection
 from agent.config.connection import ConnectionSettingError, ConsulConnection, normalise_address, resolve
-from agent.config.fields import FrozenModel, host_port
+from agent.config.fields import BoxPath, FrozenModel, host_port
 from agent.config.partners import AlertmanagerSection, NoticesSection, name_partners
 from agent.config.roles import (
     EdgeSection,
@@ -41,7 +41,7 @@ class AgentSection(FrozenModel):
     node: str = Field(default_factory=socket.gethostname, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     roles: Annotated[list[Role], Field(min_length=1)]
     environment: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_\-]*$")
-    state_dir: Path = Path("/var/lib/maintenance-agent")
+    state_dir: BoxPath = Path("/var/lib/maintenance-agent")
     order: list[Role] = Field(default_factory=lambda: list(DEFAULT_ORDER))
     resync_seconds: float = Field(default=30.0, gt=0, le=3600)
     retry_max_seconds: float = Field(default=30.0, gt=0, le=3600)

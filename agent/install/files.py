@@ -59,6 +59,10 @@ class Layout:
 
 
 def box_files(config: AgentConfig, layout: Layout) -> list[BoxFile]:
+    for private in ("/tmp", "/var/tmp"):
+        if PurePosixPath(config.agent.state_dir).is_relative_to(private):
+            raise ValueError(f"agent.state_dir {config.agent.state_dir} is under {private}, which the agent's unit makes private "
+                             f"(PrivateTmp=yes): systemd would not see its hold markers; use /var/lib/maintenance-agent")
     files = [BoxFile(SYSTEMD_DIR / "maintenance-agent.service", agent_unit(layout.executable, layout.config)),
              BoxFile(PurePosixPath("/etc/sysusers.d/maintenance-agent.conf"), SYSUSERS)]
     allowed = allowed_units(config)
@@ -125,7 +129,9 @@ def install(files: list[BoxFile], root: Path) -> list[str]:
     """Write ``files`` under ``root``; one line per file said (written, unchanged, kept, removed)."""
     report = []
     for box_file in files:
-        report.append(f"{_write(box_file, root / str(box_file.path).lstrip('/'))} {box_file.path}")
+        target = root / str(box_file.path).lstrip("/")
+        _refuse_foreign_links(root, target)
+        report.append(f"{_write(box_file, target)} {box_file.path}")
     manifest = root / str(MANIFEST).lstrip("/")
     wanted = {str(f.path) for f in files if not f.only_if_missing}
     previous = manifest.read_text().split() if manifest.exists() else []
@@ -136,6 +142,16 @@ def install(files: list[BoxFile], root: Path) -> list[str]:
             report.append(f"removed {stale} (no longer in the config)")
     atomic_write(manifest, ("\n".join(sorted(wanted)) + "\n").encode(), mode=0o644)
     return report
+
+
+def _refuse_foreign_links(root: Path, target: Path) -> None:
+    """Never write through a symbolic link someone else owns: run as root, the agent's user owns its state directory."""
+    path = root
+    for part in target.relative_to(root).parts:
+        path = path / part
+        if path.is_symlink() and path.lstat().st_uid not in (0, os.geteuid()):
+            raise ValueError(f"refusing to write {target}: {path} is a symbolic link owned by uid {path.lstat().st_uid}, "
+                             f"neither root nor this user")
 
 
 def _write(box_file: BoxFile, target: Path) -> str:

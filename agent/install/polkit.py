@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agent.config.schema import AgentConfig
-from agent.core.holds import glob_to_js_regex
+from agent.core.holds import unit_pattern
 from agent.install.unit import USER
 
 
@@ -44,34 +44,39 @@ def allowed_units(config: AgentConfig) -> list[Allowed]:
 
 def render_rule(allowed: Sequence[Allowed], source: str) -> str:
     entries = "\n".join(
-        f"    {{unit: /{glob_to_js_regex(a.pattern)}/, verbs: {json.dumps(list(a.verbs))}}},  // {a.pattern}: {a.why}" for a in allowed)
+        f"        {{unit: /^{unit_pattern(a.pattern)}$/, verbs: {json.dumps(list(a.verbs))}}},  // {a.pattern}: {a.why}" for a in allowed)
     return f"""\
 // Written by `maintenance-agent install-files` from {source}: do not edit, run it again.
 // The {USER} user may start and stop exactly the units its config names, and
 // nothing else of systemd: no other unit, no enable, disable or mask (which polkit
 // cannot limit to a unit), no daemon-reload. A window's hold is a marker file that
 // the units' own drop-ins honour (docs/holds.md).
-var ALLOWED = [
+// One closure: a global would be shared with every other rules file polkitd loads (one JavaScript context).
+polkit.addRule((function() {{
+    var allowed = [
 {entries}
-];
-
-polkit.addRule(function(action, subject) {{
-    if (subject.user != "{USER}") {{
-        return polkit.Result.NOT_HANDLED;
-    }}
-    if (action.id == "org.freedesktop.systemd1.manage-units") {{
-        var unit = action.lookup("unit");
-        var verb = action.lookup("verb");
-        for (var i = 0; i < ALLOWED.length; i++) {{
-            if (ALLOWED[i].unit.test(unit) && ALLOWED[i].verbs.indexOf(verb) >= 0) {{
-                return polkit.Result.YES;
-            }}
+    ];
+    return function(action, subject) {{
+        if (subject.user != "{USER}") {{
+            return polkit.Result.NOT_HANDLED;
         }}
-        return polkit.Result.NO;
-    }}
-    if (action.id.indexOf("org.freedesktop.systemd1.") == 0) {{
-        return polkit.Result.NO;
-    }}
-    return polkit.Result.NOT_HANDLED;
-}});
+        if (action.id == "org.freedesktop.systemd1.manage-units") {{
+            var unit = action.lookup("unit");
+            var verb = action.lookup("verb");
+            if (typeof unit != "string" || typeof verb != "string") {{
+                return polkit.Result.NO;
+            }}
+            for (var i = 0; i < allowed.length; i++) {{
+                if (allowed[i].unit.test(unit) && allowed[i].verbs.indexOf(verb) >= 0) {{
+                    return polkit.Result.YES;
+                }}
+            }}
+            return polkit.Result.NO;
+        }}
+        if (action.id.indexOf("org.freedesktop.systemd1.") == 0) {{
+            return polkit.Result.NO;
+        }}
+        return polkit.Result.NOT_HANDLED;
+    }};
+}})());
 """

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from agent.clients.files import atomic_write
 
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
 
 
 @dataclass
@@ -79,13 +79,16 @@ def render(held: list[str]) -> str:
 
 def write_holds(markers_dir: Path, main_conf: Path, output: Path) -> tuple[list[str], list[str]]:
     """Write ``output`` for the markers in ``markers_dir``; the programs held, and the markers ignored."""
-    markers = sorted(p.name for p in markers_dir.iterdir()) if markers_dir.is_dir() else []
+    # A symlink in the agent's state directory would make root list another directory: not read (and said).
+    if markers_dir.is_symlink():
+        markers, ignored = [], [f"{markers_dir} (a symbolic link, not read)"]
+    else:
+        markers, ignored = (sorted(p.name for p in markers_dir.iterdir()) if markers_dir.is_dir() else []), []
     known = read_programs(main_conf)
     held: list[str] = []
-    ignored: list[str] = []
     for marker in markers:
         program = program_of(marker, known)
-        if program is None or not _SAFE_NAME.match(program):
+        if program is None or not _SAFE_NAME.fullmatch(program):
             ignored.append(marker)
         elif program not in held:
             held.append(program)

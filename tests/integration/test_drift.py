@@ -129,7 +129,7 @@ def systemd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeSystemd:
 
 def test_job_started_by_hand_in_the_window_is_stopped_again(systemd: FakeSystemd, consul_server: ConsulAgentProcess,
                                                             environment: str, tmp_path: Path) -> None:
-    scheduler = {"backend": "systemd", "jobs": ["*.timer"], "drain_timeout_seconds": 5, "timeout_seconds": 20}
+    scheduler = {"backend": "systemd", "jobs": ["report.timer", "cleanup.timer"], "drain_timeout_seconds": 5, "timeout_seconds": 20}
     agent = start_agent(_doc(consul_server, environment, "scheduler-1", ["scheduler"], tmp_path / "state", scheduler=scheduler))
     try:
         _enter(consul_server, environment, "scheduler-1")

@@ -136,7 +136,8 @@ def test_timer_jobs_drain_then_stop_the_running_service(systemd: FakeSystemd, tm
         "cleanup.service": _unit("inactive", "static"),
     })
     now = [1000.0]
-    step = SchedulerJobsStep(SystemdBackend(systemd.holds_dir), ["*.timer"], drain_timeout=60, on_drain_timeout="stop", clock=lambda: now[0])
+    step = SchedulerJobsStep(SystemdBackend(systemd.holds_dir), ["billpay-report.timer", "cleanup.timer"], drain_timeout=60,
+                             on_drain_timeout="stop", clock=lambda: now[0])
     with pytest.raises(StepPending) as pending:
         step.apply(step_context(tmp_path / "s.json"))
     assert pending.value.blocked_on.startswith("draining billpay-report.timer (billpay-report.service)")

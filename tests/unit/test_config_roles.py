@@ -76,7 +76,16 @@ def test_mistakes_are_refused_with_their_key_path() -> None:
 
 def test_systemd_names_must_be_holdable_by_a_drop_in() -> None:
     problems = _problems(worker={"backend": "systemd", "services": ["billing", "*worker*.service", "ledger@*.service", "billpay-*.service"]})
-    assert "worker.services: 'billing': expected a unit name with its type, e.g. 'billing-worker.service'" in problems
-    assert "'*worker*.service': a systemd glob must be 'PREFIX-*.TYPE', 'TEMPLATE@*.TYPE' or '*.TYPE'" in problems
-    assert "'ledger@*.service':" not in problems and "'billpay-*.service':" not in problems
-    _config(scheduler={"backend": "systemd", "jobs": ["*.timer", "nightly.timer"]})
+    assert "worker.services: 'billing': expected a unit name with its type (a service or a timer), e.g. 'billing-worker.service'" in problems
+    assert "'*worker*.service': a systemd glob must be a template's instances, 'TEMPLATE@*.service'" in problems
+    assert "'billpay-*.service': a systemd glob must be a template's instances" in problems
+    assert "'ledger@*.service':" not in problems
+    _config(scheduler={"backend": "systemd", "jobs": ["export@*.timer", "nightly.timer"]})
+
+
+@pytest.mark.parametrize("name", ["*.timer", "*.service", "@*.service", "-*.service", "poweroff.target", "foo.socket",
+                                  "foo.service\n", "polkit.service", "dbus.service", "systemd-journald.service",
+                                  "getty@*.service", "debug-shell.service", "maintenance-agent.service", "user@*.service"])
+def test_no_glob_or_unit_that_reaches_beyond_the_configured_workers(name: str) -> None:
+    """A type or prefix glob, a unit of another type, a line break, or a unit the box depends on: refused by name."""
+    assert repr(name) in _problems(worker={"backend": "systemd", "services": [name]})

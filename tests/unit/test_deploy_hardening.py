@@ -78,16 +78,17 @@ def test_unit_user_state_and_watchdog_agree_with_the_agent() -> None:
         assert subcommand in agent_cli.commands and args[0] == "--config"
 
 
-def _decide(user: str, action: str, unit: str = "", verb: str = "") -> str:
-    """Run the rule in node with a stand-in polkit object (same API as polkitd's duktape/mozjs)."""
-    script = """
-    var polkit = {Result: {YES: "yes", NO: "no", NOT_HANDLED: "not handled"}, rules: [],
-                  addRule: function(f) { this.rules.push(f); }};
-    %s
-    var details = %s;
-    var action = {id: %s, lookup: function(k) { return details[k]; }};
-    console.log(polkit.rules[0](action, {user: %s}));
-    """ % (RULE.read_text(), json.dumps({"unit": unit, "verb": verb}), json.dumps(action), json.dumps(user))  # noqa: UP031 - the JavaScript is full of braces
+def _decide(user: str, action: str, unit: str | None = "", verb: str | None = "", later_rules: str = "") -> str:
+    """Run the rule in node with a stand-in polkit object (same API as polkitd's duktape/mozjs): one JavaScript
+    context for every rules file, as polkitd has; ``later_rules`` is another file's script loaded after ours."""
+    details = json.dumps({k: v for k, v in {"unit": unit, "verb": verb}.items() if v is not None})
+    script = "\n".join([
+        'var polkit = {Result: {YES: "yes", NO: "no", NOT_HANDLED: "not handled"}, rules: [],',
+        '              addRule: function(f) { this.rules.push(f); }};',
+        RULE.read_text(), later_rules,
+        f"var details = {details};",
+        f"var action = {{id: {json.dumps(action)}, lookup: function(k) {{ return details[k]; }}}};",
+        f"console.log(polkit.rules[0](action, {{user: {json.dumps(user)}}}));"])
     node = require_binary("node")
     return subprocess.run([node, "-e", script], capture_output=True, text=True, timeout=30, check=True).stdout.strip()
 
@@ -104,6 +105,18 @@ def test_polkit_rule_allows_exactly_the_configured_units_and_verbs() -> None:
         assert _decide("maintenance-agent", f"org.freedesktop.systemd1.{refused}") == "no"
     assert _decide("maintenance-agent", "org.freedesktop.login1.reboot") == "not handled"
     assert _decide("someone-else", manage, "billpay-worker@3.service", "stop") == "not handled"
+
+
+def test_polkit_rule_lets_no_instance_name_smuggle_a_path_and_no_other_file_widen_it() -> None:
+    manage = "org.freedesktop.systemd1.manage-units"
+    assert _decide("maintenance-agent", manage, "billpay-worker@eu-1.service", "start") == "yes"
+    assert _decide("maintenance-agent", manage, "billpay-worker@host.example.service", "start") == "yes"
+    for instance in ("-etc-shadow", "\\x2fetc", "..-..-etc", "a..b", "a-", ""):
+        assert _decide("maintenance-agent", manage, f"billpay-worker@{instance}.service", "start") == "no", instance
+    assert _decide("maintenance-agent", manage, None, "start") == "no", "a request without a unit is refused"
+    assert _decide("maintenance-agent", manage, "billpay-worker@3.service", None) == "no", "a request without a verb too"
+    widen = 'var ALLOWED = [{unit: /.*/, verbs: ["start", "stop"]}]; var allowed = ALLOWED;'
+    assert _decide("maintenance-agent", manage, "debug-shell.service", "start", later_rules=widen) == "no"
 
 
 def test_the_shipped_deploy_files_are_what_install_files_writes() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -9,6 +10,7 @@ from click.testing import CliRunner
 
 from agent.cli.agent_main import cli
 from agent.config.schema import from_mapping
+from agent.core.errors import ConfigError
 from agent.install.files import Layout, box_files, install
 from agent.install.supervisor_holds import read_programs, write_holds
 from demo.harness.agents import to_toml
@@ -107,3 +109,35 @@ def test_supervisor_markers_become_autostart_false_for_exactly_their_programs(su
 def test_no_markers_means_an_empty_holds_file(supervisor_conf: Path, tmp_path: Path) -> None:
     held, ignored = write_holds(tmp_path / "no-such-dir", supervisor_conf, tmp_path / "holds.conf")
     assert held == ignored == [] and "[program:" not in (tmp_path / "holds.conf").read_text()
+
+
+def test_a_symlinked_marker_directory_is_not_read_by_the_root_hook(supervisor_conf: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "billing:billing_00").write_text("{}")
+    (tmp_path / "holds").symlink_to(elsewhere)
+    held, ignored = write_holds(tmp_path / "holds", supervisor_conf, tmp_path / "holds.conf")
+    assert held == [] and ignored == [f"{tmp_path / 'holds'} (a symbolic link, not read)"]
+
+
+def test_a_state_dir_systemd_would_not_see_or_read_differently_is_refused() -> None:
+    with pytest.raises(ValueError, match="PrivateTmp=yes"):
+        box_files(from_mapping({"agent": {**AGENT, "roles": ["worker"], "state_dir": "/tmp/ma"},
+                                "worker": {"backend": "systemd", "services": ["billing.service"]}}), LAYOUT)
+    for bad in ("var/lib/ma", "/var/lib/../ma", "/var/lib/ma%n", "/var/lib/ma\nExecStartPre=/bin/sh"):
+        with pytest.raises(ConfigError, match="agent.state_dir: expected an absolute, normalised path"):
+            from_mapping({"agent": {**AGENT, "roles": ["web"], "state_dir": bad}})
+    with pytest.raises(ConfigError, match="edge.map_file: expected an absolute, normalised path"):
+        from_mapping({"agent": {**AGENT, "roles": ["edge"]}, "edge": {**EDGE, "map_file": "/etc/haproxy/m.map\n[Service]"}})
+
+
+def test_install_files_writes_through_no_link_another_user_owns(tmp_path: Path) -> None:
+    edge = from_mapping({"agent": {**AGENT, "roles": ["edge"]}, "edge": EDGE})
+    (tmp_path / "var/lib/maintenance-agent").mkdir(parents=True)
+    (tmp_path / "target").mkdir()
+    link = tmp_path / "var/lib/maintenance-agent/haproxy"
+    link.symlink_to(tmp_path / "target")
+    os.lchown(link, 4242, 4242)  # as the agent's user would have made it
+    with pytest.raises(ValueError, match="is a symbolic link owned by uid 4242, neither root nor this user"):
+        install(box_files(edge, LAYOUT), tmp_path)
+    assert list((tmp_path / "target").iterdir()) == []

@@ -25,13 +25,15 @@ def test_an_unwritable_state_dir_is_counted_and_shown_until_it_is_writable_again
     try:
         wait_until(lambda: (sample(rec.metrics, "maintenance_loop_errors_total") or 0) >= 2, 10, what="loop errors to be counted")
         assert rec.health.error and f"state file {state_dir / 'state.json'} cannot be written" in rec.health.error
-        assert published[-1].error and published[-1].error.startswith("cannot make progress: state file")
+        # the status is published after the error is counted: wait for it rather than read it in between
+        wait_until(lambda: bool(published[-1].error and published[-1].error.startswith("cannot make progress: state file")), 10,
+                   what="the status to say why nothing moves")
         assert rec.state is not State.MAINTENANCE
         assert journal == [], "nothing acts while the state the box moved to cannot be saved"
         state_dir.unlink()
         state_dir.mkdir()
-        wait_until(lambda: rec.state is State.MAINTENANCE and rec.health.error is None, 10, what="recovery")
-        assert published[-1].error is None
+        wait_until(lambda: rec.state is State.MAINTENANCE and rec.health.error is None and published[-1].error is None, 10,
+                   what="recovery, published")
     finally:
         rec.stop()
 

@@ -16,11 +16,10 @@ authentication required"), so that is what is read.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Sequence
 from pathlib import Path
 
-from agent.core.holds import SYSTEMD_HOLD_DROP_IN, is_glob, systemd_hold_condition, systemd_markers
+from agent.core.holds import SYSTEMD_HOLD_DROP_IN, is_glob, matches, systemd_hold_condition, systemd_markers
 from agent.daemon.backends.base import BackendError, RunState, ServiceBackend
 from agent.daemon.backends.holds import HoldMarkers
 from agent.daemon.backends.run import CommandResult, run_command
@@ -74,8 +73,9 @@ class SystemdBackend(ServiceBackend):
         found: list[str] = []
         for line in (loaded.stdout + "\n" + files.stdout).splitlines():
             unit = line.split(maxsplit=1)[0] if line.strip() else ""
-            # Templates (foo@.service) cannot run themselves; their instances are listed on their own.
-            if unit and "@." not in unit and fnmatch.fnmatchcase(unit, pattern) and unit not in found:
+            # Templates (foo@.service) cannot run themselves; an instance whose name the polkit rule would refuse
+            # (agent.core.holds.INSTANCE) is not the config's either.
+            if unit and "@." not in unit and matches(pattern, unit) and unit not in found:
                 found.append(unit)
         return sorted(found)
 
