@@ -206,9 +206,20 @@ def _describe(err: ErrorDetails, doc: Mapping[str, Any]) -> str:
         expected = err.get("ctx", {}).get("expected", "")
         return f"{path}: {err['input']!r} is not one of {expected}"
     message = err["msg"].removeprefix("Value error, ")
+    if isinstance(err.get("input"), Mapping) or _is_secret(err["loc"]):
+        return f"{path}: {message}"  # a whole table (its secrets with it), or a secret: never echoed
     shown = repr(err.get("input"))
     if shown in message:  # the validator already quoted what it got
         return f"{path}: {message}"
     if len(shown) > 60:
         shown = shown[:57] + "..."
     return f"{path}: {message} (got {shown})"
+
+
+_SECRET_KEYS = frozenset({"secret", "token", "password"})
+
+
+def _is_secret(loc: tuple[int | str, ...]) -> bool:
+    """Whether an error's key holds a secret: a webhook's signing key, a token, a password, the team chat's URL."""
+    names = [str(part) for part in loc]
+    return bool(names) and (names[-1] in _SECRET_KEYS or names[-2:] == ["chat", "url"])

@@ -141,3 +141,26 @@ def test_check_config_command_exit_codes(tmp_path: Path) -> None:
                          capture_output=True, text=True, cwd=PROJECT)
     assert bad.returncode == 2
     assert "agent.colour: unknown key" in bad.stderr and "metrics.listen" in bad.stderr
+
+
+def test_a_problem_never_echoes_a_secret(tmp_path: Path) -> None:
+    """A table-wide problem would show the whole table; a bad chat URL is itself the secret."""
+    path = write(tmp_path, """
+[agent]
+node = "w1"
+environment = "prod"
+roles = ["web"]
+[notices.chat]
+url = "hxxp://hooks.slack.example/services/T0/B0/CHATSECRETTOKEN"
+[[notices.partners]]
+name = "acme"
+url = "https://acme.example/hook"
+secret = "TOPSECRET-hmac-key-123"
+secret_file = "/etc/hostname"
+""")
+    with pytest.raises(ConfigError) as failed:
+        load(path)
+    text = "\n".join(failed.value.problems)
+    assert "notices.partners[acme]: a webhook (url) needs exactly one of secret or secret_file" in text
+    assert "notices.chat.url: expected an http(s) URL" in text
+    assert "TOPSECRET" not in text and "CHATSECRETTOKEN" not in text
