@@ -106,11 +106,14 @@ def send_and_report(settings: Settings, section: NoticesSection, notice: Notice)
     return out
 
 
-def notify_on_flip(settings: Settings, section: NoticesSection | None, event: str, intent: Intent, window: Intent | None) -> None:
-    """After ``on``/``off`` wrote ``intent``: tell the partners that want ``event`` (when configured)."""
+def notify_on_flip(settings: Settings, section: NoticesSection | None, event: str, intent: Intent, window: Intent | None,
+                   replaces: int | None = None) -> None:
+    """After ``on``/``off`` wrote ``intent``: tell the partners that want ``event`` (when configured).
+
+    ``replaces``: the window ``on --replace`` replaced, so partners' calendars move that entry."""
     if section is None or not (section.partners or section.chat):
         return
-    notice = _dispatcher(settings, section).notice(event, intent, window)
+    notice = _dispatcher(settings, section).notice(event, intent, window, replaces)
     for line in send_and_report(settings, section, notice):
         click.echo(_describe(line))
 

@@ -142,7 +142,8 @@ def on(settings: Settings, reason: str, length: timedelta | None, until_text: st
                     starts_at=start, ends_at=planned.ends_at)
     index = _flip(settings, reader, snapshot, intent, dry_run, as_json, now)
     if index is not None:
-        notify_on_flip(settings, notices, "on", replace(intent, index=index), None)
+        replaced = current.index if current is not None and current.mode is Mode.MAINTENANCE else None
+        notify_on_flip(settings, notices, "on", replace(intent, index=index), None, replaced)
     if not dry_run and not as_json:
         click.echo(f"follow with: maintctl --env {snapshot.environment} wait")
 

@@ -6,14 +6,20 @@ one they hold, so the senders (maintctl for announce/on/off, the edge agents
 for start/end, on different machines) must agree on both. They do through one
 Consul key, ``<prefix>/<env>/calendar``, changed with check-and-set:
 
-- a maintenance intent while no window is open starts a window: UID from its
-  index, SEQUENCE 0; a later maintenance intent while it is open (``maintctl
-  on --replace``) is the same window moved: same UID, SEQUENCE + 1 if its times
+A window is known by the intent indexes that opened it: the maintenance
+intent's, plus each one that replaced it (``maintctl on --replace`` says
+which window it replaces; a notice carries it as ``replaces``). So:
+
+- an opening notice (announce, on, start) of a window the ledger does not
+  know starts a new entry: UID from its index, SEQUENCE 0; one of the open
+  window (or replacing it) moves it: same UID, SEQUENCE + 1 if its times
   differ;
 - the ``end`` moves the entry's end to when the window really ended and closes
   it; an ``off`` before the announced start withdraws it (``METHOD:CANCEL``,
   SEQUENCE + 1) and closes it; an ``off`` after the start changes nothing (the
-  ``end`` follows);
+  ``end`` follows); any notice of a closed window mails it as it was closed;
+- a notice of a window older than the ledger's is told as it was, and moves
+  nothing;
 - what a notice got is remembered under its id, so every sender of the same
   notice (two edge boxes, a resumed delivery) mails the same SEQUENCE.
 """
@@ -34,9 +40,6 @@ DEFAULT_LENGTH = timedelta(minutes=60)
 
 UPDATE_ATTEMPTS = 5
 
-STALE_AFTER = timedelta(hours=24)
-"""An open window whose announced end is this far past a new notice's start is over (its end was never told)."""
-
 
 @dataclass(frozen=True)
 class CalendarEntry:
@@ -54,10 +57,21 @@ class CalendarEntry:
 
 @dataclass(frozen=True)
 class CalendarRecord:
+    """The ledger's one window: its entry, every intent index it was opened or replaced under, whether it is over."""
+
     window_index: int
     entry: CalendarEntry
     closed: bool = False
     notices: dict[str, CalendarEntry] = field(default_factory=dict)
+    windows: tuple[int, ...] = ()
+
+    def knows(self, notice: Notice) -> bool:
+        """Whether ``notice`` is about this window (its own index, or the one it replaces)."""
+        known = self.windows or (self.window_index,)
+        return _window(notice) in known or (notice.replaces is not None and notice.replaces in known)
+
+    def newer_than(self, notice: Notice) -> bool:
+        return max(self.windows or (self.window_index,)) > _window(notice)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -66,42 +80,40 @@ class CalendarRecord:
     def from_json(cls, raw: bytes) -> CalendarRecord:
         doc: dict[str, Any] = json.loads(raw)
         return cls(window_index=int(doc["window_index"]), entry=CalendarEntry(**doc["entry"]), closed=bool(doc.get("closed")),
-                   notices={k: CalendarEntry(**v) for k, v in doc.get("notices", {}).items()})
+                   notices={k: CalendarEntry(**v) for k, v in doc.get("notices", {}).items()},
+                   windows=tuple(int(w) for w in doc.get("windows", ())))
 
 
 def _iso(moment: datetime) -> str:
     return moment.isoformat()
 
 
+def _window(notice: Notice) -> int:
+    return notice.window_index if notice.window_index is not None else notice.intent_index
+
+
 def next_record(record: CalendarRecord | None, notice: Notice) -> CalendarRecord:
-    """The record once ``notice`` is told (pure: the table of the module's docstring)."""
-    window = notice.window_index if notice.window_index is not None else notice.intent_index
+    """The record once ``notice`` is told (pure: the rules of the module's docstring)."""
+    window = _window(notice)
     starts = notice.starts_at or notice.sent_at
     ends = notice.ends_at or starts + DEFAULT_LENGTH
-    if notice.kind in ("announce", "on", "start"):
-        planned = CalendarEntry(window, 0, _iso(starts), _iso(ends))
-        if not _open(record, starts):
-            return CalendarRecord(window, planned)
-        assert record is not None
-        current = record.entry
-        entry = replace(planned, uid_index=current.uid_index, sequence=current.sequence + (1 if planned.moved(current) else 0))
-        return replace(record, window_index=window, entry=entry)
-    base = record if record is not None and _open(record, starts) else CalendarRecord(window, CalendarEntry(window, 0, _iso(starts), _iso(ends)))
+    fresh = CalendarRecord(window, CalendarEntry(window, 0, _iso(starts), _iso(ends)), windows=(window,))
+    if record is None or not record.knows(notice):
+        base = fresh  # a window the ledger has not seen open
+    elif record.closed:
+        return record  # over: every later notice of it mails it as it was closed
+    else:
+        base = replace(record, windows=tuple(dict.fromkeys((*(record.windows or (record.window_index,)), window))))
     current = base.entry
+    if notice.kind in ("announce", "on", "start"):
+        entry = replace(fresh.entry, uid_index=current.uid_index, sequence=current.sequence)
+        return replace(base, window_index=window, entry=_bumped(entry, current))
     if notice.kind == "end":
         ended = replace(current, ends_at=_iso(max(notice.sent_at, datetime.fromisoformat(current.starts_at))))
         return replace(base, entry=_bumped(ended, current), closed=True)
     if notice.withdrawn:
         return replace(base, entry=_bumped(replace(current, cancelled=True), current), closed=True)
     return base
-
-
-def _open(record: CalendarRecord | None, starts: datetime) -> bool:
-    """Whether ``record`` is a window a notice starting at ``starts`` can belong to: not closed, and not a
-    window whose end is a day past (its end notice never reached this ledger)."""
-    if record is None or record.closed:
-        return False
-    return datetime.fromisoformat(record.entry.ends_at) + STALE_AFTER > starts
 
 
 def _bumped(entry: CalendarEntry, was: CalendarEntry) -> CalendarEntry:
@@ -127,8 +139,7 @@ class CalendarLedger:
                     record = None  # unreadable: start afresh rather than never mail again
             if record is not None and notice.id in record.notices:
                 return record.notices[notice.id]
-            window = notice.window_index if notice.window_index is not None else notice.intent_index
-            if record is not None and record.window_index > window:
+            if record is not None and not record.knows(notice) and record.newer_than(notice):
                 return next_record(None, notice).entry  # a late notice of an older window: told as it was, nothing moved
             advanced = next_record(record, notice)
             same = record is not None and advanced.entry.uid_index == record.entry.uid_index

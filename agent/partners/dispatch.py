@@ -93,8 +93,8 @@ class NoticeDispatcher:
 
     # -- sending -------------------------------------------------------------------
 
-    def notice(self, event: str, intent: Intent, window: Intent | None = None) -> Notice:
-        return notice_for(event, self.environment, intent, self.clock(), self.section.api_impact, window)
+    def notice(self, event: str, intent: Intent, window: Intent | None = None, replaces: int | None = None) -> Notice:
+        return notice_for(event, self.environment, intent, self.clock(), self.section.api_impact, window, replaces)
 
     def send(self, notice: Notice) -> list[Sending]:
         """Claim and deliver ``notice`` to every partner (each channel) and the team's chat that want its kind; returns at once."""

@@ -65,6 +65,9 @@ class Notice:
     #: The intent index of the maintenance window this notice is about (None: not known, e.g. an
     #: ``off`` that withdrew nothing). Every notice of one window carries the same value.
     window_index: int | None = None
+    #: The window (its intent index) this notice's window replaces (``maintctl on --replace``): the same
+    #: window moved, one calendar entry.
+    replaces: int | None = None
 
     @property
     def window_id(self) -> str | None:
@@ -118,7 +121,7 @@ class Notice:
 
 
 def notice_for(event: str, environment: str, intent: Intent, now: datetime, impact: str,
-               window: Intent | None = None) -> Notice:
+               window: Intent | None = None, replaces: int | None = None) -> Notice:
     """The notice of ``event`` for ``intent``; ``window`` is the window's own intent when ``intent`` is the closing one.
 
     The window (its identity, times, reason and message) comes from the
@@ -130,7 +133,7 @@ def notice_for(event: str, environment: str, intent: Intent, now: datetime, impa
     return Notice(event=event, environment=environment, intent_index=intent.index, sent_at=now,
                   starts_at=source.starts_at or (now if in_window and source is intent and event != "end" else None),
                   ends_at=source.ends_at, reason=source.reason, message=source.message, impact=impact,
-                  window_index=source.index if in_window else None)
+                  window_index=source.index if in_window else None, replaces=replaces)
 
 
 def sign(secret: bytes, body: bytes, timestamp: int) -> str:

@@ -14,7 +14,7 @@ from agent.core.model import Intent, Mode
 from agent.core.selectors import SelectorError, matches_all, parse_selector, render
 from agent.partners.calendar_state import CalendarLedger, next_record
 from agent.partners.delivery import AttemptLoop, Delivery, Outcome, RetryPolicy
-from agent.partners.notices import notice_for
+from agent.partners.notices import Notice, notice_for
 from tests.fakes import FakeGateway
 
 T0 = datetime(2026, 12, 2, 21, 0, tzinfo=UTC)
@@ -56,41 +56,65 @@ def test_a_hopeless_answer_stops_and_a_stop_leaves_the_delivery_sending() -> Non
 
 
 def _notice(event: str, index: int, now: datetime, starts: datetime | None = T0, ends: datetime | None = T0 + timedelta(minutes=45),
-            window: Intent | None = None) -> object:
+            window: Intent | None = None, replaces: int | None = None) -> Notice:
     intent = Intent(Mode.MAINTENANCE if event in ("announce", "on", "start") else Mode.ACTIVE, index, starts_at=starts, ends_at=ends)
-    return notice_for(event, "prod", intent, now, "503", window)
+    return notice_for(event, "prod", intent, now, "503", window, replaces)
 
 
 def test_one_uid_per_window_and_a_sequence_raised_when_it_moves() -> None:
     window = Intent(Mode.MAINTENANCE, 40, starts_at=T0, ends_at=T0 + timedelta(minutes=45))
-    announced = next_record(None, _notice("announce", 40, T0 - timedelta(days=2)))  # type: ignore[arg-type]
-    same = next_record(announced, _notice("on", 40, T0 - timedelta(days=1)))  # type: ignore[arg-type]
-    moved = next_record(same, _notice("on", 52, T0 - timedelta(hours=2), starts=T0 + timedelta(minutes=30),  # type: ignore[arg-type]
-                                      ends=T0 + timedelta(minutes=75)))
-    started = next_record(moved, _notice("start", 52, T0 + timedelta(minutes=30), starts=T0 + timedelta(minutes=30),  # type: ignore[arg-type]
+    announced = next_record(None, _notice("announce", 40, T0 - timedelta(days=2)))
+    same = next_record(announced, _notice("on", 40, T0 - timedelta(days=1)))
+    moved = next_record(same, _notice("on", 52, T0 - timedelta(hours=2), starts=T0 + timedelta(minutes=30),
+                                      ends=T0 + timedelta(minutes=75), replaces=40))
+    started = next_record(moved, _notice("start", 52, T0 + timedelta(minutes=30), starts=T0 + timedelta(minutes=30),
                                          ends=T0 + timedelta(minutes=75)))
-    ended = next_record(started, _notice("end", 60, T0 + timedelta(minutes=50), window=replace(window, index=52)))  # type: ignore[arg-type]
+    ended = next_record(started, _notice("end", 60, T0 + timedelta(minutes=50), window=replace(window, index=52)))
     assert [r.entry.uid_index for r in (announced, same, moved, started, ended)] == [40] * 5
     assert [r.entry.sequence for r in (announced, same, moved, started, ended)] == [0, 0, 1, 1, 2]
     assert ended.closed and ended.entry.ends_at == (T0 + timedelta(minutes=50)).isoformat()
-    after = next_record(ended, _notice("announce", 70, T0 + timedelta(days=7), starts=T0 + timedelta(days=8)))  # type: ignore[arg-type]
+    after = next_record(ended, _notice("announce", 70, T0 + timedelta(days=7), starts=T0 + timedelta(days=8)))
     assert (after.entry.uid_index, after.entry.sequence) == (70, 0), "the next window is a new calendar entry"
-    withdrawn = next_record(announced, _notice("off", 45, T0 - timedelta(hours=1), window=window))  # type: ignore[arg-type]
+    withdrawn = next_record(announced, _notice("off", 45, T0 - timedelta(hours=1), window=window))
     assert withdrawn.entry.cancelled and withdrawn.entry.sequence == 1 and withdrawn.closed
-    ending = next_record(started, _notice("off", 58, T0 + timedelta(minutes=40), window=replace(window, index=52)))  # type: ignore[arg-type]
+    ending = next_record(started, _notice("off", 58, T0 + timedelta(minutes=40), window=replace(window, index=52)))
     assert ending == started, "an off once the window began moves nothing: the end follows"
-    stale = next_record(replace(announced, entry=replace(announced.entry, ends_at=(T0 - timedelta(days=3)).isoformat())),
-                        _notice("on", 90, T0))  # type: ignore[arg-type]
-    assert stale.entry.uid_index == 90, "a window whose end was never told is over a day after its end"
+    unrelated = next_record(announced, _notice("on", 90, T0))
+    assert unrelated.entry.uid_index == 90, "a window that replaces nothing is a new entry, also while another is open"
+
+
+def test_a_closed_window_stays_as_closed_and_the_next_one_is_a_new_entry() -> None:
+    """An off after the end, the window after it, a window withdrawn unnoticed, an end told under the replaced index."""
+    window = Intent(Mode.MAINTENANCE, 85, starts_at=T0, ends_at=T0 + timedelta(minutes=20))
+    started = next_record(next_record(None, _notice("on", 85, T0, ends=T0 + timedelta(minutes=20))),
+                          _notice("start", 85, T0, ends=T0 + timedelta(minutes=20)))
+    ended = next_record(started, _notice("end", 90, T0 + timedelta(minutes=5), window=window))
+    assert next_record(ended, _notice("off", 91, T0 + timedelta(minutes=5, seconds=2), window=window)) == ended
+    after = next_record(ended, _notice("on", 120, T0 + timedelta(hours=2), starts=T0 + timedelta(hours=3)))
+    assert (after.entry.uid_index, after.entry.sequence, after.closed) == (120, 0, False)
+    replaced = next_record(after, _notice("on", 130, T0 + timedelta(hours=2), starts=T0 + timedelta(hours=4), replaces=120))
+    assert (replaced.entry.uid_index, replaced.entry.sequence) == (120, 1)
+    # the edge entered under 120 and tells the end of that index: the same, replaced window
+    done = next_record(replaced, _notice("end", 140, T0 + timedelta(hours=4, minutes=10), window=replace(window, index=120)))
+    assert (done.entry.uid_index, done.entry.sequence, done.closed) == (120, 2, True)
+
+
+def test_a_late_notice_of_an_older_window_moves_nothing() -> None:
+    gateway = FakeGateway()
+    ledger = CalendarLedger(gateway, "maintenance/prod/calendar")
+    ledger.entry_for(_notice("on", 200, T0))
+    before = gateway.get_key("maintenance/prod/calendar").value
+    old = ledger.entry_for(_notice("end", 210, T0, window=Intent(Mode.MAINTENANCE, 150, starts_at=T0 - timedelta(hours=5))))
+    assert old.uid_index == 150 and gateway.get_key("maintenance/prod/calendar").value == before
 
 
 def test_every_sender_of_one_notice_mails_the_same_sequence() -> None:
     gateway = FakeGateway()
     ledger = CalendarLedger(gateway, "maintenance/prod/calendar")
-    ledger.entry_for(_notice("announce", 40, T0 - timedelta(days=1)))  # type: ignore[arg-type]
+    ledger.entry_for(_notice("announce", 40, T0 - timedelta(days=1)))
     window = Intent(Mode.MAINTENANCE, 40, starts_at=T0, ends_at=T0 + timedelta(minutes=45))
-    first = ledger.entry_for(_notice("end", 60, T0 + timedelta(minutes=40), window=window))  # type: ignore[arg-type]
-    second = ledger.entry_for(_notice("end", 60, T0 + timedelta(minutes=40, seconds=1), window=window))  # type: ignore[arg-type]
+    first = ledger.entry_for(_notice("end", 60, T0 + timedelta(minutes=40), window=window))
+    second = ledger.entry_for(_notice("end", 60, T0 + timedelta(minutes=40, seconds=1), window=window))
     assert first == second and first.sequence == 1
 
 
