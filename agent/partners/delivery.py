@@ -36,7 +36,7 @@ class Attempt:
 
     def describe(self) -> str:
         if not self.answered:
-            return "unanswered (the sender stopped before an answer)"
+            return "no answer seen (still in flight, or the sender stopped before one)"
         return self.error or f"ok ({self.status})"
 
 
