@@ -55,6 +55,16 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def wanted(partner: PartnerSection, channel: str, notice: Notice) -> bool:
+    """Whether ``partner`` gets ``notice`` over ``channel``: the events it chose; and, by email, every change of a
+    calendar entry it was invited to (a window moved by ``on --replace``, or withdrawn), whatever its ``events``,
+    so no entry stays in its calendar where the window no longer is."""
+    if notice.kind in partner.events:
+        return True
+    invited = any(kind in partner.events for kind in ("announce", "on", "start"))
+    return channel == "email" and invited and (notice.replaces is not None or notice.withdrawn)
+
+
 @dataclass(frozen=True)
 class Sending:
     """One delivery under way: to whom, how, and its result (None: claimed by another sender, or not sent)."""
@@ -99,7 +109,7 @@ class NoticeDispatcher:
     def send(self, notice: Notice) -> list[Sending]:
         """Claim and deliver ``notice`` to every partner (each channel) and the team's chat that want its kind; returns at once."""
         out = [Sending(p.name, channel, self._pools[channel].submit(self._claim_and_deliver, p, channel, notice))
-               for p in self.section.partners if notice.kind in p.events for channel in p.channels()]
+               for p in self.section.partners for channel in p.channels() if wanted(p, channel, notice)]
         chat = self.section.chat
         if chat is not None and notice.kind in chat.events:
             out.append(Sending(TEAM, "chat", self.post_team(f"{notice.intent_index}-{notice.event}", notice.event, window_text(notice))))

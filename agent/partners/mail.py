@@ -169,7 +169,7 @@ class SmtpSender:
             reply = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
             return Outcome(status=exc.smtp_code, error=f"SMTP {exc.smtp_code} ({type(exc).__name__}): {' '.join(reply.split())[:200]}")
         except (smtplib.SMTPException, OSError, ValueError) as exc:
-            return Outcome(error=short(exc))
+            return Outcome(error=f"SMTP relay {smtp.host}:{smtp.port}: {short(exc)}")
         finally:
             if session is not None:
                 _close(session)

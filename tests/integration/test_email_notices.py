@@ -86,7 +86,8 @@ events = {json.dumps(events)}
 def test_maintctl_mails_an_invitation_that_moves_with_the_window_and_is_cancelled_when_withdrawn(
         consul_server: ConsulAgentProcess, environment: str, tmp_path: Path) -> None:
     with smtp_relay(tmp_path) as relay, web_fleet(consul_server, environment, tmp_path / "fleet", count=1):
-        config = _file(tmp_path / "notices.toml", relay, tmp_path, ["announce", "on", "off"])
+        # "off" is not among the partner's events: the withdrawal still reaches the calendar it was invited to
+        config = _file(tmp_path / "notices.toml", relay, tmp_path, ["announce", "on"])
         on = maintctl(consul_server, environment, "on", "--reason", "SQL-A patch", "--at", "2030-01-02T21:00:00Z", "--for", "45m",
                       "--message", "Back by 22:45 CET", "--notices", str(config))
         assert on.exit_code == 0, on.output
