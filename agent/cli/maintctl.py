@@ -237,6 +237,8 @@ def _flip(settings: Settings, reader: FleetReader, snapshot: FleetSnapshot, inte
         if intent.mode is Mode.MAINTENANCE:
             starts_at = intent.starts_at or now
             assert intent.ends_at is not None
+            if snapshot.intent is not None and snapshot.intent.mode is Mode.MAINTENANCE:
+                history.record_replaced(index)
             history.open(WindowRecord(opened=request, starts_at=starts_at.isoformat(), ends_at=intent.ends_at.isoformat(),
                                       message=intent.message), now)
         else:

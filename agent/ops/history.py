@@ -51,6 +51,8 @@ class WindowRecord:
     releases: tuple[Request, ...] = ()
     #: Operators who let traffic back without the alert gate (``maintctl alert-gate override``), with their reasons.
     alert_gate_overrides: tuple[Request, ...] = ()
+    #: The intent index of the window ``maintctl on --replace`` put in this one's place (its record goes on from there).
+    replaced_by: int | None = None
     key: str = field(default="", compare=False)
     modify_index: int = field(default=0, compare=False)
 
@@ -62,9 +64,14 @@ class WindowRecord:
         return max(_time(self.opened.at), _time(self.starts_at))
 
     @property
+    def withdrawn(self) -> bool:
+        """Closed before its start, never reached: nothing happened (the fleet never left active)."""
+        return self.closed is not None and self.maintenance_reached is None and _time(self.closed.at) < _time(self.starts_at)
+
+    @property
     def duration(self) -> timedelta | None:
         """How long the window really took: entry began → every box active again."""
-        if self.active_reached is None:
+        if self.active_reached is None or self.withdrawn:
             return None
         return _time(self.active_reached) - self.entering_started
 
@@ -74,13 +81,15 @@ class WindowRecord:
 
     def overrun(self, now: datetime) -> timedelta | None:
         """How far past the announced end the fleet came (or, while still open, already is) back; None if not."""
+        if self.withdrawn or (self.replaced_by is not None and self.active_reached is None):
+            return None  # never happened, or went on as the window that replaced it
         end = _time(self.active_reached) if self.active_reached else now
         late = end - _time(self.ends_at)
         return late if late > timedelta(0) else None
 
     @property
     def is_open(self) -> bool:
-        return self.active_reached is None
+        return self.active_reached is None and self.replaced_by is None and not self.withdrawn
 
     def to_json(self) -> str:
         doc = asdict(self)
@@ -98,6 +107,7 @@ class WindowRecord:
             "planned_seconds": self.planned.total_seconds(),
             "overrun": overrun is not None,
             "overrun_seconds": overrun.total_seconds() if overrun is not None else 0.0,
+            "withdrawn": self.withdrawn,
         })
         return doc
 
@@ -113,6 +123,7 @@ class WindowRecord:
             active_reached=doc.get("active_reached"),
             releases=tuple(Request(**r) for r in doc.get("releases", ())),
             alert_gate_overrides=tuple(Request(**r) for r in doc.get("alert_gate_overrides", ())),
+            replaced_by=doc.get("replaced_by"),
             key=key, modify_index=modify_index,
         )
 
@@ -176,6 +187,12 @@ class HistoryStore:
             if record.closed is not None or not record.is_open:
                 return None
             return replace(record, closed=request)
+        return self.update_latest(change)
+
+    def record_replaced(self, by_index: int) -> WindowRecord | None:
+        """``maintctl on --replace`` wrote window ``by_index`` in place of the open one: that record ends here."""
+        def change(record: WindowRecord) -> WindowRecord | None:
+            return replace(record, replaced_by=by_index) if record.is_open else None
         return self.update_latest(change)
 
     def record_override(self, request: Request) -> WindowRecord | None:

@@ -57,11 +57,21 @@ def history_view(records: list[WindowRecord], now: datetime, tz: tzinfo, width: 
             "planned": format_duration(record.planned),
             "maintenance reached": _when(record.maintenance_reached, tz), "exit started": _when(record.closed.at, tz) if record.closed else "-",
             "active again": _when(record.active_reached, tz),
-            "took": format_duration(duration) if duration is not None else Text("open", style="yellow"),
+            "took": _took(record, duration),
             "overrun": Text(f"yes, {format_duration(overrun)}", style="red") if overrun else "no",
         }
         table.add_row(*(row[c] for c in columns))
     return table
+
+
+def _took(record: WindowRecord, duration: timedelta | None) -> RenderableType:
+    if record.withdrawn:
+        return Text("withdrawn", style="dim")
+    if duration is not None:
+        return format_duration(duration)
+    if record.replaced_by is not None:
+        return Text(f"replaced ({record.replaced_by})", style="dim")
+    return Text("open", style="yellow")
 
 
 def suggested_on(plan: Plan, tz: tzinfo, policy_flag: str = "") -> tuple[str, str | None]:

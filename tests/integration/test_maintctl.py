@@ -127,6 +127,21 @@ def test_history_shows_the_real_duration_of_a_window(consul_server: ConsulAgentP
         assert format_duration(timedelta(seconds=record["duration_seconds"])) in table.stdout
 
 
+def test_history_of_a_scheduled_window_moved_then_withdrawn(consul_server: ConsulAgentProcess, environment: str, tmp_path: Path) -> None:
+    with web_fleet(consul_server, environment, tmp_path, count=1):
+        assert maintctl(consul_server, environment, "on", "--reason", "SQL-A", "--at", "2030-01-02T21:00:00Z", "--for", "30m").exit_code == 0
+        moved = maintctl(consul_server, environment, "on", "--replace", "--reason", "SQL-A later", "--at", "2030-01-02T22:00:00Z",
+                         "--for", "30m")
+        assert moved.exit_code == 0, moved.output
+        assert maintctl(consul_server, environment, "off", "--reason", "postponed").exit_code == 0
+        assert maintctl(consul_server, environment, "wait", "--timeout", "20s").exit_code == 0
+        withdrawn, replaced = json.loads(maintctl(consul_server, environment, "history", "--json").stdout)
+        table = maintctl(consul_server, environment, "history").stdout
+    assert replaced["opened"]["reason"] == "SQL-A" and replaced["replaced_by"] == withdrawn["opened"]["intent_index"]
+    assert withdrawn["withdrawn"] is True and withdrawn["active_reached"] is None and withdrawn["duration_seconds"] is None
+    assert "withdrawn" in table and "replaced" in table and " open " not in table, table
+
+
 def test_wait_times_out_on_a_silent_box_and_release_lets_it_pass(
         consul_server: ConsulAgentProcess, environment: str, tmp_path: Path) -> None:
     gateway = ConsulGateway(consul_server.address)

@@ -74,3 +74,24 @@ def test_updates_use_check_and_set_and_give_up_when_the_record_keeps_changing() 
     with pytest.raises(CasConflict, match="already exists"):
         store.open(WindowRecord(opened=Request(at=T0.isoformat(), by="x", reason="", intent_index=7),
                                 starts_at=T0.isoformat(), ends_at=T0.isoformat()), T0)
+
+
+def test_a_window_withdrawn_before_its_start_is_not_open_and_took_nothing() -> None:
+    _, store = _store(starts_in=timedelta(hours=2))
+    store.record_closed(Request(at=(T0 + timedelta(minutes=10)).isoformat(), by="ops", reason="postponed", intent_index=9))
+    assert store.record_reached(Mode.ACTIVE, T0 + timedelta(minutes=11)).active_reached is None  # type: ignore[union-attr]
+    record = store.latest()
+    assert record is not None and record.withdrawn and not record.is_open
+    assert record.duration is None and record.overrun(T0 + timedelta(days=1)) is None
+    assert record.to_dict(T0)["withdrawn"] is True
+
+
+def test_a_replaced_window_ends_where_the_one_replacing_it_begins() -> None:
+    _, store = _store(starts_in=timedelta(hours=2))
+    store.record_replaced(12)
+    replaced = store.latest()
+    assert replaced is not None and replaced.replaced_by == 12 and not replaced.is_open and not replaced.withdrawn
+    assert replaced.overrun(T0 + timedelta(days=1)) is None
+    assert WindowRecord.from_json(replaced.to_json()).replaced_by == 12
+    store.record_replaced(13)  # nothing open any more: nothing changes
+    assert store.latest() == replaced
