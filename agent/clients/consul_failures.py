@@ -21,19 +21,21 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
+from abc import ABC, abstractmethod
 
 from agent.core.errors import ConsulPermissionDenied, ConsulUnavailable, MaintenanceAgentError, PermanentError
 
 
-class TransportFailure(Exception):
-    """A request that got no answer its caller can use; ``typed`` says which of the core's errors it is."""
+class TransportFailure(Exception, ABC):
+    """A request that got no answer its caller can use; ``typed`` says which of the core's errors it is (each kind says)."""
 
     def __init__(self, detail: str):
         super().__init__(detail)
         self.detail = detail
 
+    @abstractmethod
     def typed(self, address: str, what: str, rule: str = "") -> MaintenanceAgentError:
-        raise NotImplementedError
+        """The core's error for this failure of ``what`` (a call to Consul at ``address`` needing ACL ``rule``)."""
 
 
 class Unreachable(TransportFailure):

@@ -65,13 +65,17 @@ class CalendarRecord:
     notices: dict[str, CalendarEntry] = field(default_factory=dict)
     windows: tuple[int, ...] = ()
 
+    @property
+    def indexes(self) -> tuple[int, ...]:
+        """The intent indexes this window was opened or replaced under (a record written before they were kept: its own)."""
+        return self.windows or (self.window_index,)
+
     def knows(self, notice: Notice) -> bool:
         """Whether ``notice`` is about this window (its own index, or the one it replaces)."""
-        known = self.windows or (self.window_index,)
-        return _window(notice) in known or (notice.replaces is not None and notice.replaces in known)
+        return _window(notice) in self.indexes or (notice.replaces is not None and notice.replaces in self.indexes)
 
     def newer_than(self, notice: Notice) -> bool:
-        return max(self.windows or (self.window_index,)) > _window(notice)
+        return max(self.indexes) > _window(notice)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -103,7 +107,7 @@ def next_record(record: CalendarRecord | None, notice: Notice) -> CalendarRecord
     elif record.closed:
         return record  # over: every later notice of it mails it as it was closed
     else:
-        base = replace(record, windows=tuple(dict.fromkeys((*(record.windows or (record.window_index,)), window))))
+        base = replace(record, windows=tuple(dict.fromkeys((*record.indexes, window))))
     current = base.entry
     if notice.kind in ("announce", "on", "start"):
         entry = replace(fresh.entry, uid_index=current.uid_index, sequence=current.sequence)

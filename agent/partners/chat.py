@@ -15,15 +15,11 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from agent.partners.delivery import AttemptLoop, Delivery, Outcome, RetryPolicy
 from agent.partners.notices import Notice
 from agent.partners.webhook import USER_AGENT, post_once
-
-if TYPE_CHECKING:  # imported where a request is sent: an agent that sends none never loads it (~8 MB)
-    pass
 
 TEAM = "_team"
 
@@ -80,9 +76,9 @@ class ChatSender:
         self.loop = AttemptLoop(RetryPolicy(attempts, backoff, backoff_max), stop, clock)
 
     def deliver(self, delivery: Delivery, record: Callable[[Delivery], bool]) -> Delivery:
-        body = delivery.body.encode()
-        import requests
+        import requests  # here: an agent that sends nothing never loads it (~8 MB)
 
+        body = delivery.body.encode()
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
         with requests.Session() as session:
             def send_once() -> Outcome:

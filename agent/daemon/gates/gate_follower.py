@@ -75,7 +75,7 @@ class GateFollower:
         """What was read of ``boxes`` (no older than ``max_age`` seconds: a box not followed is re-read at that pace)."""
         oldest = time.monotonic() - max_age if max_age is not None else float("-inf")
         with self._lock:
-            return {b: self._known[b][0] for b in boxes if b in self._known and self._read_at.get(b, oldest) >= oldest}
+            return {b: self._known[b][0] for b in boxes if b in self._known and self._read_at[b] >= oldest}
 
     def remember(self, seen: dict[str, Seen]) -> None:
         now = time.monotonic()
@@ -87,6 +87,11 @@ class GateFollower:
         with self._lock:
             self._known.clear()
             self._read_at.clear()
+
+    def _drop(self, box: str) -> None:
+        """Forget what was read of ``box`` (the caller holds the lock): ``_known`` and ``_read_at`` keep the same keys."""
+        self._known.pop(box, None)
+        self._read_at.pop(box, None)
 
     # -- what is followed ------------------------------------------------------------
 
@@ -166,7 +171,7 @@ class GateFollower:
                                        what=f"the status of {box}", failures=self.failures, index=before[1] if before else 0):
             if isinstance(answer, QueryFailed):
                 with self._lock:
-                    self._known.pop(box, None)  # stale: the decision thread reads it directly meanwhile
+                    self._drop(box)  # stale: the decision thread reads it directly meanwhile
             else:
                 self.remember({box: answer})
             if not self._still_waited(box):
@@ -186,7 +191,7 @@ class GateFollower:
             self.failures.failed(exc if isinstance(exc, MaintenanceAgentError) else MaintenanceAgentError(f"re-reading statuses: {exc}"))
             with self._lock:
                 for b in others:
-                    self._known.pop(b, None)
+                    self._drop(b)
         with self._lock:
             if box not in self._waiting:
                 return  # released or a new intent meanwhile: whoever follows now tells the decision thread
