@@ -38,12 +38,12 @@ _TEMPLATE_GLOB = re.compile(r"(?P<template>[A-Za-z0-9:_.-]*[A-Za-z0-9:_]@)\*\." 
 #: An instance name the rule and the agent accept: words of letters, digits, ``_`` and ``:``, joined by one ``.`` or ``-``.
 INSTANCE = r"[A-Za-z0-9_:]+(?:[.-][A-Za-z0-9_:]+)*"
 _ESCAPE = frozenset("\\^$.|?*+()[]{}/")
+_SYSTEMD_OWN = r"systemd-[A-Za-z0-9:_.\\-]*"
 #: Units a box depends on: the agent's user may never stop nor start them, whatever the config says.
 CRITICAL_UNITS = re.compile(
-    r"(maintenance-agent|dbus|dbus-broker|polkit|debug-shell|emergency|rescue|console-getty|ssh|sshd"
-    r"|systemd-[A-Za-z0-9:_.\\-]*)\.service"
-    r"|(getty|serial-getty|container-getty|autovt|user|user-runtime-dir|ssh|sshd|systemd-[A-Za-z0-9:_.\\-]*)@[^/]*\.service"
-    r"|systemd-[A-Za-z0-9:_.\\-]*\.timer")
+    rf"(maintenance-agent|dbus|dbus-broker|polkit|debug-shell|emergency|rescue|console-getty|ssh|sshd|{_SYSTEMD_OWN})\.service"
+    rf"|(getty|serial-getty|container-getty|autovt|user|user-runtime-dir|ssh|sshd|{_SYSTEMD_OWN})@[^/]*\.service"
+    rf"|{_SYSTEMD_OWN}\.timer")
 
 
 def systemd_markers(holds_dir: P) -> P:
