@@ -99,7 +99,8 @@ def blocking_answers(
     ``failures`` is told of each failure and of the answer that ends them.
     The first query blocks from ``index`` (0: it returns at once), so a watch
     that starts from what someone else read misses no change made since.
-    The first answer comes even when ``deadline`` has already passed.
+    The first answer comes even when ``deadline`` has already passed. An answer
+    (or failure) that returns after ``stop`` was set is not handed on.
     """
     stop = stop or threading.Event()
     answered = False
@@ -115,6 +116,8 @@ def blocking_answers(
         except Exception as exc:  # typed errors expected; re-raised without a backoff, else nothing may end the watch
             if backoff is None:
                 raise
+            if stop.is_set():
+                return  # stopped while it was in flight: nobody is listening any more
             failure = exc if isinstance(exc, MaintenanceAgentError) else MaintenanceAgentError(f"unexpected {type(exc).__name__} reading {what}: {exc}")
             index = 0  # after an outage, read afresh
             if failures is not None:
@@ -122,6 +125,8 @@ def blocking_answers(
             yield QueryFailed(failure)
             stop.wait(backoff.next())
             continue
+        if stop.is_set():
+            return
         if backoff is not None:
             backoff.reset()
         if failures is not None:

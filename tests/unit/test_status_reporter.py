@@ -258,3 +258,24 @@ def test_the_watch_is_only_trusted_for_exactly_what_was_written(tmp_path: Path, 
     box.reporter.on_own_key(KeyChanged(KEY, read))
     box.reporter.report_once()
     assert box.gateway.calls["session_info"] == 1 and box.gateway.calls["put_key"] == writes + 1
+
+
+def test_an_answer_that_cannot_be_checked_makes_it_write_again_under_the_same_session(tmp_path: Path) -> None:
+    """A stale "key gone" answer arrives while Consul fails the re-read (the local agent still settling): the
+    reporter cannot tell, so it writes the key again; the session is verified, kept, and no second one is made."""
+    box = Reporting(tmp_path)
+    box.reporter.publish(status())
+    box.reporter.report_once()
+    session = box.holder()
+
+    def unavailable(*args: Any, **kwargs: Any) -> KeyRead:
+        raise ConsulUnavailable("HTTP 500 rpc error making call: EOF")
+
+    box.gateway.get_key = unavailable  # type: ignore[method-assign]
+    box.reporter.on_own_key(KeyChanged(KEY, KeyRead(index=30, value=None)))
+    assert box.reporter.session is None, "not known to be on the key any more"
+    del box.gateway.get_key  # Consul answers again
+    assert box.reporter.report_once() is None
+    assert box.reporter.session == box.holder() == session and box.reporter.keeper.session == session
+    assert box.gateway.calls["create_session"] == 1 and box.gateway.calls["session_info"] == 1, "verified, not recreated"
+    assert box.on_key() == status().to_json()
