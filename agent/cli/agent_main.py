@@ -8,14 +8,17 @@ import sys
 import threading
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from agent import __version__
 from agent.cli.errors import OneLineErrorGroup
 from agent.config.connection import ENVIRONMENT
-from agent.config.schema import AgentConfig, load
 from agent.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from agent.config.schema import AgentConfig
 
 DEFAULT_CONFIG = "/etc/maintenance-agent/config.toml"
 
@@ -114,7 +117,7 @@ def supervisor_holds(markers: Path, supervisor_config: Path, output: Path) -> No
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_CONFIG, show_default=True)
 def run(config_path: Path) -> None:
     """Run the agent until SIGTERM/SIGINT."""
-    config = _load_or_exit(config_path)
+    config = _load_or_exit(config_path, in_child=True)
     _lighter_imports()
     import structlog
 
@@ -162,9 +165,18 @@ def _installed_command() -> Path:
     return Path(sys.executable).parent / "maintenance-agent"
 
 
-def _load_or_exit(config_path: Path) -> AgentConfig:
-    """The validated config, or every problem on stderr and exit code 2."""
+def _load_or_exit(config_path: Path, in_child: bool = False) -> AgentConfig:
+    """The validated config, or every problem on stderr and exit code 2.
+
+    ``in_child``: validated in a short-lived child and held as plain objects, so the daemon never loads pydantic.
+    """
     try:
+        if in_child:
+            from agent.config.plain import load_in_child
+
+            return load_in_child(config_path)
+        from agent.config.schema import load
+
         return load(config_path)
     except ConfigError as exc:
         # one problem, one line; several: every one listed under the file's name (all at once, not one per run)

@@ -27,9 +27,11 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from agent.config.roles import SmokeCheck
+if TYPE_CHECKING:
+    from agent.config.roles import SmokeCheck
 
 MAX_BODY = 1 << 20
 """Bytes of a body read to look for the marker: a check of a page, not a download."""

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from agent.config.fields import FrozenModel, HttpUrlText
+from agent.config.methods import ChatMethods, PartnerMethods, SmtpMethods
 
 NoticeEvent = Literal["announce", "on", "off", "start", "end"]
 ALL_NOTICE_EVENTS: tuple[NoticeEvent, ...] = ("announce", "on", "off", "start", "end")
@@ -61,12 +62,7 @@ def _zone(value: str) -> str:
     return value
 
 
-def mailbox(address: str) -> str:
-    """The bare address of ``Acme NOC <noc@acme.example>`` (what the SMTP envelope and the invitation's ATTENDEE name)."""
-    return parseaddr(address)[1]
-
-
-class PartnerSection(FrozenModel):
+class PartnerSection(PartnerMethods, FrozenModel):
     """One partner told about windows: by signed webhook (url + secret), by email, or both; which events it wants."""
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -91,18 +87,9 @@ class PartnerSection(FrozenModel):
             raise ValueError(f"secret_file {self.secret_file} does not exist or is not a file")
         return self
 
-    def channels(self) -> list[str]:
-        """How this partner is told: ``webhook``, ``email``, or both."""
-        return [c for c, on in (("webhook", self.url is not None), ("email", bool(self.email))) if on]
-
-    def resolved_secret(self) -> bytes:
-        if self.secret is not None:
-            return self.secret.encode()
-        assert self.secret_file is not None
-        return self.secret_file.read_text().strip().encode()
 
 
-class SmtpSection(FrozenModel):
+class SmtpSection(SmtpMethods, FrozenModel):
     """The team's SMTP relay: STARTTLS, and authentication whose password is read from a file at each send, never logged."""
 
     host: str = Field(min_length=1, max_length=253)
@@ -127,12 +114,9 @@ class SmtpSection(FrozenModel):
                 raise ValueError(f"{name} {path} does not exist or is not a file")
         return self
 
-    def password(self) -> str:
-        assert self.password_file is not None
-        return self.password_file.read_text().strip()
 
 
-class ChatSection(FrozenModel):
+class ChatSection(ChatMethods, FrozenModel):
     """The team's own channel: a Slack-compatible incoming webhook (its URL is a secret: ``url_file`` keeps it out of the config)."""
 
     url: HttpUrlText | None = None
@@ -150,11 +134,6 @@ class ChatSection(FrozenModel):
             raise ValueError(f"url_file {self.url_file} does not exist or is not a file")
         return self
 
-    def resolved_url(self) -> str:
-        if self.url is not None:
-            return self.url
-        assert self.url_file is not None
-        return self.url_file.read_text().strip()
 
 
 class NoticesSection(FrozenModel):

@@ -23,8 +23,9 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from agent.config.alerts import AlertGateSection
-from agent.config.connection import ConnectionSettingError, ConsulConnection, normalise_address, resolve
+from agent.config.connection import ConnectionSettingError, normalise_address
 from agent.config.fields import BoxPath, FrozenModel, host_port
+from agent.config.methods import AgentConfigMethods, AgentSectionMethods, ConsulSectionMethods
 from agent.config.partners import AlertmanagerSection, NoticesSection, name_partners
 from agent.config.roles import (
     EdgeSection,
@@ -37,7 +38,7 @@ from agent.core.errors import ConfigError
 from agent.core.model import DEFAULT_ORDER, Role
 
 
-class AgentSection(FrozenModel):
+class AgentSection(AgentSectionMethods, FrozenModel):
     node: str = Field(default_factory=socket.gethostname, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     roles: Annotated[list[Role], Field(min_length=1)]
     environment: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_\-]*$")
@@ -47,11 +48,6 @@ class AgentSection(FrozenModel):
     retry_max_seconds: float = Field(default=30.0, gt=0, le=3600)
     drift_check_seconds: float = Field(default=2.0, gt=0, le=60, description="how often a settled box looks at its local steps "
                                        "(HAProxy map, service manager, flag file) for drift; costs Consul nothing")
-
-    @property
-    def holds_dir(self) -> Path:
-        """Where the worker and scheduler backends keep hold markers; the box's hold drop-ins name it."""
-        return self.state_dir / "holds"
 
     @field_validator("roles")
     @classmethod
@@ -72,7 +68,7 @@ class AgentSection(FrozenModel):
         return order
 
 
-class ConsulSection(FrozenModel):
+class ConsulSection(ConsulSectionMethods, FrozenModel):
     """How this box reaches Consul. Unset keys fall back to the ``consul`` command line's
     ``CONSUL_*`` environment variables (``agent.config.connection``), then to the defaults."""
 
@@ -105,21 +101,6 @@ class ConsulSection(FrozenModel):
             raise ValueError("cert_file and key_file go together")
         return self
 
-    def connection(self, environ: Mapping[str, str] | None = None) -> ConsulConnection:
-        """Address, token and TLS resolved: this table first, then ``CONSUL_*``, then defaults.
-
-        The config wins over the environment on purpose (py-consul does the
-        opposite for the token): a box's file is the deliberate choice.
-        Raises ``ConnectionSettingError`` (one line) for a bad value.
-        """
-        return resolve(address=self.address, token=self.token, token_file=self.token_file, ca_file=self.ca_file,
-                       cert_file=self.cert_file, key_file=self.key_file, tls_server_name=self.tls_server_name,
-                       verify=self.tls_verify, environ=environ)
-
-    def resolved_token(self) -> str | None:
-        """The token to use: config ``token``, else ``token_file``, else ``CONSUL_HTTP_TOKEN_FILE``, else ``CONSUL_HTTP_TOKEN``."""
-        return self.connection().token
-
 
 class MetricsSection(FrozenModel):
     listen: str = "127.0.0.1:9464"
@@ -136,7 +117,7 @@ class LogSection(FrozenModel):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-class AgentConfig(FrozenModel):
+class AgentConfig(AgentConfigMethods, FrozenModel):
     agent: AgentSection
     consul: ConsulSection = ConsulSection()
     metrics: MetricsSection = MetricsSection()
@@ -156,16 +137,6 @@ class AgentConfig(FrozenModel):
             if role.value in type(self).model_fields and getattr(self, role.value) is None and role is not Role.WEB:
                 raise ValueError(f"role {role.value!r} is listed in agent.roles but there is no [{role.value}] table")
         return self
-
-    def gated_roles(self) -> list[Role]:
-        """The roles of this box that ask the alert gate before traffic comes back."""
-        if self.alert_gate is None:
-            return []
-        return [r for r in self.agent.roles if r.value in self.alert_gate.roles]
-
-    @property
-    def env_prefix(self) -> str:
-        return f"{self.consul.prefix}/{self.agent.environment}"
 
 
 def load(path: str | Path) -> AgentConfig:

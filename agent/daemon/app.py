@@ -17,7 +17,6 @@ from agent import __version__
 from agent.clients.alertmanager import AlertmanagerClient
 from agent.clients.blocking import WatchFailures
 from agent.clients.consul import ConsulGateway
-from agent.config.schema import AgentConfig
 from agent.core.decide import settled_target
 from agent.core.model import Intent, Mode, Role, State
 from agent.core.settings import DEFAULTS, Settings
@@ -27,7 +26,6 @@ from agent.daemon.local.metrics import AgentMetrics, MetricsServer
 from agent.daemon.local.sdnotify import SystemdNotifier
 from agent.daemon.local.statefile import StateFile
 from agent.daemon.reporting.reporter import StatusReporter
-from agent.daemon.steps.base import Step
 from agent.daemon.steps.by_role import build_steps
 from agent.daemon.watches.driftwatch import DriftWatch
 from agent.daemon.watches.watcher import KeyWatcher
@@ -35,6 +33,8 @@ from agent.daemon.watches.windows import EntryScheduler
 from agent.partners.silences import SilenceLease, fleet_is_back, matchers_for
 
 if TYPE_CHECKING:
+    from agent.config.schema import AgentConfig
+    from agent.daemon.steps.base import Step
     from agent.partners.dispatch import NoticeDispatcher
     from agent.partners.team import TeamWatch
 

@@ -32,10 +32,9 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent.clients.consul import ConsulKV
-from agent.config.partners import NoticesSection, PartnerSection, mailbox
+from agent.config.methods import mailbox
 from agent.core.errors import MaintenanceAgentError
 from agent.core.model import Intent, Mode, State
 from agent.partners.calendar_state import CalendarLedger
@@ -44,6 +43,10 @@ from agent.partners.delivery import Delivery
 from agent.partners.mail import SmtpSender, compose
 from agent.partners.notices import Notice, notice_for
 from agent.partners.webhook import WebhookSender
+
+if TYPE_CHECKING:
+    from agent.clients.consul import ConsulKV
+    from agent.config.partners import NoticesSection, PartnerSection
 
 AGENT_EVENTS = ("start", "end")
 """The events agents send; ``announce``, ``on`` and ``off`` come from maintctl."""

@@ -25,13 +25,17 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from agent.config.partners import NoticesSection, PartnerSection, SmtpSection, mailbox
-from agent.partners.calendar_state import CalendarEntry
+from agent.config.methods import mailbox
 from agent.partners.delivery import AttemptLoop, Delivery, Outcome, RetryPolicy, short
 from agent.partners.ical import CalendarWindow, to_ics
 from agent.partners.notices import DELIVERY_HEADER, EVENT_HEADER, Notice
+
+if TYPE_CHECKING:
+    from agent.config.partners import NoticesSection, PartnerSection, SmtpSection
+    from agent.partners.calendar_state import CalendarEntry
 
 _HEADLINE = {
     "announce": "Planned maintenance",

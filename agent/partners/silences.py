@@ -37,13 +37,15 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agent.clients.alertmanager import AlertmanagerClient, iso_time, parse_time
-from agent.clients.consul import ConsulKV
-from agent.config.partners import AlertmanagerMatcher
 from agent.core.errors import MaintenanceAgentError
 from agent.core.model import Intent, Member, State, Status
+
+if TYPE_CHECKING:
+    from agent.clients.consul import ConsulKV
+    from agent.config.partners import AlertmanagerMatcher
 
 
 @dataclass(frozen=True)

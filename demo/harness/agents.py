@@ -8,6 +8,7 @@ from typing import Any
 
 import requests
 
+from agent.config.plain import plain
 from agent.config.schema import AgentConfig, from_mapping
 from agent.daemon.app import Agent
 from demo.harness.processes import PROJECT, ManagedProcess, wait_until
@@ -26,7 +27,7 @@ def agent_doc(consul_address: str, environment: str, node: str, roles: list[str]
 
 
 def start_agent(doc: dict) -> Agent:
-    return Agent(from_mapping(doc)).start()
+    return Agent(config_of(doc)).start()
 
 
 def to_toml(doc: dict) -> str:
@@ -103,4 +104,5 @@ def metric(agent: Agent, name: str) -> str:
 
 
 def config_of(doc: dict) -> AgentConfig:
-    return from_mapping(doc)
+    """The config as ``maintenance-agent run`` hands it to the daemon: validated, then copied into plain objects."""
+    return plain(from_mapping(doc))  # type: ignore[no-any-return]

@@ -13,11 +13,11 @@ import structlog
 from agent.clients.alertmanager import AlertmanagerClient
 from agent.clients.consul import ConsulGateway
 from agent.config.partners import AlertmanagerMatcher
-from agent.config.schema import from_mapping
 from agent.core.model import Intent, Mode, Role, State
 from agent.daemon.app import Agent
 from agent.daemon.steps.base import Step, StepContext
 from agent.partners.silences import SilenceLease, matchers_for
+from demo.harness.agents import config_of
 from demo.harness.consul import ConsulAgentProcess
 from demo.harness.processes import wait_until
 from tests.fixtures.alertmanager import Alertmanager, alertmanager
@@ -199,7 +199,7 @@ def test_the_window_is_silenced_before_its_first_step_and_unsilenced_when_the_fl
             doc.pop("worker")
             check = {"name": "unused", "url": "http://127.0.0.1:9/"}
             doc["edge"] = {"verify_maintenance": [check], "verify_active": [check]}
-            fleet.agents["edge-1"] = Agent(from_mapping(doc), steps={Role.EDGE: [probe]}, log=file_logger(fleet.log)).start()
+            fleet.agents["edge-1"] = Agent(config_of(doc), steps={Role.EDGE: [probe]}, log=file_logger(fleet.log)).start()
             fleet.wait_states("active")
             time.sleep(0.5)  # the periodic job's first (immediate) run is over: it comes back in 30 minutes
             assert am.silences() == []

@@ -34,13 +34,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.config.schema import from_mapping
 from agent.core.model import State
 from agent.daemon.app import SHUTDOWN_DEADLINE_SECONDS, STOP_GRACE_SECONDS, Agent, gateway_for
 from agent.daemon.local.statefile import read_state
 from agent.daemon.steps.by_role import build_steps
 from bench.figures import record
-from demo.harness.agents import agent_doc, status_of, to_toml
+from demo.harness.agents import agent_doc, config_of, status_of, to_toml
 from demo.harness.consul import ConsulAgentProcess
 from demo.harness.processes import wait_until
 from demo.harness.supervisor import Supervisord, SupervisordLauncher
@@ -102,7 +101,7 @@ class Sweep:
 
     def restart_until(self, doc: dict, journal: Path, settled: State, index: int) -> None:
         """A restarted agent (in-process, journaling) converges to ``settled`` for ``index``."""
-        config = from_mapping(doc)
+        config = config_of(doc)
         gateway = gateway_for(config)
         steps = build_steps(config, gateway)
         wrap_backends(steps, journal)

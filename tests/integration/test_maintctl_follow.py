@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from agent.config.schema import from_mapping
 from agent.daemon.app import Agent
+from demo.harness.agents import config_of
 from demo.harness.consul import ConsulAgentProcess
 from demo.harness.processes import wait_until
 from tests.fixtures.maintctl import _file_logger
@@ -41,7 +41,7 @@ def web_and_failing_worker(consul: ConsulAgentProcess, environment: str, root: P
                 doc["agent"].update({"environment": environment, "state_dir": str(root / node), "resync_seconds": 5, "retry_max_seconds": 1})
                 doc.update({"consul": {"address": consul.address, "wait_seconds": 5, "session_ttl_seconds": 10},
                             "metrics": {"listen": "127.0.0.1:0"}})
-                agents.append(Agent(from_mapping(doc), log=_file_logger(log_stream)).start())
+                agents.append(Agent(config_of(doc), log=_file_logger(log_stream)).start())
             wait_until(lambda: all((consul.kv_get_json(f"maintenance/{environment}/status/{a.node}") or {}).get("state") == "active"
                                    for a in agents), 20.0, what="both agents reporting")
             yield allowed

@@ -11,10 +11,13 @@ with the exact command line, exit code and output.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from agent.config.roles import ServiceCommands
 from agent.daemon.backends.base import BackendError, RunState, ServiceBackend
 from agent.daemon.backends.run import CommandResult, run_command
+
+if TYPE_CHECKING:
+    from agent.config.roles import ServiceCommands
 
 
 class CommandBackend(ServiceBackend):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from agent.config.roles import SchedulerSection, WorkerSection
 from agent.core.holds import SUPERVISOR_HOLDS_FILE
-from agent.daemon.backends.base import ServiceBackend
+
+if TYPE_CHECKING:
+    from agent.config.roles import SchedulerSection, WorkerSection
+    from agent.daemon.backends.base import ServiceBackend
 
 
 def build_backend(section: WorkerSection | SchedulerSection, holds_dir: Path) -> ServiceBackend:

@@ -25,16 +25,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from agent.clients.alerts import AlertSourceUnavailable, FiringAlerts
-from agent.clients.consul import ConsulKV
-from agent.config.schema import AgentConfig
 from agent.core.alert_gate import Override, blocked_on, blocking
 from agent.core.errors import MaintenanceAgentError, StepError, StepPending
 from agent.core.model import Mode, Role
 from agent.core.selectors import LabelMatcher, parse_selector
 from agent.daemon.steps.base import Step, StepContext
 from agent.partners.silences import matchers_for
+
+if TYPE_CHECKING:
+    from agent.clients.consul import ConsulKV
+    from agent.config.schema import AgentConfig
 
 
 class AlertGateStep(Step):

@@ -15,11 +15,15 @@ on every box of the fleet).
 
 from __future__ import annotations
 
-from agent.clients.consul import ConsulGateway
-from agent.config.schema import AgentConfig
+from typing import TYPE_CHECKING
+
 from agent.core.model import Role
-from agent.daemon.steps.base import Step
 from agent.daemon.steps.hooks import build_hook_steps
+
+if TYPE_CHECKING:
+    from agent.clients.consul import ConsulGateway
+    from agent.config.schema import AgentConfig
+    from agent.daemon.steps.base import Step
 
 
 def role_steps(role: Role, config: AgentConfig, gateway: ConsulGateway) -> list[Step]:

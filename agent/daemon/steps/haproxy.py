@@ -23,15 +23,17 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from agent.clients.haproxy import HAProxyError, HAProxyRuntime, read_map_file, write_map_file
 from agent.clients.http_check import FrontendVerifier
-from agent.config.roles import EdgeSection, SmokeCheck
-from agent.config.schema import AgentConfig
 from agent.core.errors import StepError
 from agent.core.model import Intent, Mode, Role
 from agent.daemon.steps.base import Step, StepContext
+
+if TYPE_CHECKING:
+    from agent.config.roles import EdgeSection, SmokeCheck
+    from agent.config.schema import AgentConfig
 
 MAP_HEADER = (
     "Written by maintenance-agent (edge-traffic step); changed live through the HAProxy runtime API.\n"
@@ -58,7 +60,7 @@ class Verifier(Protocol):
     def run_once(self) -> list[str]: ...
 
 
-VerifierFactory = Callable[[Sequence[SmokeCheck], int, float], Verifier]
+VerifierFactory = Callable[[Sequence["SmokeCheck"], int, float], Verifier]
 
 
 def clean_text(text: str, limit: int) -> str:

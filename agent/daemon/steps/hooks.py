@@ -14,14 +14,17 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.clients.files import atomic_write
-from agent.config.schema import AgentConfig
 from agent.core.errors import StepError
 from agent.core.model import Mode, Role
 from agent.daemon.backends.base import BackendError
 from agent.daemon.backends.run import run_command
 from agent.daemon.steps.base import Step, StepContext
+
+if TYPE_CHECKING:
+    from agent.config.schema import AgentConfig
 
 FLAG_FILE_NAME = "maintenance.flag"
 

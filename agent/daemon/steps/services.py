@@ -19,17 +19,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from agent.config.roles import WorkerSection
-from agent.config.schema import AgentConfig
 from agent.core.errors import StepError
 from agent.core.model import Role
 from agent.daemon.backends import BackendError, ServiceBackend
 from agent.daemon.backends.factory import build_backend
 from agent.daemon.steps import quiesce
-from agent.daemon.steps.base import Step, StepContext
 from agent.daemon.steps.snapshotted import SnapshottedUnitsStep
+
+if TYPE_CHECKING:
+    from agent.config.roles import WorkerSection
+    from agent.config.schema import AgentConfig
+    from agent.daemon.steps.base import Step, StepContext
 
 
 class WorkerServicesStep(SnapshottedUnitsStep):

@@ -11,12 +11,15 @@ maintenance page and the status says exactly why.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from agent.clients.http_check import run_check
-from agent.config.roles import SmokeCheck
 from agent.core.errors import StepError
 from agent.core.model import Mode, Role
 from agent.daemon.steps.base import Step, StepContext
+
+if TYPE_CHECKING:
+    from agent.config.roles import SmokeCheck
 
 
 class SmokeTestStep(Step):
