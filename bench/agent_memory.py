@@ -23,11 +23,13 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 
 from demo.harness.processes import PROJECT
 
 GROUPS = [
-    ("pydantic, and the config models validating a file", "import agent.config.schema as s; s.from_mapping(DOC)"),
+    ("the config (pydantic in a forked child; plain objects)",
+     "import agent.config.plain as p; p.load_in_child(CONFIG)"),
     ("structlog (its stdlib module imports asyncio)", "import structlog"),
     ("prometheus_client", "import prometheus_client, prometheus_client.exposition"),
     ("APScheduler 3 (its pool executor imports multiprocessing)", "import apscheduler.schedulers.background"),
@@ -38,12 +40,14 @@ GROUPS = [
     ("requests + urllib3 (loaded when an HTTP check first runs)", "import requests"),
 ]
 
+CONFIG = '[agent]\nnode = "n"\nroles = ["web"]\nenvironment = "bench"\nstate_dir = "/tmp"\n'
+
 PROBE = """
 import ctypes, gc, json, re, sys
 sys.modules.setdefault("rich", None)  # as the agent does (_lighter_imports)
 for name in ("chardet", "charset_normalizer"):
     sys.modules.setdefault(name, None)
-DOC = {"agent": {"node": "n", "roles": ["web"], "environment": "bench", "state_dir": "/tmp"}}
+CONFIG = sys.argv[2]
 def rss():
     gc.collect()
     ctypes.CDLL("libc.so.6").malloc_trim(0)
@@ -57,8 +61,11 @@ print(json.dumps(marks))
 
 
 def one_run() -> list[float]:
-    done = subprocess.run([sys.executable, "-c", PROBE, json.dumps([code for _, code in GROUPS])], capture_output=True, text=True,
-                          check=True, cwd=PROJECT, env={**os.environ, "PYTHONPATH": str(PROJECT), "MALLOC_ARENA_MAX": "2"})
+    with tempfile.NamedTemporaryFile("w", suffix=".toml") as config:
+        config.write(CONFIG)
+        config.flush()
+        done = subprocess.run([sys.executable, "-c", PROBE, json.dumps([code for _, code in GROUPS]), config.name], capture_output=True,
+                              text=True, check=True, cwd=PROJECT, env={**os.environ, "PYTHONPATH": str(PROJECT), "MALLOC_ARENA_MAX": "2"})
     marks: list[float] = json.loads(done.stdout)
     return marks
 
