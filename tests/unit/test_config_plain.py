@@ -86,6 +86,7 @@ def test_a_copy_is_frozen_compares_by_value_and_survives_the_pipe(tmp_path: Path
     with pytest.raises(AttributeError, match="frozen"):
         del copy.consul.token
     assert pickle.loads(pickle.dumps(copy)) == copy
+    assert b"pydantic" not in pickle.dumps(copy), "a value of pydantic's own type would load pydantic into the daemon"
     assert copy != plain(from_mapping({**every_table(tmp_path), "agent": {**every_table(tmp_path)["agent"], "node": "box-2"}}))
     assert hash(copy.metrics) == hash(plain(from_mapping(every_table(tmp_path))).metrics)
 
