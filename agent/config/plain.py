@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -121,8 +122,18 @@ def plain(value: Any) -> Any:
 def load_in_child(path: str | Path) -> AgentConfig:
     """``schema.load(path)`` run in a forked child, its result copied into plain objects (typed as the model it copies).
 
-    Raises ``ConfigError`` exactly as ``load`` does. Call it before any thread starts (it forks).
+    Raises ``ConfigError`` exactly as ``load`` does. Call it from the main thread before any other starts (it forks).
     """
+    # An ignored SIGCHLD is inherited across exec (a supervisor may start us so): the kernel would reap the child
+    # before we could read its exit status. Default it for the child's life.
+    inherited = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    try:
+        return _validated_by_a_child(path)
+    finally:
+        signal.signal(signal.SIGCHLD, inherited)
+
+
+def _validated_by_a_child(path: str | Path) -> AgentConfig:
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: validate, hand the result over, leave without running the parent's exit handlers
@@ -147,8 +158,12 @@ def load_in_child(path: str | Path) -> AgentConfig:
     with os.fdopen(read_end, "rb") as source:
         data = source.read()
     _, status = os.waitpid(pid, 0)
-    if not data or os.waitstatus_to_exitcode(status) != 0:
-        raise ConfigError(str(path), [f"validating the config failed in its child process (exit status {os.waitstatus_to_exitcode(status)})"])
+    if os.WIFSIGNALED(status):
+        ended = f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    else:
+        ended = f"exited with status {os.waitstatus_to_exitcode(status)}" if os.waitstatus_to_exitcode(status) else ""
+    if ended or not data:
+        raise ConfigError(str(path), [f"validating the config failed: its child process {ended or 'handed nothing over'}"])
     what, payload = pickle.loads(data)  # written by our own child, over a pipe only it and we hold
     if what == "problems":
         raise ConfigError(*payload)

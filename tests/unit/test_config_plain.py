@@ -4,12 +4,16 @@ and carried over a pipe from the validating child; the models keep no method of 
 from __future__ import annotations
 
 import inspect
+import os
 import pickle
+import re
+import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from agent.config import schema
 from agent.config.fields import FrozenModel
 from agent.config.plain import Plain, load_in_child, plain
 from agent.config.schema import AgentConfig, from_mapping, load
@@ -51,14 +55,31 @@ def same(model: Any, copy: Any, where: str = "config") -> None:
         assert isinstance(copy, list) and len(copy) == len(model), where
         for i, (m, c) in enumerate(zip(model, copy, strict=True)):
             same(m, c, f"{where}[{i}]")
+    elif isinstance(model, dict):
+        assert isinstance(copy, dict) and list(copy) == list(model), where
+        for key, m in model.items():
+            same(m, copy[key], f"{where}[{key!r}]")
     else:
         assert copy == model and type(copy) is type(model), where
 
 
-@pytest.fixture(params=["config.toml", "deploy/examples/worker.toml", "deploy/examples/scheduler.toml", "every table"])
+COMMANDS = {"svc": {"stop": "systemctl stop svc", "start": "systemctl start svc", "status": "systemctl is-active svc",
+                    "running": "pgrep -f svc-run", "stop_running": "pkill -f svc-run"}}
+
+
+def command_backends() -> dict[str, Any]:
+    """The one table of models in a dict (``commands``), on both roles that take it."""
+    return {"agent": {"node": "box-2", "roles": ["worker", "scheduler"], "environment": "prod", "state_dir": "/var/lib/ma"},
+            "worker": {"backend": "command", "services": ["svc"], "commands": COMMANDS},
+            "scheduler": {"backend": "command", "jobs": ["svc"], "commands": COMMANDS, "on_drain_timeout": "stop"}}
+
+
+@pytest.fixture(params=["config.toml", "deploy/examples/worker.toml", "deploy/examples/scheduler.toml", "every table", "command backends"])
 def config(request: pytest.FixtureRequest, tmp_path: Path) -> AgentConfig:
     if request.param == "every table":
         return from_mapping(every_table(tmp_path))
+    if request.param == "command backends":
+        return from_mapping(command_backends())
     return load(PROJECT / request.param)
 
 
@@ -97,9 +118,46 @@ def test_no_model_defines_a_method_its_copy_would_lack() -> None:
         return [cls, *(m for sub in cls.__subclasses__() for m in models(sub))]
 
     for model in models(FrozenModel):
-        own = [name for name, value in vars(model).items()
-               if not name.startswith("_") and (inspect.isfunction(value) or isinstance(value, property))]
-        assert own == [], f"{model.__name__} defines {own}: put them in agent.config.methods"
+        own = [name for name, value in vars(model).items() if not name.startswith("_") and name != "model_config"
+               and (inspect.isfunction(value) or isinstance(value, property | staticmethod | classmethod))]
+        class_vars = [name for name in getattr(model, "__class_vars__", ()) if not name.startswith("_") and name != "model_config"]
+        assert own + class_vars == [], f"{model.__name__} defines {own + class_vars}: put them in agent.config.methods"
+
+
+def test_the_daemon_asks_its_config_nothing_only_a_model_would_answer() -> None:
+    """mypy sees the daemon's config as the models: it would let ``model_dump()`` through, which a copy has not."""
+    used = [f"{path.relative_to(PROJECT)}:{n}: {line.strip()}"
+            for side in ("daemon", "partners", "clients")
+            for path in sorted((PROJECT / "agent" / side).rglob("*.py"))
+            for n, line in enumerate(path.read_text().splitlines(), 1)
+            if re.search(r"\bmodel_[a-z]+|__pydantic|\bFrozenModel\b", line)]
+    assert used == []
+
+
+def test_the_child_reports_its_crash_and_its_death(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "box.toml"
+    path.write_text(to_toml(command_backends()))
+
+    def crash(path: Path) -> None:
+        raise RuntimeError("a bug in the models")
+
+    monkeypatch.setattr(schema, "load", crash)  # the forked child inherits the patched module
+    with pytest.raises(ConfigError, match="its child process exited with status 70"):
+        load_in_child(path)
+    monkeypatch.setattr(schema, "load", lambda path: os.kill(os.getpid(), signal.SIGKILL))
+    with pytest.raises(ConfigError, match="its child process was killed by SIGKILL"):
+        load_in_child(path)
+
+
+def test_an_ignored_sigchld_inherited_from_whoever_started_us_does_not_lose_the_child(tmp_path: Path) -> None:
+    path = tmp_path / "box.toml"
+    path.write_text(to_toml(command_backends()))
+    before = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        assert load_in_child(path) == plain(from_mapping(command_backends()))
+        assert signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN, "given back as it was"
+    finally:
+        signal.signal(signal.SIGCHLD, before)
 
 
 def test_the_child_loads_what_load_loads_and_its_problems_alike(tmp_path: Path) -> None:
