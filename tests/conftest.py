@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +19,15 @@ _envs = itertools.count(1)
 settings.register_profile("quick", max_examples=50, deadline=None)
 settings.register_profile("thorough", max_examples=1000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """A SIGTERM (a CI time limit, ``timeout``) ends the run as Ctrl-C does: every fixture tears down and stops,
+    by its PID, what it started; the default would leave Consul agents, HAProxy and boxes running."""
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"{signal.Signals(signum).name}: stopping what the tests started")
+
+    signal.signal(signal.SIGTERM, interrupted)
 
 
 @pytest.fixture(scope="session", autouse=True)
