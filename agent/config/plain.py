@@ -94,21 +94,21 @@ class ChatPlain(ChatMethods, Plain):
 
 
 #: The plain class of each model with methods (by the methods class it inherits); any other table is a ``Plain``.
-_BY_METHODS: dict[type, type[Plain]] = {
-    AgentSectionMethods: AgentSectionPlain,
-    ConsulSectionMethods: ConsulSectionPlain,
-    AgentConfigMethods: AgentConfigPlain,
-    PartnerMethods: PartnerPlain,
-    SmtpMethods: SmtpPlain,
-    ChatMethods: ChatPlain,
-}
+_PLAIN_CLASSES: tuple[tuple[type, type[Plain]], ...] = (
+    (AgentSectionMethods, AgentSectionPlain),
+    (ConsulSectionMethods, ConsulSectionPlain),
+    (AgentConfigMethods, AgentConfigPlain),
+    (PartnerMethods, PartnerPlain),
+    (SmtpMethods, SmtpPlain),
+    (ChatMethods, ChatPlain),
+)
 
 
 def plain(value: Any) -> Any:
     """A validated model (and everything in it) copied into plain objects; any other value as it is."""
     fields = getattr(type(value), "model_fields", None)
     if isinstance(fields, dict):
-        kind = next((cls for base, cls in _BY_METHODS.items() if isinstance(value, base)), Plain)
+        kind = next((cls for base, cls in _PLAIN_CLASSES if isinstance(value, base)), Plain)
         return kind(type(value).__name__, {name: plain(getattr(value, name)) for name in fields})
     if isinstance(value, list):
         return [plain(v) for v in value]
