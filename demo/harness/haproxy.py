@@ -22,6 +22,7 @@ import shutil
 import signal
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -166,6 +167,8 @@ class HAProxyUnderTest:
     def _ready(self) -> bool:
         if self.process is None or not self.process.alive():
             raise RuntimeError("HAProxy exited")
+        if self.master_worker and self._loaded() < 1:
+            return False  # as systemd's Type=notify waits for it: a reload signalled before is dropped by the master
         with socket.socket(socket.AF_UNIX) as admin:
             admin.connect(str(self.admin_socket))
         with socket.create_connection(("127.0.0.1", self.front_port), timeout=1):
@@ -185,10 +188,22 @@ class HAProxyUnderTest:
         """``systemctl reload``: the master re-reads the config and files, a new worker takes over."""
         if not self.master_worker or self.process is None:
             raise RuntimeError("reload needs HAProxyUnderTest(master_worker=True), started")
-        before = self.worker_pid()
-        os.kill(self.process.pid, signal.SIGUSR2)
-        wait_until(lambda: self.worker_pid() not in (None, before), timeout, what="a new HAProxy worker after reload")
-        return self
+        before, loaded = self.worker_pid(), self._loaded()
+        deadline = time.monotonic() + timeout
+        while True:
+            os.kill(self.process.pid, signal.SIGUSR2)
+            try:
+                # A master just started may drop a SIGUSR2 (seen about 1 in 6 right after "Loading success"): send again.
+                wait_until(lambda: self.worker_pid() not in (None, before) and self._loaded() > loaded,
+                           max(0.1, min(2.0, deadline - time.monotonic())), what="a new HAProxy worker after reload, and the master ready again")
+                return self
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    raise
+
+    def _loaded(self) -> int:
+        """How often the master said its workers were up ("Loading success": when -Ws tells systemd READY=1)."""
+        return self.process.output().count("Loading success") if self.process else 0
 
     def worker_pid(self) -> int | None:
         """The PID of the process answering the admin socket (the worker in master-worker mode)."""

@@ -273,3 +273,19 @@ def test_what_was_read_is_known_only_as_long_as_the_caller_allows(make: Callable
     assert set(follower.known(["a", "b"])) == {"a", "b"}, "without an age limit everything read is known"
     assert set(follower.known(["a", "b"], max_age=2.0)) == {"a", "b"}
     assert set(follower.known(["a", "b"], max_age=1.5)) == {"b"}, "too old: the caller reads it again"
+
+
+def test_a_straggler_followed_does_not_hide_the_others_settling(make: Callable[..., tuple[BlockingStore, GateFollower]]) -> None:
+    """The box picked never changes (the last to settle) while the other settles: after LOOK_AGAIN_SECONDS the
+    others are re-read once and the decision looks again, so its blocked_on names the straggler, not a settled box."""
+    store, follower = make(["a", "b"])
+    follower.remember(store.read_boxes(["a", "b"]))
+    follower.follow(["a", "b"])
+    assert follower.wait_for_lanes(lambda lanes: any(lanes.values()), DEADLINE)
+    followed = next(box for box in follower.lanes().values() if box)
+    other = "b" if followed == "a" else "a"
+    store.wait_blocked(followed)
+    store.set(other, "maintenance")  # nobody blocks on it
+    store.wait_woken()  # by the second look: the followed box never changed
+    assert store.values[followed][0].state is State.ENTERING
+    assert follower.rounds == 1 and follower.known([other])[other].state is State.MAINTENANCE

@@ -42,6 +42,8 @@ from agent.core.model import Status
 from agent.core.settings import DEFAULTS, BackoffPolicy, BucketPolicy
 
 MAX_LANES = 2
+LOOK_AGAIN_SECONDS = 1.0
+"""How long a freshly picked box is followed before the other boxes waited for are re-read once."""
 Seen = tuple[Status | None, int]  # a box's status and the index to block on it with
 ReadBoxes = Callable[[list[str]], dict[str, Seen]]
 ReadOne = Callable[[str, int, float], Seen]  # box, index, wait -> what a blocking read returned
@@ -159,39 +161,81 @@ class GateFollower:
             return box in self._waiting
 
     def _follow_box(self, box: str) -> None:
-        """Block on ``box`` until a gate-relevant change (then end the round) or until it is no longer waited for."""
+        """Block on ``box`` until a gate-relevant change (then end the round) or until it is no longer waited for.
+
+        Boxes settle in batches, and the box picked may be the one straggler: the others' changes would then wait for
+        the decision's resync, and ``blocked_on`` would name boxes long settled. So the first
+        ``LOOK_AGAIN_SECONDS`` are a short query; if ``box`` stayed quiet, the others are re-read once, and a change
+        among them ends the round too. One more read per round, whatever the fleet's size.
+        """
         with self._lock:
             before = self._known.get(box)
+        index = before[1] if before else 0
+        outcome, index = self._block_on(box, before, index, deadline=time.monotonic() + LOOK_AGAIN_SECONDS)
+        if outcome == "quiet":
+            if self._others_changed(box):
+                self._end_round(box)
+                return
+            outcome, index = self._block_on(box, before, index, deadline=None)
+        if outcome == "changed":
+            self._round_over(box)
+
+    def _block_on(self, box: str, before: Seen | None, index: int, deadline: float | None) -> tuple[str, int]:
+        """Follow ``box`` from ``index``: ``changed`` (gate-relevant, or not read before), ``released`` (no longer
+        waited for, or stopped) or ``quiet`` (``deadline`` passed); and the index to go on from."""
 
         def query(index: int, wait: float | None) -> tuple[int, Seen]:
             seen = self.read_one(box, index, wait or 0.0)
             return seen[1], seen
 
         for answer in blocking_answers(query, self.wait, stop=self._stop, reads=self._bucket, backoff=self.reconnect.start(),
-                                       what=f"the status of {box}", failures=self.failures, index=before[1] if before else 0):
+                                       deadline=deadline, what=f"the status of {box}", failures=self.failures, index=index):
             if isinstance(answer, QueryFailed):
+                index = 0  # read afresh, as the loop does after a failure
                 with self._lock:
                     self._drop(box)  # stale: the decision thread reads it directly meanwhile
             else:
+                index = answer[1]
                 self.remember({box: answer})
             if not self._still_waited(box):
-                return
+                return "released", index
             # Not read before (forgotten meanwhile): let the decision look. A new blocked_on text is no change.
             if not isinstance(answer, QueryFailed) and (before is None or _gate_fields(answer[0]) != _gate_fields(before[0])):
-                self._round_over(box)
-                return
+                return "changed", index
+        return ("quiet" if not self._stop.is_set() else "released"), index
 
-    def _round_over(self, box: str) -> None:
-        """``box`` changed: re-read the other boxes waited for, end the round, wake the decision thread."""
+    def _others_changed(self, box: str) -> bool:
+        """Re-read the boxes waited for besides ``box``: whether one changed in a way a gate reads."""
         with self._lock:
             others = [b for b in self._waiting if b != box]
+            earlier = {b: _gate_fields(self._known[b][0]) for b in others if b in self._known}
+        if not others or not self._reread(others):
+            return False
+        with self._lock:
+            return any(b not in self._known or _gate_fields(self._known[b][0]) != earlier.get(b) for b in others)
+
+    def _reread(self, boxes: list[str]) -> bool:
+        """Read ``boxes`` into the cache; on failure count it and forget them (the decision thread reads them directly)."""
         try:
-            self.remember(self.read_boxes(others) if others else {})
+            self.remember(self.read_boxes(boxes))
+            return True
         except Exception as exc:  # noqa: BLE001 - counted and logged; forgotten, the decision thread reads them directly
             self.failures.failed(exc if isinstance(exc, MaintenanceAgentError) else MaintenanceAgentError(f"re-reading statuses: {exc}"))
             with self._lock:
-                for b in others:
+                for b in boxes:
                     self._drop(b)
+            return False
+
+    def _round_over(self, box: str) -> None:
+        """``box`` changed: re-read the other boxes waited for, end the round."""
+        with self._lock:
+            others = [b for b in self._waiting if b != box]
+        if others:
+            self._reread(others)
+        self._end_round(box)
+
+    def _end_round(self, box: str) -> None:
+        """The gate waits for nothing until told again; wake the decision thread (unless ``box`` was released meanwhile)."""
         with self._lock:
             if box not in self._waiting:
                 return  # released or a new intent meanwhile: whoever follows now tells the decision thread
