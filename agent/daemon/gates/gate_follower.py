@@ -173,12 +173,13 @@ class GateFollower:
         index = before[1] if before else 0
         outcome, index = self._block_on(box, before, index, deadline=time.monotonic() + LOOK_AGAIN_SECONDS)
         if outcome == "quiet":
-            if self._others_changed(box):
-                self._end_round(box)
+            if self._reread_others(box):
+                self._end_round(box)  # the others were just read: a change among them ends the round
                 return
-            outcome, index = self._block_on(box, before, index, deadline=None)
+            outcome, _ = self._block_on(box, before, index, deadline=None)
         if outcome == "changed":
-            self._round_over(box)
+            self._reread_others(box)
+            self._end_round(box)
 
     def _block_on(self, box: str, before: Seen | None, index: int, deadline: float | None) -> tuple[str, int]:
         """Follow ``box`` from ``index``: ``changed`` (gate-relevant, or not read before), ``released`` (no longer
@@ -204,35 +205,25 @@ class GateFollower:
                 return "changed", index
         return ("quiet" if not self._stop.is_set() else "released"), index
 
-    def _others_changed(self, box: str) -> bool:
-        """Re-read the boxes waited for besides ``box``: whether one changed in a way a gate reads."""
+    def _reread_others(self, box: str) -> bool:
+        """Re-read the boxes waited for besides ``box`` into the cache: whether one changed in a way a gate reads.
+
+        On failure it is counted and they are forgotten (the decision thread reads them directly): no change seen."""
         with self._lock:
             others = [b for b in self._waiting if b != box]
             earlier = {b: _gate_fields(self._known[b][0]) for b in others if b in self._known}
-        if not others or not self._reread(others):
+        if not others:
             return False
-        with self._lock:
-            return any(b not in self._known or _gate_fields(self._known[b][0]) != earlier.get(b) for b in others)
-
-    def _reread(self, boxes: list[str]) -> bool:
-        """Read ``boxes`` into the cache; on failure count it and forget them (the decision thread reads them directly)."""
         try:
-            self.remember(self.read_boxes(boxes))
-            return True
+            self.remember(self.read_boxes(others))
         except Exception as exc:  # noqa: BLE001 - counted and logged; forgotten, the decision thread reads them directly
             self.failures.failed(exc if isinstance(exc, MaintenanceAgentError) else MaintenanceAgentError(f"re-reading statuses: {exc}"))
             with self._lock:
-                for b in boxes:
+                for b in others:
                     self._drop(b)
             return False
-
-    def _round_over(self, box: str) -> None:
-        """``box`` changed: re-read the other boxes waited for, end the round."""
         with self._lock:
-            others = [b for b in self._waiting if b != box]
-        if others:
-            self._reread(others)
-        self._end_round(box)
+            return any(b not in self._known or _gate_fields(self._known[b][0]) != earlier.get(b) for b in others)
 
     def _end_round(self, box: str) -> None:
         """The gate waits for nothing until told again; wake the decision thread (unless ``box`` was released meanwhile)."""
