@@ -88,7 +88,6 @@ class PartnerSection(PartnerMethods, FrozenModel):
         return self
 
 
-
 class SmtpSection(SmtpMethods, FrozenModel):
     """The team's SMTP relay: STARTTLS, and authentication whose password is read from a file at each send, never logged."""
 
@@ -115,7 +114,6 @@ class SmtpSection(SmtpMethods, FrozenModel):
         return self
 
 
-
 class ChatSection(ChatMethods, FrozenModel):
     """The team's own channel: a Slack-compatible incoming webhook (its URL is a secret: ``url_file`` keeps it out of the config)."""
 
@@ -133,7 +131,6 @@ class ChatSection(ChatMethods, FrozenModel):
         if self.url_file is not None and not self.url_file.is_file():
             raise ValueError(f"url_file {self.url_file} does not exist or is not a file")
         return self
-
 
 
 class NoticesSection(FrozenModel):

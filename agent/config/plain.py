@@ -157,13 +157,15 @@ def _validated_by_a_child(path: str | Path) -> AgentConfig:
     os.close(write_end)
     with os.fdopen(read_end, "rb") as source:
         data = source.read()
-    _, status = os.waitpid(pid, 0)
-    if os.WIFSIGNALED(status):
-        ended = f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])  # -N: killed by signal N
+    if code < 0:
+        ended = f"was killed by {signal.Signals(-code).name}"
+    elif code:
+        ended = f"exited with status {code}"
     else:
-        ended = f"exited with status {os.waitstatus_to_exitcode(status)}" if os.waitstatus_to_exitcode(status) else ""
-    if ended or not data:
-        raise ConfigError(str(path), [f"validating the config failed: its child process {ended or 'handed nothing over'}"])
+        ended = "" if data else "handed nothing over"
+    if ended:
+        raise ConfigError(str(path), [f"validating the config failed: its child process {ended}"])
     what, payload = pickle.loads(data)  # written by our own child, over a pipe only it and we hold
     if what == "problems":
         raise ConfigError(*payload)
